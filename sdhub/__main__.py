@@ -1,0 +1,3 @@
+from sdhub.cli.app import main
+
+main()

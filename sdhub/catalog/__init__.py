@@ -1,0 +1,1 @@
+"""The catalog: every asset of a home indexed in SQLite."""

@@ -1,0 +1,85 @@
+"""The ``sdhub`` command: global options, command groups, and turning errors into one line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+import typer
+
+from sdhub import __version__
+from sdhub.cli.state import STATE
+from sdhub.errors import SdhubError
+
+app = typer.Typer(
+    name="sdhub",
+    help="Keep a Stable Diffusion model library in order and prove it works.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sdhub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    home: Optional[str] = typer.Option(
+        None, "--home", envvar=None, metavar="PATH",
+        help="Library home folder (default: $SDHUB_HOME, a parent folder with catalog/, or the user data dir).",
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Keep a Stable Diffusion model library in order and prove it works."""
+    STATE.home = home
+    STATE.debug = debug
+
+
+def _register_commands() -> None:
+    # Each command group lives in its own module and adds itself to ``app``.
+    from sdhub.cli import home_commands  # noqa: F401
+    # COMMAND MODULES (one import line per module; keep sorted)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``sdhub`` console script."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="sdhub", standalone_mode=False)
+        if isinstance(result, int):
+            sys.exit(result)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("sdhub: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("sdhub: interrupted", err=True)
+        sys.exit(130)
+    except SdhubError as error:
+        if debug or STATE.debug:
+            raise
+        typer.echo(f"sdhub: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except Exception as error:  # a bug: still one line unless --debug
+        if debug or STATE.debug:
+            raise
+        typer.echo(f"sdhub: internal error: {type(error).__name__}: {error} (run with --debug for details)", err=True)
+        sys.exit(1)

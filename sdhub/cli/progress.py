@@ -1,0 +1,92 @@
+"""The CLI's renderer of the progress protocol: rich progress bars on stderr."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+from sdhub.cli.render import stderr
+
+
+class _AmountColumn(ProgressColumn):
+    """Sizes and speed for byte tasks, ``n/total unit`` and rate for the others."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._download = DownloadColumn()
+        self._speed = TransferSpeedColumn()
+        self._count = MofNCompleteColumn()
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit", "")
+        if unit == "bytes":
+            return Text.assemble(self._download.render(task), " ", self._speed.render(task))
+        count = self._count.render(task)
+        rate = f" {task.speed:.1f} {unit}/s" if task.speed and unit else ""
+        return Text.assemble(count, f" {unit}" if unit else "", rate)
+
+
+class RichTask:
+    def __init__(self, bars: Progress, task_id: TaskID) -> None:
+        self._bars = bars
+        self._id = task_id
+
+    def advance(self, amount: float = 1) -> None:
+        self._bars.advance(self._id, amount)
+
+    def update(self, *, completed: float | None = None, total: float | None = None,
+               description: str | None = None) -> None:
+        self._bars.update(self._id, completed=completed, total=total, description=description)
+
+    def finish(self) -> None:
+        self._bars.remove_task(self._id)
+
+    def __enter__(self) -> "RichTask":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+
+class RichProgress:
+    """Progress bars with rate and ETA on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._bars = Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            _AmountColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+            disable=not (enabled and stderr.is_terminal),
+        )
+
+    def __enter__(self) -> "RichProgress":
+        self._bars.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._bars.stop()
+
+    def task(self, description: str, total: float | None = None, unit: str = "") -> RichTask:
+        return RichTask(self._bars, self._bars.add_task(description, total=total, unit=unit))
+
+    def message(self, text: str) -> None:
+        self._bars.console.print(text, highlight=False)

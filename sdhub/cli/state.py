@@ -1,0 +1,20 @@
+"""Options shared by every command (``--home``, ``--debug``), set by the app callback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sdhub.config import Home, open_home
+
+
+@dataclass
+class CliState:
+    home: str | None = None
+    debug: bool = False
+
+    def open_home(self, layout: str | None = None) -> Home:
+        """The home this invocation works on (resolved; nothing created)."""
+        return open_home(self.home, layout=layout)
+
+
+STATE = CliState()

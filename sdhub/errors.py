@@ -1,0 +1,79 @@
+"""Errors a user can act on: each carries a one-line message and the exit code the CLI uses.
+
+Core code raises these; the CLI prints ``str(error)`` as one line on stderr and exits with
+``error.exit_code``. Exit codes follow the house convention: 1 the operation failed,
+2 bad usage or bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+
+class SdhubError(Exception):
+    """Base class: a message written for the user and an exit code."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(SdhubError):
+    """The command was asked for something that cannot be done as asked (bad option, bad path)."""
+
+    exit_code = 2
+
+
+class HomeError(UsageError):
+    """The home folder cannot be used (a file, unwritable, not a recognised layout)."""
+
+
+class BadInputError(SdhubError):
+    """An input file is corrupt, truncated or not what it claims to be."""
+
+    exit_code = 2
+
+
+class UnsafeFileError(SdhubError):
+    """A file would run code or touch things outside itself if loaded; it is refused."""
+
+    exit_code = 1
+
+
+class NotFoundError(SdhubError):
+    """A reference (file, catalog entry, remote model) does not exist."""
+
+    exit_code = 1
+
+
+class VerificationError(SdhubError):
+    """A result did not verify: hash mismatch, tensors differ, image check failed."""
+
+    exit_code = 1
+
+
+class NetworkError(SdhubError):
+    """A remote server could not be reached or answered with an error."""
+
+    exit_code = 1
+
+
+class AuthError(NetworkError):
+    """A remote server wants a token (or a better one): the message says how to provide it."""
+
+
+class MissingDependencyError(SdhubError):
+    """A local resource (config, tokenizer, optional package) is needed and not present."""
+
+    exit_code = 1
+
+
+class Interrupted(SdhubError):
+    """The user interrupted the operation (Ctrl-C); partial output has been removed."""
+
+    exit_code = 130

@@ -1,0 +1,67 @@
+"""Shared fixtures: homes in temporary folders and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sdhub.cli.state import STATE
+from sdhub.config import Home, init_home
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the user's real home, tokens or Hugging Face cache, or reaches the network."""
+    for name in ("SDHUB_HOME", "CIVITAI_TOKEN", "HF_TOKEN", "SDHUB_CIVITAI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    user_dir = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("XDG_DATA_HOME", str(user_dir / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(user_dir / "config"))
+    monkeypatch.setenv("HF_HOME", str(user_dir / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    STATE.home = None
+    STATE.debug = False
+
+
+@pytest.fixture
+def tmp_home(tmp_path: Path) -> Home:
+    """A fresh, empty home in sdhub's own layout."""
+    return init_home(tmp_path / "home", "sdhub")
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path):
+    """Run ``sdhub ARGS`` in-process and return its exit code, stdout and stderr."""
+    from sdhub.cli.app import main
+
+    def run(*args: str | os.PathLike[str], cwd: Path | None = None) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        previous = Path.cwd()
+        os.chdir(cwd or tmp_path)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main([str(a) for a in args])
+                except SystemExit as exit_:
+                    code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        finally:
+            os.chdir(previous)
+            STATE.home = None
+            STATE.debug = False
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run
