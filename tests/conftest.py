@@ -14,6 +14,14 @@ from sdhub.cli.state import STATE
 from sdhub.config import Home, init_home
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The suite runs one worker per core (pytest -n 2); torch's own thread pool on top of that
+    # only makes the workers fight over the same cores.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the user's real home, tokens or Hugging Face cache, or reaches the network."""
