@@ -243,3 +243,55 @@ def env(name: str, default: str | None = None) -> str | None:
     """Read one environment setting; the only door from core code to ``os.environ``."""
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def config_path() -> Path:
+    """sdhub's per-user settings file (tokens): ``<user config dir>/sdhub/config.json``, mode 0600."""
+    return Path(platformdirs.user_config_dir("sdhub", appauthor=False)) / "config.json"
+
+
+def read_config() -> dict[str, object]:
+    """The per-user settings, empty when the file does not exist; a broken file is a usage error."""
+    import json
+
+    path = config_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read sdhub settings {path}: {error}; fix or delete the file") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"sdhub settings {path} must hold a JSON object; fix or delete the file")
+    return data
+
+
+def write_config(values: dict[str, object]) -> Path:
+    """Merge ``values`` into the settings file, written atomically and readable only by the user."""
+    import json
+    import tempfile
+
+    path = config_path()
+    merged = {**read_config(), **values}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(merged, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def civitai_token() -> str | None:
+    """The Civitai API token: ``CIVITAI_TOKEN``, else ``civitai_token`` in the settings file."""
+    token = env("CIVITAI_TOKEN")
+    if token:
+        return token.strip()
+    stored = read_config().get("civitai_token")
+    return stored.strip() if isinstance(stored, str) and stored.strip() else None

@@ -1,1 +1,350 @@
-"""The catalog: every asset of a home indexed in SQLite."""
+"""The catalog: every asset of a home indexed in SQLite (``catalog/sdhub.db``).
+
+``Catalog(home)`` is the one entry point: scan the home's folders, look assets up by any
+reference, list and search them, find and free duplicates, and record what sources, tests and
+conversions learn about a file. The tables are documented in docs/catalog.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from sdhub.catalog import dedupe, queries, store
+from sdhub.catalog.analysis import FileIdentity, analyse_file, is_model_file_name
+from sdhub.catalog.db import connect, write_transaction
+from sdhub.catalog.records import (
+    Asset,
+    AssetDetails,
+    DedupeReport,
+    DuplicatesReport,
+    RemoveReport,
+    Root,
+    ScanReport,
+    json_list,
+)
+from sdhub.catalog.remote import remote_fields
+from sdhub.catalog.scanner import Scanner
+from sdhub.catalog.schema import migrate
+from sdhub.catalog.sidecars import sd_version, write_sidecars
+from sdhub.catalog.walker import FoundFile, sidecar_stamps
+from sdhub.config import LAYOUTS, Home
+from sdhub.errors import NotFoundError, SdhubError, UsageError
+from sdhub.progress import NULL_PROGRESS, Progress
+
+__all__ = ["Asset", "AssetDetails", "Catalog", "DedupeReport", "DuplicatesReport", "RemoveReport", "Root",
+           "ScanReport", "SidecarExportReport"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class SidecarExportReport:
+    """Which sidecar files ``export_sidecars`` wrote (files already up to date are not rewritten)."""
+
+    written: list[str] = field(default_factory=list)
+    models: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_sha256(value: str, what: str) -> str:
+    value = str(value).strip().lower()
+    if not _SHA256.match(value):
+        raise UsageError(f"{what} must be a 64-character SHA-256, got {value!r}")
+    return value
+
+
+class Catalog:
+    """The catalog of one home. Open it, use it, ``close()`` it (or use ``with``)."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        try:
+            self.db = connect(home.database_path)
+            migrate(self.db)
+            if self.db.execute("SELECT 1 FROM settings WHERE key = 'layout'").fetchone() is None:
+                with write_transaction(self.db):
+                    self.db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('layout', ?)",
+                                    [home.layout])
+        except (OSError, sqlite3.DatabaseError) as error:
+            raise SdhubError(f"cannot open the catalog {home.database_path}: "
+                             f"{getattr(error, 'strerror', None) or error}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- folders --------------------------------------------------------------------------------
+
+    def roots(self) -> list[Root]:
+        """Every folder a scan walks: the layout's folders, then the extra roots added by the user."""
+        roots = []
+        layout = LAYOUTS.get(self.home.layout)
+        for kind, path in self.home.folders.items():
+            roots.append(Root(str(path), kind, "layout", path.is_dir()))
+            # A layout may name several folders for a kind (A1111's Lora and LyCORIS): scan each that exists.
+            for candidate in layout.folders.get(kind, ()) if layout else ():
+                other = self.home.root / candidate
+                if other != path and other.is_dir():
+                    roots.append(Root(str(other), kind, "layout", True))
+        for row in self.db.query("SELECT path, kind FROM roots ORDER BY path"):
+            roots.append(Root(row["path"], row["kind"], "added", os.path.isdir(row["path"])))
+        return roots
+
+    def add_root(self, path: str | os.PathLike[str], kind: str | None = None) -> Root:
+        """Add a folder to scan besides the layout's own (a download folder, another install)."""
+        folder = Path(path).expanduser().absolute()
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a folder")
+        with write_transaction(self.db):
+            self.db.execute("INSERT INTO roots (path, kind, added_at) VALUES (?, ?, ?) "
+                            "ON CONFLICT(path) DO UPDATE SET kind = excluded.kind", [str(folder), kind, store.now()])
+        return Root(str(folder), kind, "added", True)
+
+    def remove_root(self, path: str | os.PathLike[str]) -> Root:
+        """Stop scanning an extra root. Files found there stay in the catalog (``remove`` forgets them)."""
+        folder = str(Path(path).expanduser().absolute())
+        row = self.db.execute("SELECT kind FROM roots WHERE path = ?", [folder]).fetchone()
+        if row is None:
+            raise NotFoundError(f"{folder} is not an added root; see `sdhub roots`")
+        with write_transaction(self.db):
+            self.db.execute("DELETE FROM roots WHERE path = ?", [folder])
+        return Root(folder, row[0], "added", os.path.isdir(folder))
+
+    # -- scanning -------------------------------------------------------------------------------
+
+    def scan(self, progress: Progress = NULL_PROGRESS, full: bool = False, *, check_values: bool = False,
+             workers: int | None = None) -> ScanReport:
+        """Bring the catalog up to date with the files on disk, reading only new or changed files.
+
+        ``full`` reads every file again; ``check_values`` also looks for NaN/Inf weights and broken
+        CLIP position ids in the files it reads (a second read of each).
+        """
+        roots = [(Path(root.path), root.kind) for root in self.roots()]
+        exclude = [self.home.catalog_dir, self.home.outputs_dir]
+        scanner = Scanner(self.db, progress=progress, full=full, check_values=check_values, workers=workers)
+        return scanner.scan(roots, exclude)
+
+    def _folder_kind(self, path: Path) -> str | None:
+        best: tuple[int, str | None] = (-1, None)
+        for root in self.roots():
+            root_path = Path(root.path)
+            if path.is_relative_to(root_path) and len(root_path.parts) > best[0]:
+                best = (len(root_path.parts), root.kind)
+        return best[1]
+
+    def add_file(self, path: str | os.PathLike[str], progress: Progress = NULL_PROGRESS, *,
+                 check_values: bool = False) -> Asset:
+        """Catalog one file now (a download that just landed); unchanged files are not read again."""
+        file = Path(path).expanduser().absolute()
+        if not file.is_file():
+            raise NotFoundError(f"{file} does not exist or is not a file")
+        if not is_model_file_name(file.name):
+            raise UsageError(f"{file.name} is not a model file name (or is a temporary/partial file)")
+        identity = FileIdentity.of(file.stat())
+        row = self.db.execute("SELECT asset_id, size, mtime_ns, inode, device FROM files WHERE path = ?",
+                              [str(file)]).fetchone()
+        if row is not None and FileIdentity(*row[1:]) == identity:
+            return queries.get_asset(self.db, row[0])
+        scanner = Scanner(self.db, progress=progress)
+        found = FoundFile(str(file), identity, self._folder_kind(file), sidecar_stamps(file))
+        analysis = analyse_file(file, progress, check_values=check_values)
+        found.identity = analysis.identity
+        with write_transaction(self.db):
+            asset_id = scanner.record_analysis(found, analysis, row is not None, {})
+        return queries.get_asset(self.db, asset_id)
+
+    # -- looking things up ----------------------------------------------------------------------
+
+    def find(self, ref: str) -> Asset:
+        """The asset named by an id, a path, a name or name prefix, or any hash or hash prefix."""
+        return queries.find_asset(self.db, ref)
+
+    def get(self, sha256: str) -> Asset | None:
+        """The asset with this SHA-256, or None."""
+        row = self.db.execute("SELECT id FROM assets WHERE sha256 = ?", [str(sha256).lower()]).fetchone()
+        return queries.get_asset(self.db, row[0]) if row else None
+
+    def list_assets(self, kind: str | None = None, base: str | None = None, sort: str = "name") -> list[Asset]:
+        """All assets, optionally of one kind and base model, sorted by name, size or date added."""
+        return queries.list_assets(self.db, kind=kind, base=base, sort=sort)
+
+    def search(self, text: str, limit: int = 100) -> list[Asset]:
+        """Full-text search over names, tags, trigger words, descriptions and notes."""
+        return queries.search(self.db, text, limit)
+
+    def show(self, ref: str) -> AssetDetails:
+        """Everything known about one asset, including every copy's path, ancestors and derived copies."""
+        return queries.asset_details(self.db, self.find(ref))
+
+    # -- duplicates -----------------------------------------------------------------------------
+
+    def duplicates(self) -> DuplicatesReport:
+        """Contents present at more than one path, with the bytes the extra copies waste."""
+        return queries.duplicates(self.db)
+
+    def link_duplicates(self) -> DedupeReport:
+        """Replace extra copies with hard links to one copy (same filesystem only); no path is lost."""
+        return dedupe.link_duplicates(self.db, self.duplicates())
+
+    def delete_duplicates(self) -> DedupeReport:
+        """Delete every copy of each duplicated content but one."""
+        return dedupe.delete_duplicates(self.db, self.duplicates())
+
+    # -- changing assets ------------------------------------------------------------------------
+
+    def remove(self, ref: str, files: bool = False) -> RemoveReport:
+        """Forget an asset; with ``files`` also delete its files. A later scan re-adds files still on disk."""
+        asset = self.find(ref)
+        deleted = []
+        if files:
+            for record in asset.present_files:
+                try:
+                    os.unlink(record.path)
+                except FileNotFoundError:
+                    continue
+                except OSError as error:
+                    raise SdhubError(f"cannot delete {record.path}: {error.strerror or error}") from None
+                deleted.append(record.path)
+        with write_transaction(self.db):
+            for table in ("files", "hashes", "remote", "previews", "tests"):
+                self.db.execute(f"DELETE FROM {table} WHERE asset_id = ?", [asset.id])
+            self.db.execute("DELETE FROM assets WHERE id = ?", [asset.id])
+        return RemoveReport(asset, deleted)
+
+    def tag(self, ref: str, tags: Iterable[str]) -> Asset:
+        """Add tags to an asset; a tag written ``-name`` removes ``name``."""
+        asset = self.find(ref)
+        with write_transaction(self.db):
+            # Read under the write lock so a tag added by another process at the same time is kept.
+            row = store.asset_row(self.db, asset_id=asset.id)
+            if row is None:
+                raise NotFoundError(f"asset {asset.id} was removed meanwhile")
+            current = json_list(row["tags"])
+            for tag in tags:
+                tag = tag.strip()
+                if tag.startswith("-") and len(tag) > 1:
+                    current = [t for t in current if t.lower() != tag[1:].lower()]
+                elif tag and tag.lower() not in (t.lower() for t in current):
+                    current.append(tag)
+            store.update_asset(self.db, asset.id, {"tags": current})
+        return queries.get_asset(self.db, asset.id)
+
+    def _require(self, sha256: str) -> Asset:
+        sha256 = _check_sha256(sha256, "sha256")
+        asset = self.get(sha256)
+        if asset is None:
+            raise NotFoundError(f"no asset with SHA-256 {sha256} in the catalog; add the file first")
+        return asset
+
+    def set_remote(self, sha256: str, source: str, data: dict[str, Any]) -> Asset:
+        """Record what Civitai or Hugging Face says about a file; derived copies inherit it."""
+        asset = self._require(sha256)
+        fields = remote_fields(source, data, asset.sha256)
+        with write_transaction(self.db):
+            store.put_remote(self.db, asset.id, fields, data)
+            store.propagate_to_derived(self.db, asset.sha256)
+        return queries.get_asset(self.db, asset.id)
+
+    def record_test(self, sha256: str, result: Any) -> Asset:
+        """Store a reference-generation result; its verdict becomes the asset's status."""
+        asset = self._require(sha256)
+        data = _plain(result)
+        verdict = data.get("verdict")
+        if not verdict:
+            raise UsageError("a test result needs a 'verdict'")
+        image = data.get("image_path") or data.get("image")
+        seconds = data.get("seconds")
+        details = {k: v for k, v in data.items() if k not in ("verdict", "kind", "image_path", "image", "seconds")}
+        stamp = store.now()
+        with write_transaction(self.db):
+            self.db.execute(
+                "INSERT INTO tests (asset_id, kind, verdict, details, image_path, seconds, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [asset.id, str(data.get("kind") or "reference"), str(verdict),
+                 json.dumps(details, ensure_ascii=False, default=str), None if image is None else str(image),
+                 None if seconds is None else float(seconds), stamp])
+            self.db.execute("UPDATE assets SET status = ?, status_at = ?, updated_at = ? WHERE id = ?",
+                            [str(verdict), stamp, stamp, asset.id])
+        return queries.get_asset(self.db, asset.id)
+
+    def record_lineage(self, child_sha256: str, parent_sha256: str, relation: str | None = None) -> None:
+        """Record that one file was made from another (convert, prune, cast); the child inherits metadata."""
+        child = _check_sha256(child_sha256, "child sha256")
+        parent = _check_sha256(parent_sha256, "parent sha256")
+        if child == parent:
+            raise UsageError("a file cannot be made from itself")
+        with write_transaction(self.db):
+            store.link_lineage(self.db, child, parent, relation)
+
+    # -- sidecars -------------------------------------------------------------------------------
+
+    def export_sidecars(self, progress: Progress = NULL_PROGRESS) -> SidecarExportReport:
+        """Write ``.civitai.info``, ``.json`` and preview sidecars next to every present model file."""
+        report = SidecarExportReport()
+        assets = [a for a in self.list_assets() if a.present_files]
+        task = progress.task("Writing sidecars", total=len(assets), unit="models")
+        for asset in assets:
+            civitai = self._civitai_json(asset.id)
+            user = _user_metadata(asset)
+            preview = self._local_preview(asset)
+            for record in asset.present_files:
+                report.models += 1
+                try:
+                    report.written += write_sidecars(record.path, civitai=civitai, user=user, preview=preview)
+                except OSError as error:
+                    report.errors.append({"path": record.path, "error": error.strerror or str(error)})
+            task.advance(1)
+        task.finish()
+        return report
+
+    def _civitai_json(self, asset_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT json FROM remote WHERE asset_id = ? AND source = 'civitai'",
+                              [asset_id]).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[0])
+        return value if isinstance(value, dict) and value else None
+
+    def _local_preview(self, asset: Asset) -> str | None:
+        for (path,) in self.db.execute("SELECT path FROM previews WHERE asset_id = ? AND path IS NOT NULL "
+                                       "ORDER BY id", [asset.id]).fetchall():
+            if os.path.isfile(path):
+                return path
+        return None
+
+
+def _user_metadata(asset: Asset) -> dict[str, Any]:
+    """A1111 ``<base>.json`` keys for an asset, or {} when the catalog knows nothing worth writing."""
+    if not (asset.description or asset.trigger_words or asset.preferred_weight or asset.notes):
+        return {}
+    return {
+        "description": asset.description or "",
+        "sd version": sd_version(asset.base_model, asset.architecture),
+        "activation text": ", ".join(asset.trigger_words),
+        "preferred weight": asset.preferred_weight or 0,
+        "notes": asset.notes or "",
+    }
+
+
+def _plain(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict):
+        return dict(result)
+    if hasattr(result, "to_dict"):
+        return dict(result.to_dict())
+    if is_dataclass(result) and not isinstance(result, type):
+        return asdict(result)
+    raise UsageError(f"cannot record a test result of type {type(result).__name__}")

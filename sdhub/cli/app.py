@@ -48,9 +48,44 @@ def _register_commands() -> None:
     # Each command group lives in its own module and adds itself to ``app``.
     from sdhub.cli import home_commands  # noqa: F401
     # COMMAND MODULES (one import line per module; keep sorted)
+    from sdhub.cli import catalog_commands  # noqa: F401
+    from sdhub.cli import convert_commands  # noqa: F401
+    from sdhub.cli import demo_command  # noqa: F401
+    from sdhub.cli import generate_commands  # noqa: F401
+    from sdhub.cli import get_commands  # noqa: F401
+    from sdhub.cli import inspect_commands  # noqa: F401
+    from sdhub.cli import prompt_commands  # noqa: F401
+    from sdhub.cli import prune_commands  # noqa: F401
+    from sdhub.cli import tui_command  # noqa: F401
+
+
+#: The panels of ``sdhub --help``: every command under the job a user comes for.
+HELP_PANELS = {
+    "Start here": ("demo", "init", "home", "doctor", "tui"),
+    "Get models": ("get", "civitai"),
+    "Make them safe and small": ("convert", "scan-pickle", "prune"),
+    "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "tag", "rm", "roots",
+                           "export-sidecars"),
+    "Prove they work": ("generate", "smoke", "test", "prompt", "pnginfo"),
+}
+
+
+def _assign_help_panels() -> None:
+    order = [name for names in HELP_PANELS.values() for name in names]
+    panel_of = {name: panel for panel, names in HELP_PANELS.items() for name in names}
+
+    def name_of(info: typer.models.CommandInfo | typer.models.TyperInfo) -> str:
+        return info.name or (info.callback.__name__.replace("_", "-") if info.callback else "")
+
+    for info in (*app.registered_commands, *app.registered_groups):
+        info.rich_help_panel = panel_of.get(name_of(info), "Other")
+    rank = {name: position for position, name in enumerate(order)}
+    app.registered_commands.sort(key=lambda info: rank.get(name_of(info), len(order)))
+    app.registered_groups.sort(key=lambda info: rank.get(name_of(info), len(order)))
 
 
 _register_commands()
+_assign_help_panels()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,6 +44,7 @@ class RichTask:
     def __init__(self, bars: Progress, task_id: TaskID) -> None:
         self._bars = bars
         self._id = task_id
+        self._finished = False
 
     def advance(self, amount: float = 1) -> None:
         self._bars.advance(self._id, amount)
@@ -53,7 +54,9 @@ class RichTask:
         self._bars.update(self._id, completed=completed, total=total, description=description)
 
     def finish(self) -> None:
-        self._bars.remove_task(self._id)
+        if not self._finished:
+            self._finished = True
+            self._bars.remove_task(self._id)
 
     def __enter__(self) -> "RichTask":
         return self

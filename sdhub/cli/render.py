@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 stdout = Console(soft_wrap=True)
@@ -42,7 +43,7 @@ def print_table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: st
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
+        table.add_row(*("" if cell is None else escape(str(cell)) for cell in row))
     stdout.print(table)
 
 
@@ -50,7 +51,8 @@ def print_fields(fields: Sequence[tuple[str, Any]]) -> None:
     """A two-column ``name: value`` listing on stdout."""
     width = max((len(name) for name, _ in fields), default=0)
     for name, value in fields:
-        stdout.print(f"[bold]{name.ljust(width)}[/bold]  {'' if value is None else value}", highlight=False)
+        text = "" if value is None else escape(str(value))
+        stdout.print(f"[bold]{escape(name.ljust(width))}[/bold]  {text}", highlight=False)
 
 
 def info(text: str) -> None:

@@ -1,0 +1,172 @@
+"""Benchmark ``sdhub convert`` against ``cp`` and the usual torch scripts, on a full-size SD1.5 checkpoint.
+
+Each method runs as its own process under ``/usr/bin/time -v``, so wall time and peak resident
+memory (mapped file pages included) are measured the same way for all of them. The source is
+read once beforehand so every method starts from the page cache; dirty pages are synced
+between runs and not counted. Prints a table and rewrites this benchmark's section of
+``docs/benchmarks.md``.
+
+    .venv/bin/python bench/convert.py               # full size (~4.3 GB), the real benchmark
+    .venv/bin/python bench/convert.py --size tiny   # a quick smoke run of the script itself
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / ".data"
+DOCS = ROOT / "docs" / "benchmarks.md"
+PYTHON = sys.executable
+SDHUB = str(Path(sys.executable).with_name("sdhub"))
+
+TORCH_LOAD = """
+import sys, torch
+from safetensors.torch import save_file
+checkpoint = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+state = checkpoint.get("state_dict", checkpoint)
+save_file({k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}, sys.argv[2])
+"""
+TORCH_MMAP = """
+import sys, torch
+from safetensors.torch import save_file
+checkpoint = torch.load(sys.argv[1], map_location="cpu", mmap=True, weights_only=True)
+state = checkpoint.get("state_dict", checkpoint)
+save_file({k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}, sys.argv[2])
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    wall: float
+    peak_mb: float
+    output_mb: float
+
+
+def ensure_source(size: str) -> Path:
+    """The factory's SD1.5-shaped fp32 checkpoint (zip .ckpt), made once under a lock."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / ("sd15-full-fp32.ckpt" if size == "full" else "sd15-tiny-fp32.ckpt")
+    with open(DATA / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            print(f"writing {path} (once) ...", file=sys.stderr)
+            from sdhub.testing import factory
+
+            factory.sd1_checkpoint(path, fmt="ckpt", size=size)
+    return path
+
+
+def measure(name: str, command: list[str], output: Path) -> Result:
+    output.unlink(missing_ok=True)
+    subprocess.run(["sync"], check=True)
+    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-2000:]}")
+    wall_text = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", done.stderr).group(1)
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
+    seconds = 0.0
+    for part in wall_text.split(":"):
+        seconds = seconds * 60 + float(part)
+    size_mb = output.stat().st_size / 1e6
+    output.unlink()
+    return Result(name, seconds, peak_kb / 1024, size_mb)
+
+
+def run(size: str, repeat: int) -> tuple[Path, list[Result]]:
+    source = ensure_source(size)
+    with open(source, "rb") as handle:  # warm the page cache once for everyone
+        while handle.read(64 * 1024 * 1024):
+            pass
+    out = DATA / "bench-convert-out.safetensors"
+    methods = [
+        ("cp (the floor)", ["cp", str(source), str(out)]),
+        ("cp + sync (a durable copy, what sdhub's fsync costs)",
+         ["sh", "-c", 'cp "$0" "$1" && sync "$1"', str(source), str(out)]),
+        ("torch.load + save_file", [PYTHON, "-c", TORCH_LOAD, str(source), str(out)]),
+        ("torch.load(mmap=True, weights_only=True) + save_file", [PYTHON, "-c", TORCH_MMAP, str(source), str(out)]),
+        ("sdhub convert", [SDHUB, "convert", str(source), "-o", str(out), "--overwrite"]),
+        ("sdhub convert --dtype fp16", [SDHUB, "convert", str(source), "-o", str(out), "--overwrite", "--dtype", "fp16"]),
+    ]
+    results = []
+    for name, command in methods:
+        runs = [measure(name, command, out) for _ in range(repeat)]
+        wall = statistics.median(r.wall for r in runs)
+        peak = max(r.peak_mb for r in runs)
+        results.append(Result(name, wall, peak, runs[0].output_mb))
+        print(f"{name:55s} {wall:7.2f} s  {peak:8.0f} MB peak", file=sys.stderr)
+    return source, results
+
+
+def table(source: Path, results: list[Result], repeat: int, size: str) -> str:
+    by_name = {r.name: r for r in results}
+    cp = max(by_name["cp (the floor)"].wall, 0.01)
+    mmap_form = by_name["torch.load(mmap=True, weights_only=True) + save_file"].wall
+    lines = [
+        f"Source: `{source.name}`, {source.stat().st_size / 1e9:.2f} GB (factory `sd1_checkpoint(size=\"{size}\", "
+        f"fmt=\"ckpt\")`, random fp32 weights). Median of {repeat} run(s) each, page cache warm, "
+        f"`/usr/bin/time -v` peak RSS (mapped file pages included). Machine: {os.cpu_count()} CPUs, "
+        f"{platform.machine()}, Python {platform.python_version()}; measured {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        "| method | wall (s) | peak RSS (MB) | wall / cp | output (MB) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(f"| {r.name} | {r.wall:.2f} | {r.peak_mb:.0f} | {r.wall / cp:.2f}x | {r.output_mb:.0f} |")
+    sdhub = by_name["sdhub convert"]
+    fp16 = by_name["sdhub convert --dtype fp16"]
+    durable = by_name["cp + sync (a durable copy, what sdhub's fsync costs)"].wall
+    checks = [
+        ("peak RSS of `sdhub convert` <= 512 MB", sdhub.peak_mb <= 512, f"{sdhub.peak_mb:.0f} MB"),
+        ("peak RSS of `--dtype fp16` <= 512 MB", fp16.peak_mb <= 512, f"{fp16.peak_mb:.0f} MB"),
+        ("`sdhub convert` wall <= 1.5x cp", sdhub.wall <= 1.5 * cp, f"{sdhub.wall / cp:.2f}x"),
+        ("`sdhub convert` no slower than the mmap form", sdhub.wall <= mmap_form, f"{sdhub.wall / mmap_form:.2f}x"),
+        ("`--dtype fp16` wall <= 1.5x cp of the input", fp16.wall <= 1.5 * cp, f"{fp16.wall / cp:.2f}x"),
+        ("`sdhub convert` wall <= 1.5x cp + sync (both durable)", sdhub.wall <= 1.5 * durable,
+         f"{sdhub.wall / durable:.2f}x"),
+    ]
+    lines += ["", "| goal | met | measured |", "| --- | --- | --- |"]
+    lines += [f"| {goal} | {'yes' if ok else 'no'} | {value} |" for goal, ok, value in checks]
+    lines += ["", "`sdhub convert` also fsyncs its output and computes the source's SHA-256 for the metadata "
+              "(in a second thread); `cp` and the torch scripts do neither."]
+    return "\n".join(lines)
+
+
+def update_docs(section: str) -> None:
+    start, end = "<!-- bench:convert -->", "<!-- /bench:convert -->"
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
+    block = f"{start}\n## convert: .ckpt to .safetensors\n\n{section}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=("full", "tiny"), default="full")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-docs", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
+    args = parser.parse_args()
+    source, results = run(args.size, args.repeat)
+    section = table(source, results, args.repeat, args.size)
+    print(section)
+    if not args.no_docs and args.size == "full":
+        update_docs(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Download throughput: sdhub's downloader against curl, same file, same local server.
+
+A 1 GB file is served by the imitation Civitai storage host (sendfile, Range support) running in
+its own process. Each round downloads it with ``curl -o`` and with sdhub (one connection, then
+``--connections 4``), alternating, into bench/.data/download-out/. sdhub also computes the SHA-256
+while the bytes arrive and verifies it; curl does not hash. Prints a table and rewrites the
+``download`` section of docs/benchmarks.md.
+
+    .venv/bin/python bench/download.py [--size-mb 1024] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / "bench" / ".data"
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "download"
+
+
+def make_file(path: Path, size: int) -> str:
+    """A file of incompressible bytes (made once, reused); returns its SHA-256."""
+    digest = hashlib.sha256()
+    if path.exists() and path.stat().st_size == size:
+        with open(path, "rb") as handle:
+            while block := handle.read(16 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+    temp = path.with_suffix(".tmp")
+    with open(temp, "wb") as out:
+        left = size
+        while left:
+            block = os.urandom(min(left, 16 << 20))
+            digest.update(block)
+            out.write(block)
+            left -= len(block)
+    os.replace(temp, path)
+    return digest.hexdigest()
+
+
+def serve(path: Path) -> None:
+    """Run the storage server for ``path`` until stdin closes (used by the benchmark's child process)."""
+    from sdhub.testing.civitai_server import CivitaiServer
+
+    server = CivitaiServer().start()
+    model = {"id": 1, "name": "bench", "type": "Checkpoint", "modelVersions": [{
+        "id": 1, "name": "v1", "baseModel": "SD 1.5", "files": [{
+            "id": 1, "name": path.name, "type": "Model", "primary": True,
+            "metadata": {"format": "Other", "size": "full", "fp": "fp32"}}]}]}
+    server.add_model(model, {1: path})
+    print(server.storage_location(server.served(1)), flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+def time_curl(url: str, out: Path) -> tuple[float, float]:
+    """curl's time, and its time plus an fsync of the result (the durability sdhub gives)."""
+    started = time.perf_counter()
+    subprocess.run(["curl", "-s", "-S", "-f", "-o", str(out), url], check=True)
+    fetched = time.perf_counter() - started
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return fetched, time.perf_counter() - started
+
+
+def time_sdhub(url: str, folder: Path, connections: int, expected: str) -> float:
+    from sdhub.sources.download import download
+    from sdhub.sources.http import HttpClient
+
+    started = time.perf_counter()
+    result = download(HttpClient(), url, folder, expected_sha256=expected, connections=connections)
+    elapsed = time.perf_counter() - started
+    result.path.unlink()
+    return elapsed
+
+
+def write_section(text: str) -> None:
+    begin, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
+    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in current and end in current:
+        before, rest = current.split(begin, 1)
+        _, after = rest.split(end, 1)
+        updated = before + block + after
+    else:
+        updated = current.rstrip() + "\n\n" + block + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    temp = DOC.with_suffix(".md.tmp")
+    temp.write_text(updated, encoding="utf-8")
+    os.replace(temp, DOC)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--no-doc", action="store_true", help="Do not update docs/benchmarks.md.")
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    size = args.size_mb * 1024 * 1024
+    source = DATA / f"download-{args.size_mb}mb.bin"
+    print(f"preparing {source.name}...", file=sys.stderr)
+    expected = make_file(source, size)
+    out = DATA / "download-out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(source)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        times: dict[str, list[float]] = {"curl": [], "sdhub": [], "sdhub --connections 4": [],
+                                         "curl, then fsync": []}
+        for round_number in range(args.rounds):
+            fetched, durable = time_curl(url, out / "curl.bin")
+            times["curl"].append(fetched)
+            times["curl, then fsync"].append(durable)
+            (out / "curl.bin").unlink()
+            times["sdhub"].append(time_sdhub(url, out, 1, expected))
+            times["sdhub --connections 4"].append(time_sdhub(url, out, 4, expected))
+            print(f"round {round_number + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
+                  file=sys.stderr)
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=30)
+        shutil.rmtree(out, ignore_errors=True)
+
+    curl_best = min(times["curl"])
+    rows = []
+    for name, values in times.items():
+        best = min(values)
+        rows.append((name, best, statistics.median(values), size / best / 1e6, curl_best / best))
+    table = ["| client | best s | median s | best MB/s | vs curl (best) |", "| --- | --- | --- | --- | --- |"]
+    table += [f"| {n} | {b:.2f} | {m:.2f} | {r:.0f} | {x:.2f}x |" for n, b, m, r, x in rows]
+    cpus = os.cpu_count()
+    text = "\n".join([
+        "## Download throughput (`bench/download.py`)",
+        "",
+        f"{args.size_mb} MiB of random bytes from a local HTTP server (the imitation Civitai storage host, "
+        f"sendfile, in its own process) on 127.0.0.1; {args.rounds} alternating rounds; {cpus} CPUs shared "
+        "with other work, so figures are noisy. sdhub writes a resumable `.part`, hashes (SHA-256) while "
+        "receiving, verifies against the published hash, fsyncs and renames; curl only writes (`curl -o`); "
+        "the last row adds an fsync to curl's file for comparison.",
+        "",
+        *table,
+        "",
+        f"Acceptance: sdhub >= 0.9x curl: **{'yes' if rows[1][4] >= 0.9 else 'no'}** ({rows[1][4]:.2f}x); "
+        f"`--connections 4` not slower than one connection (best times, 5% tolerance for noise): "
+        f"**{'yes' if rows[2][1] <= rows[1][1] * 1.05 else 'no'}** ({rows[2][1]:.2f}s vs {rows[1][1]:.2f}s).",
+    ])
+    print(text)
+    if not args.no_doc:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Reading the catalog: resolving a reference, listing, full-text search, details, duplicates."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Sequence
+
+import sqlite_utils
+
+from sdhub.catalog.analysis import model_stem
+from sdhub.catalog.records import (
+    Asset,
+    AssetDetails,
+    AssetLink,
+    DuplicateGroup,
+    DuplicatesReport,
+    FileRecord,
+    json_dict,
+)
+from sdhub.errors import NotFoundError, UsageError
+
+SORTS = {
+    "name": "a.name COLLATE NOCASE, a.id",
+    "size": "a.size DESC, a.id",
+    "added": "a.added_at DESC, a.id DESC",
+}
+
+#: Hash prefixes shorter than this are not looked up (too many accidental matches).
+MIN_HASH_PREFIX = 4
+_HEX = re.compile(r"^[0-9a-f]+$")
+#: Up to this many asset ids are fetched with ``IN (...)``; beyond it one pass over ``files`` is cheaper.
+_IN_LIMIT = 500
+
+
+def load_assets(db: sqlite_utils.Database, where: str = "", params: Sequence[Any] = (),
+                order: str = SORTS["name"], limit: int | None = None) -> list[Asset]:
+    """Assets matching a WHERE clause over ``assets a``, each with its files."""
+    sql = f"SELECT a.* FROM assets a {('WHERE ' + where) if where else ''} ORDER BY {order}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    rows = list(db.query(sql, list(params)))
+    return _with_files(db, rows)
+
+
+def _with_files(db: sqlite_utils.Database, rows: list[dict[str, Any]]) -> list[Asset]:
+    ids = [row["id"] for row in rows]
+    files: dict[int, list[FileRecord]] = {i: [] for i in ids}
+    if ids:
+        if len(ids) <= _IN_LIMIT:
+            query = db.query(f"SELECT * FROM files WHERE asset_id IN ({', '.join('?' * len(ids))}) ORDER BY path", ids)
+        else:
+            query = db.query("SELECT * FROM files ORDER BY path")
+        for file in query:
+            if file["asset_id"] in files:
+                files[file["asset_id"]].append(FileRecord.from_row(file))
+    return [Asset.from_row(row, files[row["id"]]) for row in rows]
+
+
+def get_asset(db: sqlite_utils.Database, asset_id: int) -> Asset:
+    assets = load_assets(db, "a.id = ?", [asset_id])
+    if not assets:
+        raise NotFoundError(f"no asset with id {asset_id} in the catalog")
+    return assets[0]
+
+
+def list_assets(db: sqlite_utils.Database, *, kind: str | None = None, base: str | None = None,
+                sort: str = "name") -> list[Asset]:
+    """Assets filtered by kind and base model (a case-insensitive part of base model or architecture)."""
+    if sort not in SORTS:
+        raise UsageError(f"unknown sort {sort!r}; choose one of: {', '.join(SORTS)}")
+    clauses, params = [], []
+    if kind:
+        clauses.append("a.kind = ?")
+        params.append(kind.lower())
+    if base:
+        clauses.append("(a.base_model LIKE ? ESCAPE '\\' OR a.architecture LIKE ? ESCAPE '\\')")
+        params += [f"%{_escape_like(base)}%"] * 2
+    return load_assets(db, " AND ".join(clauses), params, SORTS[sort])
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def fts_query(text: str) -> str:
+    """A user's words as an FTS5 query: every word must match, each as a prefix."""
+    words = re.findall(r"\w+", text)
+    if not words:
+        raise UsageError("give at least one word to search for")
+    return " ".join(f'"{word}"*' for word in words)
+
+
+def search(db: sqlite_utils.Database, text: str, limit: int = 100) -> list[Asset]:
+    """Assets whose name, tags, trigger words, description or notes match all the words of ``text``."""
+    rows = list(db.query(
+        "SELECT a.* FROM assets_fts JOIN assets a ON a.id = assets_fts.rowid "
+        "WHERE assets_fts MATCH ? ORDER BY bm25(assets_fts), a.id LIMIT ?", [fts_query(text), limit]))
+    return _with_files(db, rows)
+
+
+def _ids(db: sqlite_utils.Database, sql: str, params: Sequence[Any]) -> list[int]:
+    return [row[0] for row in db.execute(sql, list(params)).fetchall()]
+
+
+def _exact_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
+    ids: list[int] = []
+    if ref.isdigit():
+        ids += _ids(db, "SELECT id FROM assets WHERE id = ?", [int(ref)])
+    if os.sep in ref or os.path.exists(ref):
+        path = os.path.abspath(os.path.expanduser(ref))
+        ids += _ids(db, "SELECT asset_id FROM files WHERE path = ? OR path = ?", [path, os.path.realpath(path)])
+    lower = ref.lower()
+    if _HEX.match(lower):
+        ids += _ids(db, "SELECT asset_id FROM hashes WHERE value = ?", [lower])
+    ids += _ids(db, "SELECT id FROM assets WHERE name = ? COLLATE NOCASE", [ref])
+    wanted = ref.lower()
+    for asset_id, path in db.execute("SELECT asset_id, path FROM files WHERE path LIKE ? ESCAPE '\\'",
+                                     [f"%{os.sep}{_escape_like(ref)}%"]).fetchall():
+        name = os.path.basename(path)
+        if wanted in (name.lower(), model_stem(name).lower()):
+            ids.append(asset_id)
+    return ids
+
+
+def _prefix_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
+    ids: list[int] = []
+    lower = ref.lower()
+    if _HEX.match(lower) and len(lower) >= MIN_HASH_PREFIX:
+        # 'g' sorts after every hex digit, so this range is "starts with" and uses the index.
+        ids += _ids(db, "SELECT asset_id FROM hashes WHERE value >= ? AND value < ?", [lower, lower + "g"])
+    escaped = _escape_like(ref)
+    ids += _ids(db, "SELECT id FROM assets WHERE name LIKE ? ESCAPE '\\'", [f"{escaped}%"])
+    ids += _ids(db, "SELECT asset_id FROM files WHERE path LIKE ? ESCAPE '\\'", [f"%{os.sep}{escaped}%"])
+    return ids
+
+
+def find_asset(db: sqlite_utils.Database, ref: str) -> Asset:
+    """The one asset ``ref`` names: an id, a path, a name, a file name, or a hash of any scheme.
+
+    Exact matches win over prefixes (of a name, a file name or a hash). A reference that fits
+    several assets is refused with the list of candidates.
+    """
+    ref = str(ref).strip()
+    if not ref:
+        raise UsageError("give an asset: an id, a path, a name or a hash")
+    for matcher in (_exact_matches, _prefix_matches):
+        ids = list(dict.fromkeys(matcher(db, ref)))
+        if len(ids) == 1:
+            return get_asset(db, ids[0])
+        if ids:
+            raise UsageError(_ambiguity_message(db, ref, ids))
+    raise NotFoundError(f"nothing in the catalog matches {ref!r}; try a longer hash, `sdhub search`, or `sdhub scan`")
+
+
+def _ambiguity_message(db: sqlite_utils.Database, ref: str, ids: list[int]) -> str:
+    shown = 8
+    candidates = load_assets(db, f"a.id IN ({', '.join('?' * len(ids[:shown]))})", ids[:shown], "a.id")
+    listing = "; ".join(f"{a.id} {a.name} ({a.kind}, {a.autov2})" for a in candidates)
+    more = f"; and {len(ids) - shown} more" if len(ids) > shown else ""
+    return f"{ref!r} matches {len(ids)} assets: {listing}{more}. Use the id or a longer hash"
+
+
+def _lineage_links(db: sqlite_utils.Database, sha256: str, *, upward: bool) -> list[AssetLink]:
+    start, end = ("child_sha256", "parent_sha256") if upward else ("parent_sha256", "child_sha256")
+    links: list[AssetLink] = []
+    seen = {sha256}
+    pending = [sha256]
+    while pending:
+        current = pending.pop(0)
+        for other, relation in db.execute(f"SELECT {end}, relation FROM lineage WHERE {start} = ? ORDER BY {end}",
+                                          [current]).fetchall():
+            if other in seen:
+                continue
+            seen.add(other)
+            pending.append(other)
+            row = db.execute("SELECT id, name FROM assets WHERE sha256 = ?", [other]).fetchone()
+            links.append(AssetLink(other, relation, row[0] if row else None, row[1] if row else None))
+    return links
+
+
+def asset_details(db: sqlite_utils.Database, asset: Asset) -> AssetDetails:
+    """Everything the catalog holds about ``asset``."""
+    hashes = {scheme: value for scheme, value in db.execute(
+        "SELECT scheme, value FROM hashes WHERE asset_id = ? ORDER BY scheme", [asset.id]).fetchall()}
+    remote = []
+    for row in db.query("SELECT * FROM remote WHERE asset_id = ? ORDER BY source", [asset.id]):
+        row = dict(row)
+        row["json"] = json_dict(row["json"])
+        remote.append(row)
+    previews = list(db.query("SELECT * FROM previews WHERE asset_id = ? ORDER BY id", [asset.id]))
+    tests = []
+    for row in db.query("SELECT * FROM tests WHERE asset_id = ? ORDER BY at DESC, id DESC", [asset.id]):
+        row = dict(row)
+        row["details"] = json_dict(row["details"])
+        tests.append(row)
+    inspect_row = db.execute("SELECT inspect FROM assets WHERE id = ?", [asset.id]).fetchone()
+    return AssetDetails(
+        asset=asset, hashes=hashes, remote=remote, previews=previews, tests=tests,
+        ancestors=_lineage_links(db, asset.sha256, upward=True),
+        derived=_lineage_links(db, asset.sha256, upward=False),
+        inspect=json_dict(inspect_row[0] if inspect_row else None),
+    )
+
+
+def duplicates(db: sqlite_utils.Database) -> DuplicatesReport:
+    """Contents present at more than one path, largest waste first."""
+    ids = _ids(db, "SELECT asset_id FROM files WHERE missing = 0 GROUP BY asset_id HAVING count(*) > 1", [])
+    groups = []
+    for index in range(0, len(ids), _IN_LIMIT):
+        chunk = ids[index:index + _IN_LIMIT]
+        for asset in load_assets(db, f"a.id IN ({', '.join('?' * len(chunk))})", chunk, "a.id"):
+            copies = {(f.device, f.inode) for f in asset.present_files}
+            groups.append(DuplicateGroup(asset, asset.size * (len(copies) - 1)))
+    groups.sort(key=lambda group: (-group.wasted_bytes, group.asset.name.lower()))
+    return DuplicatesReport(groups)

@@ -1,0 +1,234 @@
+"""What catalog queries return: plain dataclasses whose ``to_dict()`` is the ``--json`` output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def json_list(text: str | None) -> list[Any]:
+    """A JSON list column as a Python list (empty for NULL or bad JSON written by hand)."""
+    if not text or text == "[]":
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def json_dict(text: str | None) -> dict[str, Any]:
+    """A JSON object column as a dict (empty for NULL or bad JSON)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class FileRecord:
+    """One place on disk where an asset's content lives."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+    folder_kind: str | None
+    missing: bool
+    seen_at: str | None
+    added_at: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "FileRecord":
+        return cls(id=row["id"], path=row["path"], size=row["size"], mtime_ns=row["mtime_ns"],
+                   inode=row["inode"], device=row["device"], folder_kind=row["folder_kind"],
+                   missing=bool(row["missing"]), seen_at=row["seen_at"], added_at=row["added_at"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Asset:
+    """One distinct file content (keyed by SHA-256) and everything the catalog knows about it."""
+
+    id: int
+    sha256: str
+    kind: str
+    architecture: str | None
+    base_model: str | None
+    format: str | None
+    dtype: str | None
+    size: int
+    name: str
+    name_source: str | None
+    description: str | None
+    trigger_words: list[str]
+    tags: list[str]
+    nsfw: bool | None
+    notes: str | None
+    preferred_weight: float | None
+    status: str | None
+    status_at: str | None
+    problems: list[str]
+    source_sha256: str | None
+    added_at: str
+    updated_at: str
+    files: list[FileRecord] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], files: list[FileRecord] | None = None) -> "Asset":
+        return cls(
+            id=row["id"], sha256=row["sha256"], kind=row["kind"], architecture=row["architecture"],
+            base_model=row["base_model"], format=row["format"], dtype=row["dtype"], size=row["size"],
+            name=row["name"], name_source=row["name_source"], description=row["description"],
+            trigger_words=json_list(row["trigger_words"]), tags=json_list(row["tags"]),
+            nsfw=None if row["nsfw"] is None else bool(row["nsfw"]), notes=row["notes"],
+            preferred_weight=row["preferred_weight"], status=row["status"], status_at=row["status_at"],
+            problems=json_list(row["problems"]), source_sha256=row["source_sha256"],
+            added_at=row["added_at"], updated_at=row["updated_at"], files=list(files or []),
+        )
+
+    @property
+    def autov2(self) -> str:
+        """The A1111 short hash (first 10 hex of the SHA-256)."""
+        return self.sha256[:10]
+
+    @property
+    def present_files(self) -> list[FileRecord]:
+        return [f for f in self.files if not f.missing]
+
+    @property
+    def missing(self) -> bool:
+        """True when every known copy of this content is gone from disk."""
+        return not self.present_files
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["autov2"] = self.autov2
+        data["missing"] = self.missing
+        return data
+
+
+@dataclass
+class AssetLink:
+    """A short reference to a related asset (an ancestor or a derived copy)."""
+
+    sha256: str
+    relation: str | None
+    id: int | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AssetDetails:
+    """Everything known about one asset: ``sdhub show``."""
+
+    asset: Asset
+    hashes: dict[str, str]
+    remote: list[dict[str, Any]]
+    previews: list[dict[str, Any]]
+    tests: list[dict[str, Any]]
+    ancestors: list[AssetLink]
+    derived: list[AssetLink]
+    inspect: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.asset.to_dict()
+        data.update(
+            hashes=self.hashes, remote=self.remote, previews=self.previews, tests=self.tests,
+            ancestors=[a.to_dict() for a in self.ancestors], derived=[d.to_dict() for d in self.derived],
+            inspect=self.inspect,
+        )
+        return data
+
+
+@dataclass
+class ScanReport:
+    """What a scan did; ``files_read``/``bytes_read`` count file contents actually read."""
+
+    roots: list[str] = field(default_factory=list)
+    files_seen: int = 0
+    files_unchanged: int = 0
+    files_read: int = 0
+    bytes_read: int = 0
+    files_added: int = 0
+    files_changed: int = 0
+    files_moved: int = 0
+    files_missing: int = 0
+    assets_added: int = 0
+    sidecars_read: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DuplicateGroup:
+    """One content stored at several paths; ``wasted_bytes`` counts copies that are not hard links."""
+
+    asset: Asset
+    wasted_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.asset.id, "sha256": self.asset.sha256, "name": self.asset.name,
+                "kind": self.asset.kind, "size": self.asset.size, "wasted_bytes": self.wasted_bytes,
+                "paths": [f.path for f in self.asset.present_files]}
+
+
+@dataclass
+class DuplicatesReport:
+    groups: list[DuplicateGroup]
+
+    @property
+    def wasted_bytes(self) -> int:
+        return sum(group.wasted_bytes for group in self.groups)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wasted_bytes": self.wasted_bytes, "groups": [g.to_dict() for g in self.groups]}
+
+
+@dataclass
+class DedupeReport:
+    """What ``link_duplicates``/``delete_duplicates`` changed on disk."""
+
+    action: str
+    changed: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    bytes_freed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RemoveReport:
+    asset: Asset
+    files_deleted: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"removed": self.asset.to_dict(), "files_deleted": self.files_deleted}
+
+
+@dataclass
+class Root:
+    """A scanned folder: one of the home's layout folders or an extra root the user added."""
+
+    path: str
+    kind: str | None
+    source: str
+    exists: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,123 @@
+"""Turning what a source says about a file (Civitai, Hugging Face) into catalog fields.
+
+Civitai answers come in several shapes (a model version from ``by-hash`` or ``/model-versions``,
+a model with ``modelVersions`` from ``/models``, old and new field sets); these functions take
+whichever arrives and pick out what the catalog stores, ignoring unknown keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdhub.errors import UsageError
+
+SOURCES = ("civitai", "huggingface")
+CIVITAI_SITE = "https://civitai.com"
+
+_TAGS = re.compile(r"<[^>]+>")
+
+
+@dataclass
+class RemoteFields:
+    """The columns of one ``remote`` row plus the asset fields the source can fill in."""
+
+    source: str
+    model_id: str | None = None
+    version_id: str | None = None
+    repo: str | None = None
+    revision: str | None = None
+    url: str | None = None
+    name: str | None = None
+    trigger_words: list[str] = field(default_factory=list)
+    base_model: str | None = None
+    description: str | None = None
+    nsfw: bool | None = None
+    tags: list[str] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def plain_text(html: str | None) -> str | None:
+    """Civitai descriptions are HTML; the catalog keeps their text for reading and searching."""
+    if not html:
+        return None
+    text = _TAGS.sub(" ", html)
+    text = re.sub(r"\s+", " ", text.replace("&nbsp;", " ").replace("&amp;", "&")
+                  .replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')).strip()
+    return text or None
+
+
+def _pick_version(model: dict[str, Any], sha256: str) -> dict[str, Any]:
+    """The version of a ``/models`` answer whose files include ``sha256`` (else the newest)."""
+    versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict)]
+    for version in versions:
+        for file in version.get("files") or []:
+            hashes = (file or {}).get("hashes") or {}
+            if str(hashes.get("SHA256", "")).lower() == sha256:
+                return version
+    if not versions:
+        raise UsageError("the Civitai model data has no versions to link to")
+    return versions[0]
+
+
+def civitai_fields(data: dict[str, Any], sha256: str) -> RemoteFields:
+    """Catalog fields from a Civitai model version (or model) answer for the file ``sha256``."""
+    if not isinstance(data, dict) or not data:
+        raise UsageError("the Civitai data is empty; nothing to record")
+    model: dict[str, Any] = {}
+    version = data
+    if "modelVersions" in data:
+        model, version = data, _pick_version(data, sha256)
+        model_id = data.get("id")
+    else:
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        model_id = data.get("modelId")
+    version_id = version.get("id")
+    url = None
+    if model_id is not None:
+        url = f"{CIVITAI_SITE}/models/{model_id}"
+        if version_id is not None:
+            url += f"?modelVersionId={version_id}"
+    images = []
+    for image in version.get("images") or []:
+        if isinstance(image, dict) and image.get("url"):
+            level = image.get("nsfwLevel")
+            images.append({"url": image["url"], "width": image.get("width"), "height": image.get("height"),
+                           "nsfw_level": level if isinstance(level, int) else None})
+    words = [str(w).strip() for w in version.get("trainedWords") or [] if str(w).strip()]
+    tags = [str(t) for t in model.get("tags") or [] if isinstance(t, str)]
+    nsfw = model.get("nsfw")
+    return RemoteFields(
+        source="civitai", model_id=_text(model_id), version_id=_text(version_id), url=url,
+        name=_text(model.get("name")), trigger_words=words, base_model=_text(version.get("baseModel")),
+        description=plain_text(version.get("description") or model.get("description")),
+        nsfw=nsfw if isinstance(nsfw, bool) else None, tags=tags, images=images,
+    )
+
+
+def huggingface_fields(data: dict[str, Any]) -> RemoteFields:
+    """Catalog fields from a Hugging Face record: ``repo`` (or ``repo_id``), ``revision``, ``filename``."""
+    repo = _text(data.get("repo") or data.get("repo_id"))
+    if not repo:
+        raise UsageError("Hugging Face data needs a 'repo'")
+    revision = _text(data.get("revision") or data.get("commit") or data.get("commit_hash"))
+    filename = _text(data.get("filename") or data.get("path"))
+    url = _text(data.get("url"))
+    if url is None and filename:
+        url = f"https://huggingface.co/{repo}/blob/{revision or 'main'}/{filename}"
+    return RemoteFields(source="huggingface", repo=repo, revision=revision, url=url,
+                        name=_text(data.get("name")), description=_text(data.get("description")))
+
+
+def remote_fields(source: str, data: dict[str, Any], sha256: str) -> RemoteFields:
+    """Dispatch on ``source`` (civitai or huggingface)."""
+    if source == "civitai":
+        return civitai_fields(data, sha256)
+    if source == "huggingface":
+        return huggingface_fields(data)
+    raise UsageError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")

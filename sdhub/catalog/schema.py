@@ -1,0 +1,139 @@
+"""The catalog's tables, created and upgraded by numbered migrations.
+
+``settings.schema_version`` records how many migrations a database has had; ``migrate`` applies
+the missing ones in order, each inside one write transaction, so two processes opening a fresh
+catalog at the same moment cannot both apply it. docs/catalog.md documents every column.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlite_utils
+
+from sdhub.catalog.db import write_transaction
+from sdhub.errors import HomeError
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+#: Columns of ``assets`` indexed for full-text search (``assets_fts``, kept in step by triggers).
+SEARCH_COLUMNS = ("name", "description", "tags", "trigger_words", "notes")
+
+
+def _initial_tables(db: sqlite_utils.Database) -> None:
+    db["assets"].create(
+        {
+            "id": int, "sha256": str, "kind": str, "architecture": str, "base_model": str,
+            "format": str, "dtype": str, "size": int, "name": str, "name_source": str,
+            "description": str, "trigger_words": str, "tags": str, "nsfw": int, "notes": str,
+            "preferred_weight": float, "status": str, "status_at": str, "problems": str,
+            "inspect": str, "source_sha256": str, "added_at": str, "updated_at": str,
+        },
+        pk="id",
+        not_null=["sha256", "kind", "size", "name", "trigger_words", "tags", "added_at", "updated_at"],
+        defaults={"kind": "unknown", "name_source": "file", "trigger_words": "[]", "tags": "[]",
+                  "problems": "[]"},
+    )
+    db["assets"].create_index(["sha256"], unique=True)
+    db["assets"].create_index(["kind"])
+    db["assets"].create_index(["source_sha256"])
+
+    db["files"].create(
+        {
+            "id": int, "asset_id": int, "path": str, "size": int, "mtime_ns": int, "inode": int,
+            "device": int, "folder_kind": str, "missing": int, "seen_at": str, "added_at": str,
+            "sidecar_sig": str,
+        },
+        pk="id",
+        foreign_keys=[("asset_id", "assets", "id")],
+        not_null=["asset_id", "path", "size", "mtime_ns", "inode", "device", "missing", "added_at"],
+        defaults={"missing": 0, "sidecar_sig": ""},
+    )
+    db["files"].create_index(["path"], unique=True)
+    db["files"].create_index(["asset_id"])
+    db["files"].create_index(["device", "inode"])
+
+    db["hashes"].create(
+        {"asset_id": int, "scheme": str, "value": str},
+        pk=("asset_id", "scheme"),
+        foreign_keys=[("asset_id", "assets", "id")],
+        not_null=["value"],
+    )
+    # Exact and prefix lookups (``value >= ? AND value < ?``) both use this index.
+    db["hashes"].create_index(["value"])
+
+    db["remote"].create(
+        {
+            "id": int, "asset_id": int, "source": str, "model_id": str, "version_id": str,
+            "repo": str, "revision": str, "url": str, "name": str, "json": str,
+            "inherited_from": str, "fetched_at": str,
+        },
+        pk="id",
+        foreign_keys=[("asset_id", "assets", "id")],
+        not_null=["asset_id", "source", "json", "fetched_at"],
+    )
+    db["remote"].create_index(["asset_id", "source"], unique=True)
+    db["remote"].create_index(["source", "version_id"])
+
+    db["previews"].create(
+        {"id": int, "asset_id": int, "path": str, "url": str, "source": str, "nsfw_level": int,
+         "width": int, "height": int, "added_at": str},
+        pk="id",
+        foreign_keys=[("asset_id", "assets", "id")],
+        not_null=["asset_id", "source", "added_at"],
+    )
+    db["previews"].create_index(["asset_id"])
+
+    db["tests"].create(
+        {"id": int, "asset_id": int, "kind": str, "verdict": str, "details": str,
+         "image_path": str, "seconds": float, "at": str},
+        pk="id",
+        foreign_keys=[("asset_id", "assets", "id")],
+        not_null=["asset_id", "verdict", "details", "at"],
+        defaults={"details": "{}"},
+    )
+    db["tests"].create_index(["asset_id", "at"])
+
+    db["roots"].create({"id": int, "path": str, "kind": str, "added_at": str}, pk="id",
+                       not_null=["path", "added_at"])
+    db["roots"].create_index(["path"], unique=True)
+
+    db["lineage"].create(
+        {"child_sha256": str, "parent_sha256": str, "relation": str, "recorded_at": str},
+        pk=("child_sha256", "parent_sha256"),
+        not_null=["recorded_at"],
+    )
+    db["lineage"].create_index(["parent_sha256"])
+
+    db["assets"].enable_fts(SEARCH_COLUMNS, create_triggers=True, tokenize="unicode61 remove_diacritics 2")
+
+
+#: Applied in order; the database's schema_version is the number applied so far. Append only.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _initial_tables,
+]
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    """How many migrations this database has had (0 for a fresh one)."""
+    row = db.execute("SELECT value FROM settings WHERE key = ?", [SCHEMA_VERSION_KEY]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring the catalog schema up to date; returns the version it is now at."""
+    target = len(MIGRATIONS)
+    if schema_version(db) == target:
+        return target
+    with write_transaction(db):
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        current = schema_version(db)
+        if current > target:
+            raise HomeError(
+                f"the catalog {db.conn.execute('PRAGMA database_list').fetchone()[2]} was written by a newer "
+                f"sdhub (schema {current}, this one knows {target}); upgrade sdhub")
+        for migration in MIGRATIONS[current:]:
+            migration(db)
+        db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [SCHEMA_VERSION_KEY, str(target)])
+    return target

@@ -1,0 +1,295 @@
+"""Writing to the catalog tables: assets, files, hashes, remote data, sidecars and lineage.
+
+These functions do not open transactions; callers wrap a group of them in
+``db.write_transaction`` so each group lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlite_utils
+
+from sdhub.catalog.analysis import FileAnalysis, FileIdentity, model_stem
+from sdhub.catalog.records import json_list
+from sdhub.catalog.remote import RemoteFields
+from sdhub.catalog.sidecars import SidecarData, user_metadata_fields
+
+#: Who set an asset's display name; a source may replace a name set by one ranked at or below it.
+NAME_SOURCES = ("file", "lineage", "sidecar", "civitai", "huggingface", "user")
+_NAME_RANK = {"file": 0, "lineage": 1, "sidecar": 2, "huggingface": 2, "civitai": 3, "user": 4}
+
+
+def now() -> str:
+    """The current UTC time as the catalog stores it (ISO 8601, sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def asset_row(db: sqlite_utils.Database, *, asset_id: int | None = None,
+              sha256: str | None = None) -> dict[str, Any] | None:
+    column, value = ("id", asset_id) if asset_id is not None else ("sha256", sha256)
+    rows = list(db.query(f"SELECT * FROM assets WHERE {column} = ?", [value]))
+    return rows[0] if rows else None
+
+
+def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis, folder_kind: str | None) -> tuple[int, bool]:
+    """The asset for this content, created or refreshed from the analysis; (id, created)."""
+    report = analysis.inspect
+    kind = report.get("kind")
+    if not kind or kind == "unknown":
+        kind = folder_kind or "unknown"
+    fields = {
+        "kind": kind,
+        "architecture": report.get("architecture"),
+        "base_model": report.get("base_model"),
+        "format": report.get("format"),
+        "dtype": _text(report.get("dtype")),
+        "size": analysis.identity.size,
+        "problems": _dumps(analysis.problems),
+        "inspect": _dumps(report),
+        "updated_at": now(),
+    }
+    existing = asset_row(db, sha256=analysis.sha256)
+    if existing:
+        assignments = ", ".join(f"{column} = ?" for column in fields)
+        db.execute(f"UPDATE assets SET {assignments} WHERE id = ?", [*fields.values(), existing["id"]])
+        asset_id, created = existing["id"], False
+    else:
+        row = {"sha256": analysis.sha256, "name": model_stem(analysis.path), "name_source": "file",
+               "added_at": fields["updated_at"], **fields}
+        columns = ", ".join(row)
+        cursor = db.execute(f"INSERT INTO assets ({columns}) VALUES ({', '.join('?' * len(row))})",
+                            list(row.values()))
+        asset_id, created = cursor.lastrowid, True
+    put_hashes(db, asset_id, analysis.hashes)
+    source = analysis.source_sha256
+    if source and source != analysis.sha256:
+        link_lineage(db, analysis.sha256, source, analysis.relation)
+    return asset_id, created
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, dict)):
+        return _dumps(value)
+    return str(value)
+
+
+def put_hashes(db: sqlite_utils.Database, asset_id: int, hashes: dict[str, str]) -> None:
+    db.conn.executemany(
+        "INSERT INTO hashes (asset_id, scheme, value) VALUES (?, ?, ?) "
+        "ON CONFLICT(asset_id, scheme) DO UPDATE SET value = excluded.value",
+        [(asset_id, scheme, value.lower()) for scheme, value in hashes.items()],
+    )
+
+
+def put_file(db: sqlite_utils.Database, asset_id: int, path: str, identity: FileIdentity,
+             folder_kind: str | None, sidecar_sig: str = "") -> None:
+    """Record that ``path`` holds the asset's content now (a new path, or a changed file)."""
+    stamp = now()
+    db.execute(
+        "INSERT INTO files (asset_id, path, size, mtime_ns, inode, device, folder_kind, missing, seen_at, "
+        "added_at, sidecar_sig) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
+        "ON CONFLICT(path) DO UPDATE SET asset_id = excluded.asset_id, size = excluded.size, "
+        "mtime_ns = excluded.mtime_ns, inode = excluded.inode, device = excluded.device, "
+        "folder_kind = excluded.folder_kind, missing = 0, seen_at = excluded.seen_at, "
+        "sidecar_sig = excluded.sidecar_sig",
+        [asset_id, path, identity.size, identity.mtime_ns, identity.inode, identity.device, folder_kind,
+         stamp, stamp, sidecar_sig],
+    )
+
+
+def move_file(db: sqlite_utils.Database, file_id: int, asset_id: int, path: str, identity: FileIdentity,
+              folder_kind: str | None, sidecar_sig: str = "") -> str:
+    """Give an existing file row (whose old path is gone) its new path: the same content moved.
+
+    If another process removed or moved that row meanwhile, ``path`` gets a row of its own
+    instead. Returns "moved" or "added".
+    """
+    db.execute("DELETE FROM files WHERE path = ? AND id != ?", [path, file_id])
+    cursor = db.execute(
+        "UPDATE files SET path = ?, size = ?, mtime_ns = ?, inode = ?, device = ?, folder_kind = ?, "
+        "missing = 0, seen_at = ?, sidecar_sig = ? WHERE id = ? AND asset_id = ?",
+        [path, identity.size, identity.mtime_ns, identity.inode, identity.device, folder_kind, now(),
+         sidecar_sig, file_id, asset_id],
+    )
+    if cursor.rowcount == 1:
+        return "moved"
+    put_file(db, asset_id, path, identity, folder_kind, sidecar_sig)
+    return "added"
+
+
+def set_missing(db: sqlite_utils.Database, file_ids: list[int], missing: bool) -> None:
+    db.conn.executemany("UPDATE files SET missing = ? WHERE id = ?", [(int(missing), i) for i in file_ids])
+
+
+def mark_seen(db: sqlite_utils.Database, file_ids: list[int]) -> None:
+    stamp = now()
+    db.conn.executemany("UPDATE files SET seen_at = ?, missing = 0 WHERE id = ?", [(stamp, i) for i in file_ids])
+
+
+def update_asset(db: sqlite_utils.Database, asset_id: int, fields: dict[str, Any]) -> None:
+    """Set some asset columns (lists are stored as JSON) and bump ``updated_at``."""
+    if not fields:
+        return
+    values = {k: (_dumps(v) if isinstance(v, (list, dict)) else v) for k, v in fields.items()}
+    values["updated_at"] = now()
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    db.execute(f"UPDATE assets SET {assignments} WHERE id = ?", [*values.values(), asset_id])
+
+
+def _name_update(row: dict[str, Any], name: str | None, source: str) -> dict[str, Any]:
+    if not name:
+        return {}
+    if _NAME_RANK.get(source, 0) >= _NAME_RANK.get(row["name_source"] or "file", 0):
+        return {"name": name, "name_source": source}
+    return {}
+
+
+_REMOTE_COLUMNS = ("model_id", "version_id", "repo", "revision", "url", "name", "json", "inherited_from",
+                   "fetched_at")
+
+
+def _write_remote_row(db: sqlite_utils.Database, asset_id: int, source: str, values: dict[str, Any]) -> bool:
+    """Insert or replace the asset's record from ``source``; an inherited one never replaces its own."""
+    if values["inherited_from"] is not None:
+        own = db.execute("SELECT inherited_from FROM remote WHERE asset_id = ? AND source = ?",
+                         [asset_id, source]).fetchone()
+        if own is not None and own[0] is None:
+            return False
+    columns = ", ".join(_REMOTE_COLUMNS)
+    updates = ", ".join(f"{column} = excluded.{column}" for column in _REMOTE_COLUMNS)
+    db.execute(
+        f"INSERT INTO remote (asset_id, source, {columns}) VALUES ({', '.join('?' * (len(_REMOTE_COLUMNS) + 2))}) "
+        f"ON CONFLICT(asset_id, source) DO UPDATE SET {updates}",
+        [asset_id, source, *(values[column] for column in _REMOTE_COLUMNS)],
+    )
+    return True
+
+
+def put_remote(db: sqlite_utils.Database, asset_id: int, fields: RemoteFields, data: dict[str, Any],
+               *, inherited_from: str | None = None) -> None:
+    """Store a source's record of the asset and fill in the asset fields it knows and the asset lacks."""
+    values = {"model_id": fields.model_id, "version_id": fields.version_id, "repo": fields.repo,
+              "revision": fields.revision, "url": fields.url, "name": fields.name,
+              "json": json.dumps(data, ensure_ascii=False), "inherited_from": inherited_from, "fetched_at": now()}
+    if not _write_remote_row(db, asset_id, fields.source, values):
+        return
+    row = asset_row(db, asset_id=asset_id)
+    assert row is not None
+    source = "lineage" if inherited_from else fields.source
+    update = _name_update(row, fields.name, source)
+    if fields.trigger_words and not json_list(row["trigger_words"]):
+        update["trigger_words"] = fields.trigger_words
+    if fields.base_model and not row["base_model"]:
+        update["base_model"] = fields.base_model
+    if fields.description and not row["description"]:
+        update["description"] = fields.description
+    if fields.nsfw is not None and row["nsfw"] is None:
+        update["nsfw"] = int(fields.nsfw)
+    tags = json_list(row["tags"])
+    new_tags = [t for t in fields.tags if t not in tags]
+    if new_tags:
+        update["tags"] = tags + new_tags
+    update_asset(db, asset_id, update)
+    for image in fields.images:
+        add_preview(db, asset_id, url=image["url"], source=fields.source, nsfw_level=image.get("nsfw_level"),
+                    width=image.get("width"), height=image.get("height"))
+
+
+def add_preview(db: sqlite_utils.Database, asset_id: int, *, source: str, path: str | None = None,
+                url: str | None = None, nsfw_level: int | None = None, width: int | None = None,
+                height: int | None = None) -> None:
+    """Remember a preview image (a local file, a remote URL or both) unless already known."""
+    known = db.execute("SELECT 1 FROM previews WHERE asset_id = ? AND path IS ? AND url IS ?",
+                       [asset_id, path, url]).fetchone()
+    if known is None:
+        db.execute("INSERT INTO previews (asset_id, path, url, source, nsfw_level, width, height, added_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [asset_id, path, url, source, nsfw_level, width, height, now()])
+
+
+def drop_vanished_previews(db: sqlite_utils.Database, asset_id: int) -> None:
+    """Forget preview sidecars that were deleted from disk."""
+    gone = [(row_id,) for row_id, path in db.execute(
+        "SELECT id, path FROM previews WHERE asset_id = ? AND source = 'sidecar'", [asset_id]).fetchall()
+        if not os.path.exists(path)]
+    db.conn.executemany("DELETE FROM previews WHERE id = ?", gone)
+
+
+def apply_sidecars(db: sqlite_utils.Database, asset_id: int, sidecars: SidecarData, sha256: str) -> None:
+    """Take what the sidecars say: A1111's edited metadata wins, Civitai data fills what is empty."""
+    from sdhub.catalog.remote import civitai_fields
+
+    if sidecars.civitai:
+        try:
+            fields = civitai_fields(sidecars.civitai, sha256)
+        except Exception:  # a sidecar of a shape we do not know is not worth failing a scan for
+            fields = None
+        if fields is not None:
+            put_remote(db, asset_id, fields, sidecars.civitai)
+            propagate_to_derived(db, sha256)
+    if sidecars.user:
+        update_asset(db, asset_id, user_metadata_fields(sidecars.user))
+    if sidecars.preview:
+        add_preview(db, asset_id, path=sidecars.preview, source="sidecar")
+    if sidecars.problems:
+        row = asset_row(db, asset_id=asset_id)
+        assert row is not None
+        problems = json_list(row["problems"])
+        update_asset(db, asset_id, {"problems": problems + [p for p in sidecars.problems if p not in problems]})
+
+
+def link_lineage(db: sqlite_utils.Database, child_sha256: str, parent_sha256: str,
+                 relation: str | None = None) -> None:
+    """Record that ``child`` was made from ``parent`` and let it inherit what it lacks."""
+    db.execute("INSERT INTO lineage (child_sha256, parent_sha256, relation, recorded_at) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT(child_sha256, parent_sha256) DO UPDATE SET "
+               "relation = coalesce(excluded.relation, lineage.relation)",
+               [child_sha256, parent_sha256, relation, now()])
+    db.execute("UPDATE assets SET source_sha256 = ? WHERE sha256 = ? AND source_sha256 IS NULL",
+               [parent_sha256, child_sha256])
+    inherit(db, child_sha256, parent_sha256)
+    propagate_to_derived(db, child_sha256)
+
+
+def inherit(db: sqlite_utils.Database, child_sha256: str, parent_sha256: str) -> None:
+    """Copy the parent's name, trigger words, description and remote records where the child has none."""
+    child = asset_row(db, sha256=child_sha256)
+    parent = asset_row(db, sha256=parent_sha256)
+    if child is None or parent is None:
+        return  # recorded now, applied when both are in the catalog
+    update = _name_update(child, parent["name"], "lineage")
+    for column in ("description", "notes", "base_model", "preferred_weight"):
+        if child[column] is None and parent[column] is not None:
+            update[column] = parent[column]
+    for column in ("trigger_words", "tags"):
+        if not json_list(child[column]) and json_list(parent[column]):
+            update[column] = json_list(parent[column])
+    if child["nsfw"] is None and parent["nsfw"] is not None:
+        update["nsfw"] = parent["nsfw"]
+    update_asset(db, child["id"], update)
+    for remote in db.query("SELECT * FROM remote WHERE asset_id = ?", [parent["id"]]):
+        values = {column: remote[column] for column in _REMOTE_COLUMNS}
+        values["inherited_from"] = remote["inherited_from"] or parent_sha256
+        _write_remote_row(db, child["id"], remote["source"], values)
+
+
+def propagate_to_derived(db: sqlite_utils.Database, sha256: str) -> None:
+    """Re-apply inheritance to every file made (directly or not) from ``sha256``."""
+    seen = {sha256}
+    pending = [sha256]
+    while pending:
+        parent = pending.pop()
+        for (child,) in db.execute("SELECT child_sha256 FROM lineage WHERE parent_sha256 = ?", [parent]).fetchall():
+            if child not in seen:
+                seen.add(child)
+                inherit(db, child, parent)
+                pending.append(child)

@@ -1,0 +1,268 @@
+"""Library commands over the catalog: scan, ls, search, show, dupes, rm, tag, roots, export-sidecars."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, List, Optional
+
+import typer
+
+from sdhub.catalog import Asset, AssetDetails, Catalog
+from sdhub.cli.app import app
+from sdhub.cli.progress import RichProgress
+from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
+from sdhub.cli.state import STATE
+from sdhub.errors import UsageError
+
+JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+@contextlib.contextmanager
+def _catalog() -> Iterator[Catalog]:
+    catalog = Catalog(STATE.open_home())
+    try:
+        yield catalog
+    finally:
+        catalog.close()
+
+
+def _copies(asset: Asset) -> str:
+    present = len(asset.present_files)
+    return "missing" if present == 0 else str(present)
+
+
+def _asset_rows(assets: list[Asset]) -> list[list[object]]:
+    return [[a.id, a.name, a.kind, a.base_model or a.architecture or "", human_size(a.size), a.dtype or "",
+             a.status or "", _copies(a), a.autov2] for a in assets]
+
+
+_ASSET_COLUMNS = ["id", "name", "kind", "base", "size", "dtype", "status", "copies", "autov2"]
+
+
+@app.command("scan")
+def scan_command(
+    full: bool = typer.Option(False, "--full", help="Read every file again, even unchanged ones."),
+    check_values: bool = typer.Option(False, "--check-values",
+                                      help="Also look for NaN/Inf weights and broken CLIP position ids (slower)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Index the home's model folders (and added roots); only new or changed files are read.
+
+    Example: sdhub scan
+    """
+    with _catalog() as catalog, RichProgress() as progress:
+        report = catalog.scan(progress, full=full, check_values=check_values)
+    if json_output:
+        print_json(report)
+        return
+    print_fields([
+        ("files seen", report.files_seen), ("unchanged", report.files_unchanged),
+        ("read", f"{report.files_read} ({human_size(report.bytes_read)})"), ("new files", report.files_added),
+        ("changed", report.files_changed), ("moved", report.files_moved), ("missing", report.files_missing),
+        ("new assets", report.assets_added), ("seconds", report.seconds),
+    ])
+    for error in report.errors:
+        info(f"skipped {error['path']}: {error['error']}")
+
+
+@app.command("ls")
+def ls_command(
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind: checkpoint, vae, lora, embedding."),
+    base: Optional[str] = typer.Option(None, "--base", help="Only this base model (e.g. sd1, sdxl; part of the name)."),
+    sort: str = typer.Option("name", "--sort", help="Sort by name, size or added (newest first)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """List the catalogued assets.
+
+    Example: sdhub ls --kind lora --base sdxl --sort size
+    """
+    with _catalog() as catalog:
+        assets = catalog.list_assets(kind=kind, base=base, sort=sort)
+    if json_output:
+        print_json(assets)
+    else:
+        print_table(_asset_rows(assets), _ASSET_COLUMNS)
+
+
+@app.command("search")
+def search_command(
+    text: str = typer.Argument(..., help="Words to look for in names, tags, trigger words and descriptions."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Full-text search of the catalog (every word must match, as a prefix).
+
+    Example: sdhub search "anime style"
+    """
+    with _catalog() as catalog:
+        assets = catalog.search(text)
+    if json_output:
+        print_json(assets)
+    else:
+        print_table(_asset_rows(assets), _ASSET_COLUMNS)
+
+
+def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
+    asset = details.asset
+    fields: list[tuple[str, object]] = [
+        ("id", asset.id), ("name", asset.name), ("kind", asset.kind), ("architecture", asset.architecture),
+        ("base model", asset.base_model), ("format", asset.format), ("dtype", asset.dtype),
+        ("size", f"{human_size(asset.size)} ({asset.size} bytes)"), ("status", asset.status),
+    ]
+    fields += [(f"hash {scheme}", value) for scheme, value in details.hashes.items()]
+    fields += [("trigger words", ", ".join(asset.trigger_words)), ("tags", ", ".join(asset.tags)),
+               ("nsfw", asset.nsfw), ("description", asset.description), ("notes", asset.notes)]
+    for record in asset.files:
+        fields.append(("file", record.path + ("  (missing)" if record.missing else "")))
+    for remote in details.remote:
+        via = f"  (inherited from {remote['inherited_from'][:10]})" if remote["inherited_from"] else ""
+        fields.append((remote["source"], (remote["url"] or remote["repo"] or "") + via))
+    for link in details.ancestors:
+        fields.append(("made from", f"{link.name or '(not in catalog)'} [{link.sha256[:10]}] {link.relation or ''}"))
+    for link in details.derived:
+        fields.append(("derived", f"{link.name or '(not in catalog)'} [{link.sha256[:10]}] {link.relation or ''}"))
+    for test in details.tests[:3]:
+        fields.append(("test", f"{test['at']} {test['kind']}: {test['verdict']}"))
+    for problem in asset.problems:
+        fields.append(("problem", problem))
+    fields.append(("added", asset.added_at))
+    return [(name, value) for name, value in fields if value not in (None, "")]
+
+
+@app.command("show")
+def show_command(
+    ref: str = typer.Argument(..., help="An id, path, name (or its start) or any hash (or its start)."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Show everything known about one asset, including where each copy lives.
+
+    Example: sdhub show 925997e9
+    """
+    with _catalog() as catalog:
+        details = catalog.show(ref)
+    if json_output:
+        print_json(details)
+    else:
+        print_fields(_detail_fields(details))
+
+
+@app.command("dupes")
+def dupes_command(
+    link: Optional[str] = typer.Option(None, "--link", metavar="hard",
+                                       help="Replace extra copies with hard links (same filesystem)."),
+    delete: bool = typer.Option(False, "--delete", help="Delete every copy but one."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """List files stored more than once and the space they waste; optionally free it.
+
+    Example: sdhub dupes --link hard
+    """
+    if link is not None and link != "hard":
+        raise UsageError("--link takes 'hard' (symbolic links are not offered: moving the target breaks them)")
+    if link and delete:
+        raise UsageError("choose one of --link hard and --delete")
+    with _catalog() as catalog:
+        if link or delete:
+            result = catalog.link_duplicates() if link else catalog.delete_duplicates()
+            if json_output:
+                print_json(result)
+                return
+            for change in result.changed:
+                info(f"{'linked' if link else 'deleted'} {change['path']} (kept {change['kept']})")
+            for skipped in result.skipped:
+                info(f"skipped {skipped['path']}: {skipped['reason']}")
+            print_fields([("changed", len(result.changed)), ("freed", human_size(result.bytes_freed))])
+            return
+        report = catalog.duplicates()
+    if json_output:
+        print_json(report)
+        return
+    rows = [[g.asset.id, g.asset.name, human_size(g.asset.size), len(g.asset.present_files),
+             human_size(g.wasted_bytes), "\n".join(f.path for f in g.asset.present_files)] for g in report.groups]
+    print_table(rows, ["id", "name", "size", "copies", "wasted", "paths"])
+    info(f"{len(report.groups)} duplicated assets waste {human_size(report.wasted_bytes)}")
+
+
+@app.command("rm")
+def rm_command(
+    ref: str = typer.Argument(..., help="The asset to forget (id, path, name or hash)."),
+    files: bool = typer.Option(False, "--files", help="Also delete its files from disk."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Remove an asset from the catalog (and with --files, from disk).
+
+    Example: sdhub rm 12 --files
+    """
+    with _catalog() as catalog:
+        report = catalog.remove(ref, files=files)
+    if json_output:
+        print_json(report)
+        return
+    info(f"removed {report.asset.name} (id {report.asset.id}) from the catalog")
+    for path in report.files_deleted:
+        info(f"deleted {path}")
+
+
+@app.command("tag")
+def tag_command(
+    ref: str = typer.Argument(..., help="The asset to tag (id, path, name or hash)."),
+    tags: List[str] = typer.Argument(..., help="Tags to add; -TAG removes TAG."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Add (or with -TAG remove) tags on an asset.
+
+    Example: sdhub tag 12 favourite anime -old
+    """
+    with _catalog() as catalog:
+        asset = catalog.tag(ref, tags)
+    if json_output:
+        print_json(asset)
+    else:
+        print_fields([("name", asset.name), ("tags", ", ".join(asset.tags))])
+
+
+@app.command("roots")
+def roots_command(
+    action: Optional[str] = typer.Argument(None, metavar="[add|remove]", help="add or remove a folder."),
+    path: Optional[str] = typer.Argument(None, help="The folder to add or remove."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="With add: the kind of files in this folder."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """List the folders a scan walks, or add/remove an extra one.
+
+    Example: sdhub roots add ~/Downloads/models
+    """
+    with _catalog() as catalog:
+        if action is None:
+            roots = catalog.roots()
+        elif action in ("add", "remove"):
+            if path is None:
+                raise UsageError(f"roots {action} needs a folder")
+            root = catalog.add_root(path, kind) if action == "add" else catalog.remove_root(path)
+            if json_output:
+                print_json(root)
+            else:
+                info(f"{'added' if action == 'add' else 'removed'} root {root.path}")
+            return
+        else:
+            raise UsageError(f"unknown roots action {action!r}; use add or remove")
+    if json_output:
+        print_json(roots)
+    else:
+        print_table([[r.path, r.kind or "", r.source, "yes" if r.exists else "no"] for r in roots],
+                    ["path", "kind", "from", "exists"])
+
+
+@app.command("export-sidecars")
+def export_sidecars_command(json_output: bool = JSON_OPTION) -> None:
+    """Write Civitai-Helper/A1111 sidecars (.civitai.info, .json, preview) next to each model.
+
+    Example: sdhub export-sidecars
+    """
+    with _catalog() as catalog, RichProgress() as progress:
+        report = catalog.export_sidecars(progress)
+    if json_output:
+        print_json(report)
+        return
+    for path in report.written:
+        info(f"wrote {path}")
+    print_fields([("model files", report.models), ("sidecars written", len(report.written))])

@@ -1,0 +1,218 @@
+"""``sdhub generate``, the ``sdhub test`` group (asuka, smoke, doctor) and ``sdhub smoke``/``sdhub doctor``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from sdhub.cli.app import app
+from sdhub.cli.progress import RichProgress
+from sdhub.cli.render import info, print_json, print_table
+from sdhub.cli.state import STATE
+from sdhub.errors import UsageError
+
+test_app = typer.Typer(help="Prove models work: the Asuka reference test, smoke tests, the environment doctor.",
+                       no_args_is_help=True)
+app.add_typer(test_app, name="test")
+
+_RNG_HELP = "Noise source: gpu (CUDA), cpu, or nv (CUDA's numbers on any machine). Default: A1111's GPU noise."
+
+
+@app.command("generate")
+def generate_command(
+    prompt: Optional[str] = typer.Argument(None, help="The prompt (A1111 syntax: (emphasis:1.2), \\[from:to:5], <lora:name:0.8>)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint: a path, a catalog name or a hash."),
+    negative: str = typer.Option("", "--negative", "-n", help="Negative prompt."),
+    steps: int = typer.Option(20, "--steps", help="Sampling steps."),
+    sampler: str = typer.Option("DPM++ 2M Karras", "--sampler", help="A1111 sampler name (Euler a, DPM++ 2M Karras, DDIM, ...)."),
+    cfg: float = typer.Option(7.0, "--cfg", help="CFG scale."),
+    seed: int = typer.Option(-1, "--seed", help="Seed; -1 picks a random one (reported)."),
+    width: int = typer.Option(512, "--width", help="Width in pixels (multiple of 8)."),
+    height: int = typer.Option(512, "--height", help="Height in pixels (multiple of 8)."),
+    clip_skip: int = typer.Option(1, "--clip-skip", help="A1111 clip skip (2 = penultimate CLIP layer)."),
+    vae: Optional[str] = typer.Option(None, "--vae", help="Replace the baked-in VAE: a path, catalog name or hash."),
+    batch: int = typer.Option(1, "--batch", help="Images in one batch (seeds seed, seed+1, ...)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: the home's outputs/)."),
+    rng: Optional[str] = typer.Option(None, "--rng", help=_RNG_HELP),
+    ensd: int = typer.Option(0, "--ensd", help="Eta noise seed delta (31337 for NovelAI-era images)."),
+    subseed: Optional[int] = typer.Option(None, "--subseed", help="Variation seed."),
+    subseed_strength: float = typer.Option(0.0, "--subseed-strength", help="Variation strength 0..1."),
+    from_png: Optional[str] = typer.Option(None, "--from-png", help="Rerun the A1111 infotext of this PNG."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: best available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPUs, fp32 on CPU)."),
+    vae_dtype: Optional[str] = typer.Option(None, "--vae-dtype", help="VAE precision (fp32 = A1111's --no-half-vae)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the images and parameters as JSON."),
+) -> None:
+    """Generate images with A1111's prompt, seed and sampler semantics; PNGs carry A1111 infotext.
+
+    Example: sdhub generate "a cat, (masterpiece:1.2)" --model v1-5-pruned-emaonly --seed 42 --steps 20
+    """
+    from sdhub.generate.generate import generate, rerun_png
+    from sdhub.generate.pipeline import GenerationParams
+
+    home = STATE.open_home()
+    with RichProgress() as progress:
+        if from_png:
+            result = rerun_png(home, from_png, progress, model_ref=model, out_dir=out, device=device, dtype=dtype,
+                               rng=rng)
+        else:
+            if prompt is None:
+                raise UsageError("give a PROMPT (or --from-png FILE)")
+            if model is None:
+                raise UsageError("give the checkpoint with --model (a path, catalog name or hash)")
+            params = GenerationParams(
+                prompt=prompt, negative_prompt=negative, steps=steps, sampler=sampler, cfg_scale=cfg, seed=seed,
+                width=width, height=height, clip_skip=clip_skip, batch_size=batch, rng=rng,
+                subseed=subseed, subseed_strength=subseed_strength, eta_noise_seed_delta=ensd,
+            )
+            result = generate(home, model, params, progress, vae_ref=vae, out_dir=out, device=device, dtype=dtype,
+                              vae_dtype=vae_dtype)
+    for note in result.notes:
+        info(f"note: {note}")
+    if as_json:
+        print_json(result)
+        return
+    rate = result.params.steps / result.sampling_seconds if result.sampling_seconds else 0.0
+    info(f"{result.model.name}: {result.params.steps} steps at {rate:.2f} it/s on {result.device} ({result.dtype}), "
+         f"seed {result.params.seed}")
+    for path in result.images:
+        typer.echo(str(path))
+
+
+def _asuka(model: str, vae: Optional[str], reference: Optional[str], device: Optional[str], dtype: Optional[str],
+           as_json: bool) -> None:
+    from sdhub.generate.reference_tests import run_asuka
+
+    home = STATE.open_home()
+    with RichProgress() as progress:
+        result = run_asuka(home, model, vae_ref=vae, reference=reference, device=device, dtype=dtype,
+                           progress=progress)
+    if as_json:
+        print_json(result)
+    else:
+        _print_result(result)
+    if result.verdict != "pass":
+        raise typer.Exit(1)
+
+
+def _print_result(result) -> None:
+    name = result.model.get("name") or result.model.get("ref")
+    typer.echo(f"{name}: {result.verdict}")
+    for reason in result.reasons:
+        typer.echo(f"  - {reason}")
+    if result.similarity:
+        typer.echo(f"  similarity: SSIM {result.similarity['ssim']} (pass at >= {result.similarity['threshold']}), "
+                   f"PSNR {result.similarity['psnr']} dB")
+    if result.image_path:
+        typer.echo(f"  image: {result.image_path} ({result.seconds:.1f} s)")
+    for note in result.notes:
+        info(f"note: {note}")
+
+
+@test_app.command("asuka")
+def asuka_command(
+    model: str = typer.Option(..., "--model", "-m", help="The checkpoint: a path, catalog name or hash."),
+    vae: Optional[str] = typer.Option(None, "--vae", help="VAE to use (NAI's animevae for the real test)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference PNG to compare with (SSIM)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run the Asuka test (NAI-era settings, ENSD 31337) and judge the image; exit 1 unless it passes.
+
+    Example: sdhub test asuka --model animefull-final-pruned --vae animevae --reference naio.png
+    """
+    _asuka(model, vae, reference, device, dtype, as_json)
+
+
+def _smoke(refs: list[str], all_models: bool, steps: Optional[int], size: Optional[int], device: Optional[str],
+           dtype: Optional[str], as_json: bool) -> None:
+    from sdhub.generate.reference_tests import run_smoke
+
+    home = STATE.open_home()
+    with RichProgress() as progress:
+        results = run_smoke(home, refs, all_models=all_models, steps=steps, size=size, device=device, dtype=dtype,
+                            progress=progress)
+    if as_json:
+        print_json(results)
+    else:
+        print_table(((r.model.get("name") or r.model.get("ref"), r.verdict, f"{r.seconds:.1f}",
+                      "; ".join(r.reasons) or "-") for r in results), ["model", "verdict", "seconds", "why"])
+    if any(result.verdict != "pass" for result in results):
+        raise typer.Exit(1)
+
+
+@test_app.command("smoke")
+def smoke_test_command(
+    refs: Optional[list[str]] = typer.Argument(None, help="Checkpoints: paths, catalog names or hashes."),
+    all_models: bool = typer.Option(False, "--all", help="Every checkpoint in the catalog."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default 12)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Square size in pixels (default: the model's native)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Generate one quick image per model and judge it; exit 1 if any model fails.
+
+    Example: sdhub test smoke --all
+    """
+    _smoke(refs or [], all_models, steps, size, device, dtype, as_json)
+
+
+@app.command("smoke")
+def smoke_command(
+    refs: Optional[list[str]] = typer.Argument(None, help="Checkpoints: paths, catalog names or hashes."),
+    all_models: bool = typer.Option(False, "--all", help="Every checkpoint in the catalog."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default 12)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Square size in pixels (default: the model's native)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Generate one quick image per model and judge it (same as `sdhub test smoke`).
+
+    Example: sdhub smoke v1-5-pruned-emaonly dreamshaper_8
+    """
+    _smoke(refs or [], all_models, steps, size, device, dtype, as_json)
+
+
+def _doctor(fetch: bool, as_json: bool) -> None:
+    from sdhub.generate.doctor import run_doctor
+
+    home = STATE.open_home()
+    with RichProgress() as progress:
+        report = run_doctor(home, fetch=fetch, progress=progress)
+    if as_json:
+        print_json(report)
+    else:
+        for repo in report.fetched:
+            info(f"fetched the tokenizer of {repo}")
+        print_table(((check.status, check.name, check.detail, check.fix or "") for check in report.checks),
+                    ["status", "check", "detail", "fix"])
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@test_app.command("doctor")
+def doctor_test_command(
+    fetch_tokenizers: bool = typer.Option(False, "--fetch-tokenizers", help="Download the CLIP tokenizers first."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check torch, the device, libraries, configs, tokenizers and the home; one fix per problem.
+
+    Example: sdhub test doctor --fetch-tokenizers
+    """
+    _doctor(fetch_tokenizers, as_json)
+
+
+@app.command("doctor")
+def doctor_command(
+    fetch_tokenizers: bool = typer.Option(False, "--fetch-tokenizers", help="Download the CLIP tokenizers first."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check that this machine and home can generate images, with a one-line fix for each problem.
+
+    Example: sdhub doctor --fetch-tokenizers
+    """
+    _doctor(fetch_tokenizers, as_json)

@@ -1,0 +1,216 @@
+"""``sdhub get`` and the ``sdhub civitai`` group: search, info, sync, login."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from sdhub.cli.app import app
+from sdhub.cli.progress import RichProgress
+from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
+from sdhub.cli.state import STATE
+from sdhub.errors import SdhubError, UsageError
+
+civitai_app = typer.Typer(help="Search Civitai, look models up, and fill in the catalog from Civitai.",
+                          no_args_is_help=True)
+app.add_typer(civitai_app, name="civitai")
+
+
+@app.command("get")
+def get_command(
+    refs: List[str] = typer.Argument(..., metavar="REF...",
+                                     help="Civitai URL or AIR, Hugging Face URL or ORG/REPO/PATH, or a plain URL."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="checkpoint, vae, lora or embedding (default: detected)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Civitai version id or name (default: newest)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Civitai file format: safetensors, ckpt, gguf..."),
+    fp: Optional[str] = typer.Option(None, "--fp", help="Civitai file precision: fp16, fp32, bf16..."),
+    size: Optional[str] = typer.Option(None, "--size", help="Civitai file size: full or pruned."),
+    file_type: Optional[str] = typer.Option(None, "--type", help="Civitai file type: Model, VAE, Pruned Model..."),
+    to: Optional[Path] = typer.Option(None, "--to", metavar="FOLDER", help="Put the file here instead."),
+    connections: int = typer.Option(1, "--connections", min=1, max=16,
+                                    help="Parallel connections when the server allows ranges."),
+    include: List[str] = typer.Option([], "--include", metavar="PATTERN",
+                                      help="For a whole Hugging Face repo: only files matching (repeatable)."),
+    no_sidecars: bool = typer.Option(False, "--no-sidecars", help="Do not write .civitai.info / .preview.png."),
+    keep_pickle: bool = typer.Option(False, "--keep-pickle", help="Keep a .ckpt/.pt beside its safetensors copy."),
+    json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Download models into the library: verified, in the right folder, catalogued.
+
+    Example: sdhub get https://civitai.com/models/4201 --format safetensors --fp fp16
+    """
+    from sdhub.library import GetOptions, get
+
+    home = STATE.open_home()
+    options = GetOptions(kind=kind, version=version, format=format, fp=fp, size=size, file_type=file_type,
+                         to=to, connections=connections, sidecars=not no_sidecars, keep_pickle=keep_pickle,
+                         include=list(include))
+    results, failures = [], []
+    with RichProgress() as progress:
+        for ref in refs:
+            try:
+                result = get(home, ref, options=options, progress=progress)
+            except SdhubError as error:
+                if len(refs) == 1:
+                    raise
+                failures.append((ref, error))
+                info(f"sdhub: error: {ref}: {error}")
+                continue
+            results.append(result)
+            for warning in result.warnings:
+                info(f"warning: {warning}")
+            verb = "already in the library" if result.already_present else "saved"
+            info(f"{verb}: {result.path} ({result.kind}, {human_size(result.size)})")
+    if json_output:
+        print_json({"results": results, "failed": [{"ref": r, "error": str(e)} for r, e in failures]})
+    if failures:
+        raise SdhubError(f"{len(failures)} of {len(refs)} downloads failed",
+                         exit_code=max(e.exit_code for _, e in failures))
+
+
+@civitai_app.command("search")
+def search_command(
+    query: Optional[str] = typer.Argument(None, help="Words to search for (omit to list)."),
+    types: List[str] = typer.Option([], "--type", help="Model type: Checkpoint, LORA, TextualInversion, VAE..."),
+    base: List[str] = typer.Option([], "--base", help="Base model: 'SD 1.5', 'SDXL 1.0', Pony..."),
+    sort: Optional[str] = typer.Option(None, "--sort", help="'Highest Rated', 'Most Downloaded' or 'Newest'."),
+    nsfw: Optional[bool] = typer.Option(None, "--nsfw/--sfw", help="Include (or exclude) NSFW models."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many models to list."),
+    json_output: bool = typer.Option(False, "--json", help="Print the Civitai model objects as JSON."),
+) -> None:
+    """Search Civitai's models.
+
+    Example: sdhub civitai search "pixel art" --type LORA --base "SDXL 1.0" --limit 5
+    """
+    from sdhub.sources.civitai import CivitaiClient
+
+    client = CivitaiClient()
+    try:
+        models = client.search(query, types=types, base_models=base, sort=sort, nsfw=nsfw, limit=limit)
+    finally:
+        client.close()
+    if json_output:
+        print_json(models)
+        return
+    rows = []
+    for model in models:
+        newest = (model.get("modelVersions") or [{}])[0]
+        stats = model.get("stats") or {}
+        rows.append((model.get("id"), model.get("name"), model.get("type"), newest.get("baseModel"),
+                     (model.get("creator") or {}).get("username"), stats.get("downloadCount"),
+                     f"urn:air:civitai:{model.get('id')}@{newest.get('id')}" if newest.get("id") else ""))
+    print_table(rows, ["id", "name", "type", "base", "creator", "downloads", "get with"])
+    if not models:
+        info("no models found")
+
+
+_HASH = re.compile(r"^[0-9A-Fa-f]{8,64}$")
+
+
+@civitai_app.command("info")
+def info_command(
+    ref: str = typer.Argument(..., help="A Civitai URL or AIR, a file hash, a model file, or a catalogued model."),
+    json_output: bool = typer.Option(False, "--json", help="Print the Civitai data as JSON."),
+) -> None:
+    """Show what Civitai knows about a model, a version or a file.
+
+    Example: sdhub civitai info urn:air:sd1:checkpoint:civitai:4201@130072
+    """
+    from sdhub.sources.civitai import CivitaiClient, describe_file
+    from sdhub.sources.placing import sha256_file
+    from sdhub.sources.refs import CivitaiRef, parse_ref
+
+    client = CivitaiClient()
+    try:
+        if Path(ref).is_file():
+            info(f"hashing {ref}...")
+            data = client.by_hash(sha256_file(Path(ref)))
+        elif _HASH.match(ref):
+            data = client.by_hash(ref)
+        else:
+            try:
+                parsed = parse_ref(ref)
+            except UsageError:
+                parsed = None
+            if isinstance(parsed, CivitaiRef):
+                data = client.model_version(parsed.version_id) if parsed.version_id else client.model(parsed.model_id)
+            else:
+                data = client.by_hash(_catalog_sha256(ref))
+    finally:
+        client.close()
+    if json_output:
+        print_json(data)
+        return
+    versions = data.get("modelVersions") if "modelVersions" in data else [data]
+    model = data if "modelVersions" in data else (data.get("model") or {})
+    print_fields([("model", f"{model.get('name')} ({data.get('id') if 'modelVersions' in data else data.get('modelId')})"),
+                  ("type", model.get("type")), ("creator", (data.get("creator") or {}).get("username")),
+                  ("tags", ", ".join(map(str, data.get("tags") or [])))])
+    rows = []
+    for version in versions:
+        for file in version.get("files") or []:
+            d = describe_file(file)
+            rows.append((version.get("id"), version.get("name"), version.get("baseModel"), d["name"], d["type"],
+                         d["format"], d["fp"], d["size"], human_size((d["size_kb"] or 0) * 1024),
+                         "yes" if d["primary"] else ""))
+    print_table(rows, ["version", "name", "base", "file", "type", "format", "fp", "size", "bytes", "primary"])
+
+
+def _catalog_sha256(ref: str) -> str:
+    """The SHA-256 of a catalogued asset named ``ref`` (name, path, id or hash prefix)."""
+    from sdhub.catalog import Catalog
+
+    home = STATE.open_home()
+    if not home.database_path.exists():
+        raise UsageError(f"{ref} is not a Civitai reference, a hash, a file or a catalogued model")
+    with Catalog(home) as catalog:
+        return catalog.find(ref).sha256
+
+
+@civitai_app.command("sync")
+def sync_command(
+    no_sidecars: bool = typer.Option(False, "--no-sidecars", help="Do not write .civitai.info / .preview.png."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Look up every catalogued file without Civitai data by its hash, and fill it in.
+
+    Example: sdhub civitai sync --json
+    """
+    from sdhub.library import civitai_sync
+
+    home = STATE.open_home()
+    with RichProgress() as progress:
+        report = civitai_sync(home, sidecars=not no_sidecars, progress=progress)
+    if json_output:
+        print_json(report)
+        return
+    info(f"checked {report.checked}: {len(report.matched)} found on Civitai, {len(report.not_found)} not there, "
+         f"{len(report.errors)} failed")
+    print_table([(m["name"], m["model"], m["version"], m["version_id"]) for m in report.matched],
+                ["file", "Civitai model", "version", "version id"])
+    for error in report.errors:
+        info(f"error: {error['sha256'][:12]}: {error['error']}")
+
+
+@civitai_app.command("login")
+def login_command(
+    token_stdin: bool = typer.Option(False, "--token-stdin", help="Read the token from standard input."),
+) -> None:
+    """Store a Civitai API token in sdhub's settings file (readable only by you).
+
+    Example: echo "$TOKEN" | sdhub civitai login --token-stdin
+    """
+    from sdhub.config import write_config
+
+    if token_stdin:
+        token = sys.stdin.readline().strip()
+    else:
+        token = typer.prompt("Civitai API token (from https://civitai.com/user/account)", hide_input=True).strip()
+    if not token or any(c.isspace() for c in token):
+        raise UsageError("that does not look like a Civitai API token")
+    path = write_config({"civitai_token": token})
+    info(f"token stored in {path}")

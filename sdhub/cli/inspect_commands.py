@@ -1,0 +1,122 @@
+"""``sdhub inspect`` and ``sdhub hash``: what a model file is, and every hash it is known by."""
+
+from __future__ import annotations
+
+import json
+from typing import List
+
+import typer
+from rich.markup import escape
+
+from sdhub.cli.app import app
+from sdhub.cli.progress import RichProgress
+from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
+
+_METADATA_WIDTH = 160
+_SEVERITY_STYLE = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "[dim]info[/]"}
+
+
+@app.command("inspect")
+def inspect_command(
+    path: str = typer.Argument(..., metavar="PATH", help="A .safetensors, .ckpt/.pt/.bin file or a diffusers folder."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON (schema: docs/inspect-json.md)."),
+    quick: bool = typer.Option(False, "--quick", help="Names and shapes only: skip the NaN/Inf/overflow checks."),
+    pickle: bool = typer.Option(False, "--pickle", help="Also list the globals and opcodes of a pickle file."),
+) -> None:
+    """Say what a model file is (kind, architecture, components) and what is wrong with it.
+
+    Example: sdhub inspect models/v1-5-pruned.ckpt --json
+    """
+    from sdhub.ops.inspect import inspect_file
+
+    with RichProgress() as progress:
+        report = inspect_file(path, check_values=not quick, progress=progress)
+    if json_output:
+        print_json(report)
+        return
+    data = report.to_dict()
+    _print_summary(data)
+    print_table(
+        ([escape(c["name"]), c["tensors"], f"{c['parameters']:,}", human_size(c["bytes"]),
+          ", ".join(f"{t} x{n}" for t, n in c["dtypes"].items()),
+          "-" if c["nan_values"] is None else c["nan_values"], "-" if c["inf_values"] is None else c["inf_values"]]
+         for c in data["components"]),
+        ["component", "tensors", "parameters", "size", "dtypes", "NaN", "Inf"], title="components")
+    if data["lora"]:
+        print_fields([(key, _short(value)) for key, value in data["lora"].items()])
+    if data["problems"]:
+        print_table(([_SEVERITY_STYLE.get(p["severity"], p["severity"]), p["code"], escape(p["message"])]
+                     for p in data["problems"]), ["severity", "problem", "details"], title="problems")
+    else:
+        info("no problems found" + ("" if data["values_checked"] else " (values not checked: --quick)"))
+    if data["metadata"] and not data["lora"]:
+        print_fields([(key, _short(value)) for key, value in sorted(data["metadata"].items())])
+    if pickle and data["reader"]:
+        print_table(sorted(data["reader"]["globals"].items()), ["global", "sdhub"], title="pickle globals")
+
+
+def _print_summary(data: dict) -> None:
+    architecture = data["architecture"] or "-"
+    if data["variant"]:
+        architecture += f" ({data['variant']})"
+    prune = data["prune"]
+    saving = "- (prune works on single files)"
+    if prune:
+        saving = (f"{human_size(prune['bytes_saved']['keep'])} keeping types, "
+                  f"{human_size(prune['bytes_saved']['fp16'])} as fp16")
+    fields = [
+        ("file", escape(data["path"])),
+        ("format", f"{data['format']}, {human_size(data['size'])}"),
+        ("kind", data["kind"] + (f" ({data['lora_flavour']})" if data["lora_flavour"] else "")),
+        ("architecture", architecture),
+        ("base model", data["base_model"]),
+        ("dtype", data["dtype"]),
+        ("tensors", f"{data['tensor_count']:,} ({data['parameter_count']:,} parameters)"),
+        ("EMA weights", "yes" if data["ema"] else "no"),
+        ("training state", escape(", ".join(data["training_entries"])) if data["training_state"] else "no"),
+        ("prune would save", saving),
+        ("evidence", escape("; ".join(data["evidence"]))),
+    ]
+    if data["embedding_vectors"]:
+        fields.insert(5, ("vectors", data["embedding_vectors"]))
+    print_fields(fields)
+
+
+def _short(value: object) -> str:
+    """One line of a metadata value, escaped so brackets in it are not read as rich markup."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text if len(text) <= _METADATA_WIDTH else text[:_METADATA_WIDTH - 1] + "…"
+    return escape(text)
+
+
+@app.command("hash")
+def hash_command(
+    paths: List[str] = typer.Argument(..., metavar="PATH...", help="Model files to hash."),
+    json_output: bool = typer.Option(False, "--json", help="Print the hashes as JSON."),
+    components: bool = typer.Option(True, "--components/--no-components",
+                                    help="Also hash each component (UNet, VAE, text encoders) of checkpoints and VAEs."),
+) -> None:
+    """Compute SHA-256, AutoV1/V2/V3, CRC32 and BLAKE3 in one read, plus per-component content hashes.
+
+    Example: sdhub hash models/*.safetensors --json
+    """
+    from sdhub.ops.hashing import hash_model
+
+    results = []
+    with RichProgress() as progress:
+        for path in paths:
+            results.append(hash_model(path, components=components, progress=progress))
+    if json_output:
+        print_json(results)
+        return
+    for result in results:
+        hashes = result.file
+        fields = [
+            ("file", escape(hashes.path)), ("size", human_size(hashes.size)), ("sha256", hashes.sha256),
+            ("autov2 (A1111 hash)", hashes.autov2), ("legacy model hash", hashes.legacy_model_hash),
+            ("autov1 (Civitai)", hashes.autov1 or "- (files under 2 MiB have none)"),
+            ("autov3 / addnet", f"{hashes.autov3}  ({hashes.addnet_hash})" if hashes.addnet_hash else "- (not safetensors)"),
+            ("crc32 (Civitai order)", hashes.crc32), ("crc32 (zlib)", hashes.crc32_zlib), ("blake3", hashes.blake3),
+        ]
+        fields += [(f"{name} content", digest) for name, digest in (result.components or {}).items()]
+        print_fields(fields)

@@ -1,0 +1,69 @@
+"""``sdhub prune``: cut a checkpoint down to the inference weights, in the precision asked for."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+
+from sdhub.cli.app import app
+from sdhub.cli.progress import RichProgress
+from sdhub.cli.render import human_size, info, print_json
+from sdhub.errors import UsageError
+
+
+@app.command("prune")
+def prune_command(
+    paths: List[str] = typer.Argument(..., metavar="PATH [VAE_FILE]",
+                                      help="The model file; with --vae bake, the VAE file follows it."),
+    out: Optional[str] = typer.Option(None, "-o", "--out", metavar="OUT",
+                                      help="Output .safetensors (default: <name>-pruned.safetensors beside PATH)."),
+    ema: Optional[str] = typer.Option(None, "--ema", metavar="use|drop|keep",
+                                      help="EMA weights: use them as the model's weights (default when present), "
+                                           "drop them, or keep both."),
+    dtype: str = typer.Option("fp16", "--dtype", metavar="fp16|bf16|fp32|keep",
+                              help="Precision of floating tensors (integers are never cast)."),
+    vae: str = typer.Option("keep", "--vae", metavar="keep|drop|bake",
+                            help="Keep the baked-in VAE, drop it, or bake in VAE_FILE (--vae bake VAE_FILE)."),
+    vae_dtype: str = typer.Option("same", "--vae-dtype", metavar="fp32|same",
+                                  help="Keep the VAE in fp32, or give it the same precision as the rest."),
+    fix_clip: bool = typer.Option(False, "--fix-clip", help="Repair broken CLIP position_ids (rewrite 0..76)."),
+    keep_training_state: bool = typer.Option(False, "--keep-training-state",
+                                             help="Keep training-only tensors (loss, discriminator) and counters."),
+    force: bool = typer.Option(False, "--force", help="Clamp values beyond fp16's range instead of stopping."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file (never the input)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Write an inference-only .safetensors: EMA handled, training state dropped, precision cast.
+
+    Example: sdhub prune models/v1-5-pruned.ckpt --ema use --dtype fp16 --vae bake models/vae/vae-ft-mse.safetensors
+    """
+    from sdhub.ops.prune import PruneOptions, prune
+
+    if vae == "bake":
+        if len(paths) != 2:
+            raise UsageError("--vae bake needs the VAE file after the model: sdhub prune MODEL --vae bake VAE_FILE")
+        src, vae_file = paths
+    else:
+        if len(paths) != 1:
+            raise UsageError(f"prune takes one model file (got {len(paths)}); a second file goes with --vae bake")
+        src, vae_file = paths[0], None
+    options = PruneOptions(ema=ema, dtype=dtype, vae=vae, vae_file=vae_file, vae_dtype=vae_dtype, fix_clip=fix_clip,
+                           keep_training_state=keep_training_state, force=force)
+    with RichProgress() as progress:
+        report = prune(src, out, options, progress, overwrite=overwrite)
+    if json_output:
+        print_json(report)
+        return
+    for warning in report.warnings:
+        info(f"warning: {escape(warning)}")
+    if report.position_ids_fixed:
+        info("repaired CLIP position_ids: " + ", ".join(report.position_ids_fixed))
+    dropped = ", ".join(f"{count} {reason}" for reason, count in report.dropped.items())
+    if report.training_entries_dropped:
+        dropped = ", ".join(filter(None, [dropped, "training state (" + ", ".join(report.training_entries_dropped) + ")"]))
+    info(escape(f"pruned {report.source} -> {report.output}"))
+    info(escape(f"  {human_size(report.bytes_before)} -> {human_size(report.bytes_after)} "
+                f"(saved {human_size(report.bytes_saved)}); EMA {report.ema}; {report.dtype}; VAE {report.vae}; "
+                f"{report.tensors_written} tensors" + (f"; dropped {dropped}" if dropped else "")))

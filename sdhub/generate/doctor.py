@@ -1,0 +1,218 @@
+"""``sdhub doctor``: can this machine and home generate images, and if not, the one-line fix.
+
+Checks torch and the device (CUDA, Apple MPS, CPU; VRAM; fp16/bf16 support), the versions of the
+libraries generation uses, the shipped configs and the CLIP tokenizers in the local Hugging Face
+cache, and the home (catalog, folders, free disk). ``fetch_tokenizers`` downloads the tokenizer
+files with ``huggingface_hub`` so later generation works offline.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from sdhub.config import Home
+from sdhub.errors import MissingDependencyError, SdhubError
+from sdhub.generate import model_configs
+from sdhub.progress import NULL_PROGRESS, Progress
+
+#: Oldest versions generation is known to work with.
+MINIMUM_VERSIONS = {"torch": "2.4", "diffusers": "0.32", "transformers": "4.45", "safetensors": "0.4",
+                    "huggingface_hub": "0.30", "torchsde": "0.2.6"}
+LOW_DISK_BYTES = 10 * 1024 ** 3
+
+
+@dataclass
+class Check:
+    """One finding: ``ok``, ``warn`` or ``fail``, what was seen, and the fix when it is not ok."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
+
+
+@dataclass
+class DoctorReport:
+    """All checks; ``ok`` is False when any failed."""
+
+    checks: list[Check] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.status != "fail" for check in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [check.to_dict() for check in self.checks], "fetched": self.fetched}
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_versions() -> list[Check]:
+    """Each library generation needs: installed, and not older than known to work."""
+    checks = []
+    for package, minimum in MINIMUM_VERSIONS.items():
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            checks.append(Check(package, "fail", "not installed", f"pip install '{package}>={minimum}'"))
+            continue
+        if _version_tuple(version) < _version_tuple(minimum):
+            checks.append(Check(package, "fail", f"{version} is older than {minimum}",
+                                f"pip install -U '{package}>={minimum}'"))
+        else:
+            checks.append(Check(package, "ok", version))
+    return checks
+
+
+def _half_precision_works(device: str, dtype: Any) -> bool:
+    """Run a convolution and a group norm in ``dtype`` on ``device``; False if torch lacks the kernels."""
+    import torch
+
+    try:
+        x = torch.randn(1, 8, 8, 8, device=device, dtype=dtype)
+        weight = torch.randn(8, 8, 3, 3, device=device, dtype=dtype)
+        out = torch.nn.functional.group_norm(torch.nn.functional.conv2d(x, weight, padding=1), 4)
+        return bool(torch.isfinite(out.float()).all())
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+
+
+def check_device() -> list[Check]:
+    """The device generation will use, its memory, and which half precisions work on it."""
+    import torch
+
+    from sdhub.generate.loading import select_device
+
+    checks = [Check("torch", "ok", f"{torch.__version__} (CUDA build: {torch.version.cuda or 'no'})")]
+    device = select_device(None)
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        vram = properties.total_memory / 1024 ** 3
+        status = "ok" if vram >= 4 else "warn"
+        checks.append(Check("device", status, f"CUDA: {properties.name}, {vram:.1f} GiB VRAM",
+                            None if status == "ok" else "under 4 GiB: use --dtype fp16 and small sizes"))
+        checks.append(Check("fp16", "ok" if _half_precision_works("cuda", torch.float16) else "fail",
+                            "half precision on the GPU", None))
+        bf16 = torch.cuda.is_bf16_supported()
+        checks.append(Check("bf16", "ok" if bf16 else "warn", "supported" if bf16 else "not supported by this GPU",
+                            None if bf16 else "use --dtype fp16 (the default on GPUs)"))
+    elif device.type == "mps":
+        checks.append(Check("device", "ok", "Apple MPS (unified memory)"))
+        checks.append(Check("fp16", "ok" if _half_precision_works("mps", torch.float16) else "warn",
+                            "half precision on MPS", None))
+    else:
+        cuda_hint = ("torch has no CUDA support; install a CUDA build of torch to use an NVIDIA GPU"
+                     if torch.version.cuda is None else "torch sees no GPU; check the driver (nvidia-smi)")
+        checks.append(Check("device", "warn", f"CPU only ({os.cpu_count()} cores): generation is slow, "
+                            "images use fp32 and the NV generator for GPU-identical noise", cuda_hint))
+        for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+            works = _half_precision_works("cpu", dtype)
+            checks.append(Check(name, "ok" if works else "warn",
+                                f"{name} kernels on the CPU {'work' if works else 'are missing'} "
+                                "(used to reproduce fp16 VAE problems)", None if works else "upgrade torch"))
+    return checks
+
+
+def check_configs() -> list[Check]:
+    """The shipped diffusers configs are present and readable."""
+    checks = []
+    folder = resources.files("sdhub.generate.configs")
+    for arch in model_configs.SHIPPED_ARCHITECTURES:
+        try:
+            components = json.loads(folder.joinpath(f"{arch}.json").read_text(encoding="utf-8"))
+            missing = [name for name in ("model_index", "unet", "vae", "scheduler") if name not in components]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            checks.append(Check(f"config {arch}", "ok", "shipped with sdhub"))
+        except (OSError, ValueError) as error:
+            checks.append(Check(f"config {arch}", "fail", f"unreadable: {error}", "reinstall sdhub"))
+    return checks
+
+
+def check_tokenizers() -> list[Check]:
+    """The CLIP tokenizers are in the local Hugging Face cache (generation never downloads them)."""
+    checks = []
+    for name, repos in model_configs.TOKENIZER_REPOS.items():
+        label = "CLIP tokenizer" if name == "tokenizer" else "OpenCLIP bigG tokenizer (SDXL)"
+        try:
+            folder = model_configs.resolve_tokenizer_dir(name)
+            checks.append(Check(label, "ok", f"in the Hugging Face cache: {folder}"))
+        except MissingDependencyError:
+            checks.append(Check(label, "fail", f"{repos[0]} is not in the Hugging Face cache "
+                                f"{model_configs.hub_cache_dir()}", "sdhub doctor --fetch-tokenizers (needs network once)"))
+    return checks
+
+
+def check_home(home: Home) -> list[Check]:
+    """The home's catalog, folders and free disk space."""
+    checks = []
+    if home.database_path.is_file():
+        checks.append(Check("catalog", "ok", str(home.database_path)))
+    else:
+        checks.append(Check("catalog", "fail", f"no catalog at {home.database_path}",
+                            f"sdhub init {home.root} && sdhub scan"))
+    missing = [f"{kind}: {path}" for kind, path in home.folders.items() if not path.is_dir()]
+    if missing:
+        checks.append(Check("folders", "warn", "missing " + "; ".join(missing), f"sdhub init {home.root}"))
+    else:
+        checks.append(Check("folders", "ok", f"{len(home.folders)} folders ({home.layout} layout)"))
+    probe = home.root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    checks.append(Check("disk", "ok" if free >= LOW_DISK_BYTES else "warn", f"{free / 1024 ** 3:.1f} GiB free",
+                        None if free >= LOW_DISK_BYTES else "free some space: a checkpoint is 2-7 GB"))
+    writable = os.access(probe, os.W_OK)
+    checks.append(Check("outputs", "ok" if writable else "fail", f"images go to {home.outputs_dir}",
+                        None if writable else "choose a writable home with --home"))
+    return checks
+
+
+def fetch_tokenizers(progress: Progress = NULL_PROGRESS) -> list[str]:
+    """Download the tokenizer files of every tokenizer repo into the Hugging Face cache."""
+    from sdhub.sources.huggingface import fetch
+    from sdhub.sources.refs import HubRef
+
+    fetched = []
+    for repos in model_configs.TOKENIZER_REPOS.values():
+        repo = repos[0]
+        if repo in fetched:
+            continue
+        fetch(HubRef(repo), allow_patterns=model_configs.TOKENIZER_FILES, progress=progress)
+        fetched.append(repo)
+    return fetched
+
+
+def run_doctor(home: Home, *, fetch: bool = False, progress: Progress = NULL_PROGRESS) -> DoctorReport:
+    """Every check, after fetching the tokenizers first when ``fetch`` is set."""
+    report = DoctorReport()
+    if fetch:
+        try:
+            report.fetched = fetch_tokenizers(progress)
+        except SdhubError as error:
+            report.checks.append(Check("fetch tokenizers", "fail", str(error),
+                                       "connect to the internet (or set HF_ENDPOINT to a mirror) and retry"))
+    report.checks.extend(check_versions())
+    report.checks.extend(check_device())
+    report.checks.extend(check_configs())
+    report.checks.extend(check_tokenizers())
+    report.checks.extend(check_home(home))
+    return report

@@ -1,0 +1,383 @@
+"""``generate(home, model_ref, params)``: resolve the model, load it, sample, write PNGs with infotext.
+
+The model and VAE are named by a path, a catalog name or a hash; ``<lora:name:w>`` tags in either
+prompt are taken out and the LoRAs applied from the home's loras folder; embeddings come from the
+embeddings folder. Every image is written atomically to the outputs folder with A1111's
+``parameters`` text so A1111's PNG Info and Civitai read it, and ``rerun_png`` makes it again.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdhub.config import Home
+from sdhub.errors import BadInputError, NotFoundError, UsageError
+from sdhub.generate.extra_networks import LORA_NETWORKS, extract_extra_networks
+from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with_parameters
+from sdhub.generate.loading import LoadedModel, dtype_name, load_checkpoint, select_device, select_dtype
+from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
+from sdhub.generate.rng import INFOTEXT_RNG
+from sdhub.progress import NULL_PROGRESS, Progress
+
+LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
+VAE_SIDECAR_SUFFIXES = (".vae.pt", ".vae.ckpt", ".vae.safetensors")
+
+
+@dataclass
+class ResolvedFile:
+    """A model file named by the user, with its catalog identity when the home has a catalog."""
+
+    path: Path
+    sha256: str | None = None
+    legacy_hash: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def autov2(self) -> str | None:
+        return self.sha256[:10] if self.sha256 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "name": self.name, "sha256": self.sha256, "autov2": self.autov2,
+                "legacy_hash": self.legacy_hash}
+
+
+@dataclass
+class GenerationResult:
+    """What ``sdhub generate --json`` prints: the images written and the parameters that made them."""
+
+    images: list[Path]
+    seeds: list[int]
+    params: GenerationParams
+    infotexts: list[str]
+    model: ResolvedFile
+    vae: ResolvedFile | None
+    loras: list[dict[str, Any]]
+    embeddings: list[str]
+    device: str
+    dtype: str
+    rng: str
+    load_seconds: float
+    sampling_seconds: float
+    decode_seconds: float
+    vae_fp32_retry: bool = False
+    nan_in_output: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.sampling_seconds / max(1, self.params.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images": [str(path) for path in self.images], "seeds": self.seeds, "params": self.params.to_dict(),
+            "infotext": self.infotexts[0] if self.infotexts else None, "model": self.model.to_dict(),
+            "vae": self.vae.to_dict() if self.vae else None, "loras": self.loras, "embeddings": self.embeddings,
+            "device": self.device, "dtype": self.dtype, "rng": self.rng,
+            "timings": {"load": round(self.load_seconds, 3), "sampling": round(self.sampling_seconds, 3),
+                        "decode": round(self.decode_seconds, 3),
+                        "seconds_per_step": round(self.seconds_per_step, 4)},
+            "vae_fp32_retry": self.vae_fp32_retry, "nan_in_output": self.nan_in_output, "notes": self.notes,
+        }
+
+
+def resolve_file(home: Home, ref: str, kind: str) -> ResolvedFile:
+    """A path or catalog reference (name, hash, id) as a file on disk with its hashes."""
+    from sdhub.catalog import Catalog
+
+    candidate = Path(ref).expanduser()
+    if candidate.is_file():
+        candidate = candidate.absolute()
+        if home.database_path.is_file():
+            with Catalog(home) as catalog:
+                try:
+                    asset = catalog.find(str(candidate))
+                except NotFoundError:
+                    asset = None
+                stat = candidate.stat()
+                fresh = asset is not None and any(
+                    Path(record.path) == candidate and record.size == stat.st_size
+                    and record.mtime_ns == stat.st_mtime_ns for record in asset.files)
+                if fresh:
+                    return ResolvedFile(candidate, asset.sha256, _legacy_hash(catalog, asset.id))
+        from sdhub.ops.hashing import hash_file
+
+        hashes = hash_file(candidate)
+        return ResolvedFile(candidate, hashes.sha256, hashes.legacy_model_hash)
+    if not home.database_path.is_file():
+        raise NotFoundError(f"{ref!r} is not a file and the home {home.root} has no catalog; "
+                            "give a path or run `sdhub scan`")
+    with Catalog(home) as catalog:
+        asset = catalog.find(ref)
+        if asset.kind not in (kind, "unknown"):
+            raise UsageError(f"{ref!r} is a {asset.kind} ({asset.name}), not a {kind}")
+        present = asset.present_files
+        if not present:
+            raise NotFoundError(f"{asset.name} ({asset.autov2}) is in the catalog but no copy is on disk any more; "
+                                "run `sdhub scan`")
+        return ResolvedFile(Path(present[0].path), asset.sha256, _legacy_hash(catalog, asset.id))
+
+
+def _legacy_hash(catalog: Any, asset_id: int) -> str | None:
+    row = catalog.db.execute("SELECT value FROM hashes WHERE asset_id = ? AND scheme = 'legacy_model_hash'",
+                             [asset_id]).fetchone()
+    return row[0] if row else None
+
+
+# One loaded model is kept between calls (smoke runs, reruns, the TUI): loading dominates small runs.
+_CACHE_LOCK = threading.Lock()
+_CACHE: dict[str, Any] = {}
+
+
+def load_model_cached(model: ResolvedFile, vae: ResolvedFile | None, device: str | None, dtype: str | None,
+                      vae_dtype: str | None = None, progress: Progress = NULL_PROGRESS) -> tuple[LoadedModel, float]:
+    """The loaded model for these files and settings, reusing the last one when nothing changed."""
+    target_device = select_device(device)
+    target_dtype = select_dtype(target_device, dtype)
+    stat = model.path.stat()
+    key = (str(model.path), stat.st_size, stat.st_mtime_ns, str(vae.path) if vae else None,
+           str(target_device), target_dtype, vae_dtype)
+    with _CACHE_LOCK:
+        if _CACHE.get("key") == key:
+            loaded = _CACHE["model"]
+            _reset_vae_dtype(loaded, vae_dtype)
+            return loaded, 0.0
+        _CACHE.clear()
+    loaded = load_checkpoint(model.path, vae=vae.path if vae else None, device=target_device, dtype=target_dtype,
+                             progress=progress)
+    _reset_vae_dtype(loaded, vae_dtype)
+    with _CACHE_LOCK:
+        _CACHE.update(key=key, model=loaded)
+    return loaded, loaded.load_seconds
+
+
+def _reset_vae_dtype(loaded: LoadedModel, vae_dtype: str | None) -> None:
+    """Put the VAE back in its requested precision (an fp32 retry may have upcast it)."""
+    wanted = select_dtype(loaded.device, vae_dtype) if vae_dtype else loaded.dtype
+    if loaded.vae.dtype != wanted:
+        # torch.nn.Module.to: diffusers' own .to() warns about fp32 modules on every cast
+        torch.nn.Module.to(loaded.vae, wanted)
+
+
+def clear_model_cache() -> None:
+    """Forget the cached model (frees its memory)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def sidecar_vae(model_path: Path) -> Path | None:
+    """A VAE named like the checkpoint beside it (``model.vae.pt``), which A1111 picks automatically."""
+    for suffix in VAE_SIDECAR_SUFFIXES:
+        candidate = model_path.with_name(model_path.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _lora_file(home: Home, name: str) -> Path | None:
+    folder = home.folder("lora")
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.stem == name and path.suffix.lower() in LORA_SUFFIXES:
+            return path
+    return None
+
+
+def _lora_hash(path: Path) -> str:
+    """A1111's LoRA short hash: the addnet hash of a safetensors file (else SHA-256), 12 hex."""
+    from sdhub.ops.hashing import hash_file
+
+    hashes = hash_file(path)
+    return (hashes.addnet_hash or hashes.sha256)[:12]
+
+
+def infotext_params(params: GenerationParams, sampled: SampledImages, model: ResolvedFile, vae: ResolvedFile | None,
+                    image_index: int, loras: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``Key: value`` fields A1111 writes for one image of the batch."""
+    spec = sampled.sampler
+    fields: dict[str, Any] = {
+        "Steps": params.steps, "Sampler": spec.infotext_name, "CFG scale": params.cfg_scale,
+        "Seed": sampled.seeds[image_index], "Size": f"{params.width}x{params.height}",
+        "Model hash": model.autov2, "Model": model.name,
+        "VAE hash": vae.autov2 if vae else None, "VAE": vae.path.name if vae else None,  # A1111: file name
+        "Clip skip": params.clip_skip if params.clip_skip > 1 else None,
+        "ENSD": params.eta_noise_seed_delta if params.eta_noise_seed_delta and spec.uses_ensd else None,
+        "RNG": INFOTEXT_RNG[sampled.rng],
+    }
+    if sampled.subseeds and params.subseed_strength:
+        fields["Variation seed"] = sampled.subseeds[image_index]
+        fields["Variation seed strength"] = params.subseed_strength
+    if loras:
+        fields["Lora hashes"] = ", ".join(f"{lora['name']}: {lora['hash']}" for lora in loras)
+    if sampled.used_embeddings:
+        fields["TI hashes"] = ", ".join(
+            f"{name.replace(':', '').replace(',', '')}: {embedding.shorthash}"
+            for name, embedding in sampled.used_embeddings.items() if embedding.shorthash)
+    if params.emphasis != "Original":
+        fields["Emphasis"] = params.emphasis
+    if params.downcast_alphas_cumprod:
+        fields["Downcast alphas_cumprod"] = True
+    return fields
+
+
+def _next_image_paths(folder: Path, seeds: list[int]) -> list[Path]:
+    """A1111-style ``NNNNN-seed.png`` names continuing the folder's numbering."""
+    numbers = [int(path.name[:5]) for path in folder.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")]
+    start = max(numbers, default=-1) + 1
+    return [folder / f"{start + index:05d}-{seed}.png" for index, seed in enumerate(seeds)]
+
+
+def generate(home: Home, model_ref: str, params: GenerationParams, progress: Progress = NULL_PROGRESS, *,
+             vae_ref: str | None = None, out_dir: str | Path | None = None, device: str | None = None,
+             dtype: str | None = None, vae_dtype: str | None = None, auto_fp32_vae: bool = True,
+             file_prefix: str | None = None) -> GenerationResult:
+    """Generate images from ``params`` with the model ``model_ref`` and write them as PNGs with infotext."""
+    params.validate()
+    params = params.with_seeds()
+    model = resolve_file(home, model_ref, "checkpoint")
+    notes: list[str] = []
+    if vae_ref is None and (beside := sidecar_vae(model.path)) is not None:
+        vae_ref = str(beside)
+        notes.append(f"using the VAE next to the model, {beside.name} (A1111's automatic VAE)")
+    vae = resolve_file(home, vae_ref, "vae") if vae_ref else None
+    loaded, load_seconds = load_model_cached(model, vae, device, dtype, vae_dtype, progress)
+
+    prompt, positive_tags = extract_extra_networks(params.prompt)
+    negative, negative_tags = extract_extra_networks(params.negative_prompt)
+    from sdhub.generate.lora import NetworkUse, apply_loras, load_lora
+
+    uses, lora_records = [], []
+    for tag in positive_tags + negative_tags:
+        if tag.network not in LORA_NETWORKS:
+            notes.append(f"extra network <{tag.network}:...> is not supported; ignored")
+            continue
+        path = _lora_file(home, tag.name)
+        if path is None:
+            notes.append(f"LoRA {tag.name!r} not found in {home.folder('lora')}; generated without it")
+            continue
+        uses.append(NetworkUse(load_lora(path, tag.name), tag.te_multiplier, tag.unet_multiplier))
+        lora_records.append({"name": tag.name, "path": str(path), "hash": _lora_hash(path),
+                             "te_multiplier": tag.te_multiplier, "unet_multiplier": tag.unet_multiplier})
+
+    from sdhub.generate.embeddings import load_embeddings
+
+    embeddings, skipped = load_embeddings(home.folder("embedding"))
+    notes.extend(f"embedding skipped: {reason}" for reason in skipped)
+    sampling = replace(params, prompt=prompt, negative_prompt=negative)
+    components = {"lora_unet": loaded.unet}
+    if loaded.family == "sdxl":
+        if "text_encoder" in loaded.text_encoders:
+            components["lora_te1"] = loaded.text_encoders["text_encoder"]
+        components["lora_te2"] = loaded.text_encoders["text_encoder_2"]
+    else:
+        components["lora_te"] = loaded.text_encoders["text_encoder"]
+    with apply_loras(components, uses) as applied:
+        for name, missing in applied.unmatched.items():
+            notes.append(f"LoRA {name}: {len(missing)} modules match nothing in this model (wrong base model?)")
+        sampled = sample_images(loaded, sampling, embeddings=embeddings, progress=progress,
+                                auto_fp32_vae=auto_fp32_vae)
+    notes.extend(sampled.notes)
+
+    folder = Path(out_dir) if out_dir else home.outputs_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the output folder {folder}: {error.strerror or error}") from None
+    paths = _next_image_paths(folder, sampled.seeds)
+    if file_prefix:
+        paths = [folder / f"{file_prefix}-{seed}.png" for seed in sampled.seeds]
+    infotexts = []
+    for index, (image, path) in enumerate(zip(sampled.images, paths)):
+        fields = infotext_params(params, sampled, model, vae, index, lora_records)
+        text = Infotext.create(params.prompt, params.negative_prompt, fields).to_text()
+        save_png_with_parameters(image, path, text)
+        infotexts.append(text)
+    return GenerationResult(
+        images=paths, seeds=sampled.seeds, params=params, infotexts=infotexts, model=model, vae=vae,
+        loras=lora_records, embeddings=sorted(sampled.used_embeddings), device=str(loaded.device),
+        dtype=dtype_name(loaded.dtype), rng=sampled.rng, load_seconds=load_seconds,
+        sampling_seconds=sampled.sampling_seconds, decode_seconds=sampled.decode_seconds,
+        vae_fp32_retry=sampled.vae_fp32_retry, nan_in_output=sampled.nan_in_output, notes=notes,
+    )
+
+
+def params_from_infotext(text: str, rng_override: str | None = None) -> tuple[GenerationParams, dict[str, str]]:
+    """Generation parameters from A1111 infotext, and its raw fields (for the model/VAE hashes)."""
+    from sdhub.generate.rng import RNG_SOURCES
+
+    info = Infotext.from_text(text)
+    fields = info.generation_fields()
+
+    def number(key: str, cast: type, default: Any) -> Any:
+        value = fields.get(key)
+        if value in (None, ""):
+            return default
+        try:
+            return cast(float(value)) if cast is int else cast(value)
+        except ValueError:
+            raise BadInputError(f"the infotext's {key!r} is {value!r}, not a number") from None
+
+    sampler = fields.get("Sampler", "Euler a")
+    schedule_type = fields.get("Schedule type", "Automatic")
+    from sdhub.generate.samplers import resolve_sampler
+
+    spec = resolve_sampler(sampler, schedule_type)
+    rng = rng_override or fields.get("RNG", "GPU").lower()
+    if rng not in RNG_SOURCES:
+        raise BadInputError(f"the infotext's RNG {fields.get('RNG')!r} is not one of GPU, CPU, NV")
+    if rng == "gpu" and not torch.cuda.is_available():
+        rng = "nv"  # the NV generator draws the same numbers as CUDA
+    params = GenerationParams(
+        prompt=info.prompt, negative_prompt=info.negative_prompt, steps=number("Steps", int, 20),
+        sampler=spec.label, cfg_scale=number("CFG scale", float, 7.0), seed=number("Seed", int, -1),
+        width=number("Size-1", int, 512), height=number("Size-2", int, 512),
+        clip_skip=number("Clip skip", int, 1), rng=rng,
+        subseed=number("Variation seed", int, None),
+        subseed_strength=number("Variation seed strength", float, 0.0),
+        eta_noise_seed_delta=number("ENSD", int, 0),
+        downcast_alphas_cumprod=fields.get("Downcast alphas_cumprod", "False") == "True",
+        emphasis=fields.get("Emphasis", "Original"),
+    )
+    return params, fields
+
+
+def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *, model_ref: str | None = None,
+              out_dir: str | Path | None = None, device: str | None = None, dtype: str | None = None,
+              rng: str | None = None) -> GenerationResult:
+    """Make an image again from its PNG infotext, finding the model (and VAE) by hash in the catalog."""
+    path = Path(png)
+    if not path.is_file():
+        raise BadInputError(f"{path} is not a file")
+    text = read_png_parameters(path)
+    if not text:
+        raise BadInputError(f"{path.name} carries no A1111 'parameters' text to rerun")
+    params, fields = params_from_infotext(text, rng)
+    if model_ref is None:
+        model_ref = fields.get("Model hash")
+        if not model_ref:
+            raise BadInputError(f"{path.name} names no 'Model hash'; pass --model")
+        if not home.database_path.is_file():
+            raise NotFoundError(f"the image was made with model hash {model_ref}; the home has no catalog to find "
+                                "it in (run `sdhub scan`) or pass --model")
+    vae_ref = fields.get("VAE hash")
+    missing_vae = None
+    if vae_ref and home.database_path.is_file():
+        try:
+            resolve_file(home, vae_ref, "vae")
+        except NotFoundError:
+            missing_vae, vae_ref = vae_ref, None
+    elif vae_ref:
+        missing_vae, vae_ref = vae_ref, None
+    result = generate(home, model_ref, params, progress, vae_ref=vae_ref, out_dir=out_dir, device=device, dtype=dtype)
+    if missing_vae and (result.vae is None or result.vae.autov2 != missing_vae):
+        result.notes.append(f"the image was made with VAE {fields.get('VAE', '')} ({missing_vae}), which is not in "
+                            "the catalog; the result may differ")
+    return result

@@ -1,0 +1,178 @@
+"""Reference generations that prove a model works: the community's Asuka test and a quick smoke test.
+
+Each run generates with fixed settings, judges the image (``verdicts``), and records the verdict,
+timing and image path on the model's catalog entry. The Asuka test uses the settings of the
+October 2022 NovelAI-leak check with the A1111 behaviour of that era: GPU noise (NV on machines
+without CUDA), ENSD 31337 and alphas_cumprod rounded to fp16.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sdhub.config import Home
+from sdhub.errors import BadInputError, SdhubError
+from sdhub.generate.generate import GenerationResult, generate, load_model_cached, resolve_file
+from sdhub.generate.pipeline import GenerationParams
+from sdhub.generate.verdicts import Verdict, judge_image
+from sdhub.progress import NULL_PROGRESS, Progress
+
+ASUKA_PARAMS = GenerationParams(
+    prompt="masterpiece, best quality, masterpiece, asuka langley sitting cross legged on a chair",
+    negative_prompt=("lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, "
+                     "cropped, worst quality, low quality, normal quality, jpeg artifacts,signature, watermark, "
+                     "username, blurry, artist name"),
+    steps=28, sampler="Euler", cfg_scale=12.0, seed=2870305590, width=512, height=512, clip_skip=2,
+    eta_noise_seed_delta=31337, downcast_alphas_cumprod=True,
+)
+#: A1111's legacy (8-hex) hash of NovelAI's animefull-final-pruned, the model the Asuka test is for.
+ASUKA_MODEL_HASH = "925997e9"
+
+SMOKE_PARAMS = GenerationParams(
+    prompt="a photo of a red apple on a wooden table, soft daylight, high detail",
+    negative_prompt="lowres, blurry", steps=12, sampler="DPM++ 2M Karras", cfg_scale=7.0, seed=1,
+)
+
+
+@dataclass
+class ReferenceTestResult:
+    """One reference run: the verdict and reasons, the image, the settings and how long it took."""
+
+    kind: str
+    model: dict[str, Any]
+    verdict: str
+    reasons: list[str]
+    image_path: str | None
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+    similarity: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
+    vae_fp32_retry: bool = False
+    notes: list[str] = field(default_factory=list)
+    recorded: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "model": self.model, "verdict": self.verdict, "reasons": self.reasons,
+            "image_path": self.image_path, "seconds": round(self.seconds, 3), "params": self.params,
+            "similarity": self.similarity, "stats": self.stats, "vae_fp32_retry": self.vae_fp32_retry,
+            "notes": self.notes, "recorded": self.recorded,
+        }
+
+
+def _result(kind: str, generated: GenerationResult, verdict: Verdict, seconds: float,
+            notes: list[str]) -> ReferenceTestResult:
+    return ReferenceTestResult(
+        kind=kind, model=generated.model.to_dict(), verdict=verdict.verdict, reasons=verdict.reasons,
+        image_path=str(generated.images[0]), seconds=seconds, params=generated.params.to_dict(),
+        similarity=verdict.similarity.to_dict() if verdict.similarity else None,
+        stats=verdict.stats.to_dict() if verdict.stats else None, vae_fp32_retry=generated.vae_fp32_retry,
+        notes=notes + generated.notes,
+    )
+
+
+def _record(home: Home, model_path: str, result: ReferenceTestResult) -> None:
+    """Store the result on the model's catalog entry (the file is cataloged if it was not)."""
+    from sdhub.catalog import Catalog
+
+    try:
+        with Catalog(home) as catalog:
+            asset = catalog.add_file(model_path)
+            catalog.record_test(asset.sha256, {
+                "kind": result.kind, "verdict": result.verdict, "image_path": result.image_path,
+                "seconds": result.seconds, "reasons": result.reasons, "similarity": result.similarity,
+                "vae_fp32_retry": result.vae_fp32_retry, "params": result.params,
+            })
+        result.recorded = True
+    except SdhubError as error:
+        result.notes.append(f"not recorded in the catalog: {error}")
+
+
+def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, reference: str | Path | None = None,
+              device: str | None = None, dtype: str | None = None, vae_dtype: str | None = None,
+              progress: Progress = NULL_PROGRESS, overrides: dict[str, Any] | None = None,
+              record: bool = True) -> ReferenceTestResult:
+    """The Asuka test: canonical settings, a verdict, the image, and the result stored in the catalog.
+
+    ``overrides`` replaces canonical settings (steps, size) for quick checks; the result says so.
+    """
+    params = replace(ASUKA_PARAMS, **(overrides or {}))
+    notes = []
+    if overrides:
+        notes.append("non-canonical settings: " + ", ".join(f"{key}={value}" for key, value in overrides.items()))
+    reference_image = _open_reference(reference) if reference is not None else None
+    started = time.perf_counter()
+    generated = generate(home, model_ref, params, progress, vae_ref=vae_ref,
+                         out_dir=home.outputs_dir / "tests", device=device, dtype=dtype, vae_dtype=vae_dtype,
+                         file_prefix=f"asuka-{Path(model_ref).stem}")
+    seconds = time.perf_counter() - started
+    if generated.device == "cpu" and generated.dtype == "fp32":
+        notes.append("ran in fp32 on the CPU; A1111 of 2022 ran fp16 on a GPU, so expect small pixel differences")
+    from PIL import Image
+
+    with Image.open(generated.images[0]) as image:
+        verdict = judge_image(image, nan_in_output=generated.nan_in_output, vae_fp32_retry=generated.vae_fp32_retry,
+                              expected_hash=ASUKA_MODEL_HASH, actual_hash=generated.model.legacy_hash,
+                              reference=reference_image)
+    result = _result("asuka", generated, verdict, seconds, notes)
+    if record:
+        _record(home, str(generated.model.path), result)
+    return result
+
+
+def _open_reference(path: str | Path) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as error:
+        raise BadInputError(f"cannot read the reference image {path}: {error}") from None
+
+
+def smoke_targets(home: Home, refs: list[str], all_models: bool) -> list[str]:
+    """The checkpoints to smoke-test: the given references, or every checkpoint in the catalog."""
+    if refs:
+        return refs
+    if not all_models:
+        raise BadInputError("name at least one model, or pass --all to test every checkpoint in the catalog")
+    from sdhub.catalog import Catalog
+
+    if not home.database_path.is_file():
+        raise BadInputError(f"the home {home.root} has no catalog yet; run `sdhub scan` first")
+    with Catalog(home) as catalog:
+        assets = [asset for asset in catalog.list_assets(kind="checkpoint") if asset.present_files]
+    return [asset.present_files[0].path for asset in assets]
+
+
+def run_smoke(home: Home, refs: list[str], *, all_models: bool = False, steps: int | None = None,
+              size: int | None = None, device: str | None = None, dtype: str | None = None,
+              progress: Progress = NULL_PROGRESS, record: bool = True) -> list[ReferenceTestResult]:
+    """A quick generation per model with a verdict each; one broken model does not stop the others."""
+    results = []
+    for ref in smoke_targets(home, refs, all_models):
+        started = time.perf_counter()
+        try:
+            model = resolve_file(home, ref, "checkpoint")
+            loaded, _ = load_model_cached(model, None, device, dtype, progress=progress)
+            native = int(loaded.unet.config.sample_size) * 8
+            side = size or native
+            params = replace(SMOKE_PARAMS, width=side, height=side, steps=steps or SMOKE_PARAMS.steps)
+            generated = generate(home, str(model.path), params, progress, out_dir=home.outputs_dir / "tests",
+                                 device=device, dtype=dtype, file_prefix=f"smoke-{model.path.stem}")
+            from PIL import Image
+
+            with Image.open(generated.images[0]) as image:
+                verdict = judge_image(image, nan_in_output=generated.nan_in_output,
+                                      vae_fp32_retry=generated.vae_fp32_retry)
+            result = _result("smoke", generated, verdict, time.perf_counter() - started, [])
+            if record:
+                _record(home, str(model.path), result)
+        except SdhubError as error:
+            result = ReferenceTestResult("smoke", {"ref": ref}, "error", [str(error)], None,
+                                         time.perf_counter() - started)
+        results.append(result)
+    return results

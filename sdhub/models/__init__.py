@@ -1,0 +1,1 @@
+"""What the tensors mean: components, architecture and kind detection, key layouts."""

@@ -1,0 +1,457 @@
+"""``sdhub get``: from a reference to a verified, catalogued file in the right folder of the home.
+
+One place for the whole story: resolve the reference (Civitai, Hugging Face, plain URL), skip the
+download when the catalog already holds the published hash, download or copy into the folder
+the home's layout gives the model's kind, convert a pickle through the safe converter, add the
+file to the catalog with its source's metadata and first preview, and write A1111 sidecars.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sdhub.config import ASSET_KINDS, Home
+from sdhub.errors import AuthError, NetworkError, NotFoundError, SdhubError, UsageError
+from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.sources import huggingface as hub
+from sdhub.sources.civitai import CivitaiChoice, CivitaiClient
+from sdhub.sources.download import DownloadResult, download
+from sdhub.sources.placing import place_file, sha256_file
+from sdhub.sources.http import HttpClient, redact
+from sdhub.sources.refs import CivitaiRef, HubRef, UrlRef, hf_endpoint, parse_ref
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+PREVIEW_MAX_BYTES = 20 << 20
+KIND_ALIASES = {"model": "checkpoint", "checkpoints": "checkpoint", "loras": "lora", "lycoris": "lora",
+                "textualinversion": "embedding", "embeddings": "embedding", "ti": "embedding", "vaes": "vae"}
+
+
+@dataclass
+class GetOptions:
+    """The choices of ``sdhub get`` (all optional)."""
+
+    kind: str | None = None
+    version: str | None = None
+    format: str | None = None
+    fp: str | None = None
+    size: str | None = None
+    file_type: str | None = None
+    to: Path | None = None
+    connections: int = 1
+    sidecars: bool = True
+    keep_pickle: bool = False
+    include: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GetResult:
+    """What ``get`` did for one reference; ``to_dict`` is the ``--json`` output."""
+
+    ref: str
+    source: str
+    path: Path
+    kind: str
+    sha256: str | None = None
+    size: int | None = None
+    already_present: bool = False
+    download: DownloadResult | None = None
+    converted_from: Path | None = None
+    pickle_kept: bool = False
+    preview: Path | None = None
+    sidecars: list[str] = field(default_factory=list)
+    remote: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref, "source": self.source, "path": str(self.path), "name": self.name, "kind": self.kind,
+            "sha256": self.sha256, "size": self.size, "already_present": self.already_present,
+            "download": self.download.to_dict() if self.download else None,
+            "converted_from": str(self.converted_from) if self.converted_from else None,
+            "pickle_kept": self.pickle_kept, "preview": str(self.preview) if self.preview else None,
+            "sidecars": self.sidecars, "remote": self.remote, "warnings": self.warnings,
+        }
+
+
+def normalise_kind(kind: str | None) -> str | None:
+    if kind is None:
+        return None
+    value = KIND_ALIASES.get(kind.lower(), kind.lower())
+    if value not in ASSET_KINDS:
+        raise UsageError(f"unknown kind {kind!r}; choose one of: {', '.join(ASSET_KINDS)}")
+    return value
+
+
+def options_from(options: GetOptions | None, overrides: dict[str, Any]) -> GetOptions:
+    """``options`` with keyword overrides (the TUI passes plain keywords)."""
+    known = {f.name for f in fields(GetOptions)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise UsageError(f"unknown get options: {', '.join(sorted(unknown))}")
+    chosen = replace(options or GetOptions(), **{k: v for k, v in overrides.items() if v is not None})
+    if chosen.connections < 1 or chosen.connections > 16:
+        raise UsageError("--connections must be between 1 and 16")
+    if chosen.to is not None:
+        chosen.to = Path(chosen.to).expanduser().absolute()
+    chosen.kind = normalise_kind(chosen.kind)
+    return chosen
+
+
+def detect_kind(path: Path) -> str | None:
+    """The asset kind the tensors of ``path`` say it is, or None when they do not tell."""
+    try:
+        from sdhub.formats import open_model
+        from sdhub.models.detect import detect
+    except ImportError:
+        return None
+    try:
+        with open_model(path) as model:
+            kind = detect(model.tensors, model.metadata).kind
+    except (SdhubError, OSError, ValueError):
+        return None
+    return kind if kind in ASSET_KINDS else None
+
+
+# -- the catalog side ---------------------------------------------------------------------------
+def _catalog(home: Home):
+    from sdhub.catalog import Catalog
+
+    return Catalog(home)
+
+
+def find_present(home: Home, sha256: str | None) -> Path | None:
+    """A file of the library with these bytes (or converted from them), if the catalog knows one."""
+    if not sha256 or not home.database_path.exists():
+        return None
+    with _catalog(home) as catalog:
+        asset = catalog.get(sha256)
+        candidates = [asset] if asset else []
+        rows = catalog.db.execute("SELECT sha256 FROM assets WHERE source_sha256 = ?", [sha256]).fetchall()
+        candidates += [a for a in (catalog.get(row[0]) for row in rows) if a]
+        for candidate in candidates:
+            for record in candidate.present_files:
+                if os.path.isfile(record.path):
+                    return Path(record.path)
+    return None
+
+
+def _add_preview(catalog: Any, asset_id: int, path: Path, source: str, url: str | None) -> None:
+    from sdhub.catalog import store
+    from sdhub.catalog.db import write_transaction
+
+    with write_transaction(catalog.db):
+        store.add_preview(catalog.db, asset_id, source=source, path=str(path), url=url)
+
+
+def _record(home: Home, result: GetResult, source: str | None, data: dict[str, Any] | None,
+            pickle_sha256: str | None, progress: Progress) -> None:
+    with _catalog(home) as catalog:
+        if result.pickle_kept and result.converted_from is not None:
+            catalog.add_file(result.converted_from, progress=progress)
+            if source and data:
+                catalog.set_remote(pickle_sha256, source, data)  # type: ignore[arg-type]
+        asset = catalog.add_file(result.path, progress=progress)
+        result.sha256, result.size = asset.sha256, asset.size
+        if pickle_sha256 and pickle_sha256 != asset.sha256:
+            catalog.record_lineage(asset.sha256, pickle_sha256, "convert")
+        if source and data:
+            catalog.set_remote(asset.sha256, source, data)
+        if result.preview is not None:
+            _add_preview(catalog, asset.id, result.preview, source or "download", result.remote.get("preview_url"))
+
+
+def _write_sidecars(result: GetResult, civitai: dict[str, Any] | None) -> None:
+    from sdhub.catalog.sidecars import write_sidecars
+
+    preview = str(result.preview) if result.preview else None
+    result.sidecars = write_sidecars(result.path, civitai=civitai, user={}, preview=preview)
+
+
+# -- steps shared by the sources ----------------------------------------------------------------
+def _convert_pickle(home: Home, path: Path, options: GetOptions, result: GetResult, progress: Progress) -> Path:
+    """Replace a pickle by a safetensors copy made by the safe converter; keep it only if asked.
+
+    A pickle the converter refuses (it would run code, or is not a model) does not stay in the
+    library: it is moved to ``catalog/quarantine/`` and the refusal is raised.
+    """
+    if path.suffix.lower() not in PICKLE_SUFFIXES:
+        return path
+    try:
+        from sdhub.ops.convert import convert
+    except ImportError:
+        result.warnings.append(f"{path.name} is a pickle and sdhub's safe converter is not installed: kept as is")
+        return path
+    target = path.with_suffix(".safetensors")
+    number = 2
+    while target.exists():
+        target = path.with_name(f"{path.stem}-{number}.safetensors")
+        number += 1
+    try:
+        report = convert(path, target, progress=progress)
+    except SdhubError as error:
+        quarantine = home.catalog_dir / "quarantine"
+        quarantine.mkdir(parents=True, exist_ok=True)
+        kept = quarantine / path.name
+        os.replace(path, kept)
+        error.message = f"{error.message}; the downloaded file was moved to {kept}"
+        raise
+    output = Path(report.output)
+    if report.dropped or report.placeholders:
+        result.warnings.append(f"converting {path.name} dropped non-tensor entries: "
+                               f"{', '.join([*report.placeholders, *report.dropped][:8])}")
+    result.converted_from = path
+    if options.keep_pickle:
+        result.pickle_kept = True
+    else:
+        path.unlink(missing_ok=True)
+    return output
+
+
+def _save_preview(home: Home, images: list[dict[str, Any]], sha256: str, result: GetResult) -> None:
+    """Fetch the first still image of a model page into ``catalog/previews/<sha256>.png``."""
+    image = next((i for i in images if isinstance(i, dict) and i.get("url") and i.get("type", "image") == "image"),
+                 None)
+    if image is None:
+        return
+    url = str(image["url"])
+    result.remote["preview_url"] = url
+    client = HttpClient(timeout=30)
+    try:
+        response = client.open(url, what="preview image", stream=True)
+        if response.status_code != 200:
+            result.warnings.append(f"preview image {redact(url)}: HTTP {response.status_code}; not saved")
+            return
+        data = response.raw.read(PREVIEW_MAX_BYTES + 1, decode_content=True)
+    except NetworkError as error:
+        result.warnings.append(f"preview image not saved: {error}")
+        return
+    finally:
+        client.close()
+    if len(data) > PREVIEW_MAX_BYTES:
+        result.warnings.append(f"preview image {redact(url)} is larger than 20 MB; not saved")
+        return
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as picture:
+            picture.load()
+            folder = home.catalog_dir / "previews"
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(prefix=".sdhub-tmp-", suffix=".png", dir=folder)
+            with os.fdopen(fd, "wb") as out:
+                picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P") else "RGB").save(out, "PNG")
+                out.flush()
+                os.fsync(out.fileno())
+            target = folder / f"{sha256}.png"
+            os.replace(temp, target)
+            result.preview = target
+    except (OSError, ValueError) as error:
+        result.warnings.append(f"preview image {redact(url)} could not be read ({error}); not saved")
+
+
+# -- sources ------------------------------------------------------------------------------------
+def _civitai_data(choice: CivitaiChoice) -> dict[str, Any]:
+    """The version answer enriched with the model's tags, creator and description (for the catalog)."""
+    data = dict(choice.version)
+    summary = dict(data.get("model") or {})
+    for key in ("name", "type", "nsfw", "poi", "tags", "creator", "description"):
+        if key in choice.model and key not in summary:
+            summary[key] = choice.model[key]
+    data["model"] = summary
+    data.setdefault("modelId", choice.model.get("id"))
+    return data
+
+
+def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, progress: Progress) -> GetResult:
+    client = CivitaiClient()
+    try:
+        choice = client.resolve(ref, version=options.version, file_type=options.file_type, format=options.format,
+                                size=options.size, fp=options.fp)
+        kind = options.kind or choice.kind
+        if kind is None and options.to is None:
+            raise UsageError(f"Civitai model type {choice.model_type!r} has no folder in a home; "
+                             "pass --to FOLDER (or --kind)")
+        folder = options.to or home.folder(kind)  # type: ignore[arg-type]
+        data = _civitai_data(choice)
+        result = GetResult(ref=text, source="civitai", path=folder, kind=kind or "other", remote=choice.to_dict())
+        present = find_present(home, choice.sha256)
+        if present is not None:
+            result.path, result.already_present = present, True
+            progress.message(f"{present.name} is already in the library ({choice.sha256[:10]}); not downloading")
+        else:
+            result.download = download(
+                client.http, choice.download_url, folder, expected_sha256=choice.sha256,
+                fallback_name=str(choice.file.get("name") or f"civitai-{choice.version.get('id')}.safetensors"),
+                connections=options.connections, quarantine_dir=home.catalog_dir / "quarantine",
+                progress=progress, describe_error=client.describe_download_error,
+                what=f"Civitai {choice.to_dict()['model_name'] or ''}".strip(),
+            )
+            result.path, result.already_present = result.download.path, result.download.reused
+        _finish(home, result, options, "civitai", data, data.get("images") or [], progress)
+        return result
+    finally:
+        client.close()
+
+
+def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: Progress) -> GetResult:
+    files = hub.fetch(ref, allow_patterns=options.include or None, progress=progress)
+    data = {"repo": ref.repo_id, "revision": files.commit, "filename": ref.path,
+            "url": f"{hf_endpoint()}/{ref.repo_id}" + (f"/blob/{files.commit}/{ref.path}" if ref.path else "")}
+    if ref.path is None:
+        kind = options.kind or "checkpoint"
+        folder = options.to or home.folder(kind)
+        path, reused = hub.place_hub_folder(files, folder, ref.repo_id.split("/")[-1])
+        return GetResult(ref=text, source="huggingface", path=path, kind=kind, already_present=reused,
+                         remote={**data, "files": files.files})
+    cached = files.root / ref.path
+    kind = options.kind or detect_kind(cached)
+    if kind is None and options.to is None:
+        raise UsageError(f"cannot tell what kind of model {ref.path} is; pass --kind "
+                         f"({', '.join(ASSET_KINDS)}) or --to FOLDER")
+    folder = options.to or home.folder(kind)  # type: ignore[arg-type]
+    result = GetResult(ref=text, source="huggingface", path=folder, kind=kind or "other", remote=data)
+    blob = Path(os.path.realpath(cached)).name
+    present = find_present(home, blob if len(blob) == 64 else None)
+    if present is not None:
+        result.path, result.already_present = present, True
+    else:
+        result.path, _, _, result.already_present = hub.place_hub_file(files, ref.path, folder)
+    _finish(home, result, options, "huggingface", data, [], progress)
+    return result
+
+
+def _get_url(home: Home, text: str, ref: UrlRef, options: GetOptions, progress: Progress) -> GetResult:
+    client = HttpClient()
+    try:
+        staging = options.to or (home.folder(options.kind) if options.kind else home.catalog_dir / "downloads")
+        downloaded = download(client, ref.url, staging, connections=options.connections,
+                              quarantine_dir=home.catalog_dir / "quarantine", progress=progress,
+                              what=f"download {redact(ref.url)}")
+    finally:
+        client.close()
+    result = GetResult(ref=text, source="url", path=downloaded.path, kind=options.kind or "other",
+                       download=downloaded, sha256=downloaded.sha256, size=downloaded.size,
+                       remote={"url": redact(ref.url)})
+    present = find_present(home, downloaded.sha256)
+    if present is not None and present != downloaded.path:
+        downloaded.path.unlink(missing_ok=True)
+        result.path, result.already_present = present, True
+    elif options.to is None and options.kind is None:
+        kind = detect_kind(downloaded.path)
+        if kind is None:
+            downloaded.path.unlink(missing_ok=True)
+            raise UsageError(f"cannot tell what kind of model {downloaded.name} is, so it was not kept; run "
+                             f"again with --kind ({', '.join(ASSET_KINDS)}) or --to FOLDER")
+        result.kind = kind
+        result.path, _ = place_file(downloaded.path, home.folder(kind), downloaded.name, downloaded.sha256,
+                                    downloaded.size)
+    _finish(home, result, options, None, None, [], progress)
+    return result
+
+
+def _finish(home: Home, result: GetResult, options: GetOptions, source: str | None, data: dict[str, Any] | None,
+            images: list[dict[str, Any]], progress: Progress) -> None:
+    """Convert a pickle, save the preview, catalogue the file and write its sidecars."""
+    pickle_sha256 = None
+    if not result.already_present and result.path.suffix.lower() in PICKLE_SUFFIXES:
+        pickle_sha256 = sha256_file(result.path)
+        result.path = _convert_pickle(home, result.path, options, result, progress)
+    if images:
+        sha = pickle_sha256 or (result.download.sha256 if result.download else None) or sha256_file(result.path)
+        _save_preview(home, images, sha, result)
+    _record(home, result, source, data, pickle_sha256, progress)
+    if options.sidecars and source == "civitai":
+        _write_sidecars(result, data)
+    elif options.sidecars and result.preview is not None:
+        _write_sidecars(result, None)
+
+
+def get(home: Home, ref: str, *, options: GetOptions | None = None, progress: Progress = NULL_PROGRESS,
+        **overrides: Any) -> GetResult:
+    """Fetch one model into the home: verified, in its folder, catalogued with its metadata."""
+    chosen = options_from(options, overrides)
+    parsed = parse_ref(ref)
+    # A token pasted inside a URL (?token=...) is not repeated in results or messages.
+    ref = re.sub(r"([?&](?:token|access_token)=)[^&#]+", r"\1***", ref)
+    try:
+        if isinstance(parsed, CivitaiRef):
+            return _get_civitai(home, ref, parsed, chosen, progress)
+        if isinstance(parsed, HubRef):
+            return _get_hub(home, ref, parsed, chosen, progress)
+        return _get_url(home, ref, parsed, chosen, progress)
+    except OSError as error:
+        # Disk trouble while placing or cataloguing (full, read-only, permissions): one line, no traceback.
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        raise SdhubError(f"{ref}: {error.strerror or error}{where}") from None
+
+
+# -- civitai sync -------------------------------------------------------------------------------
+@dataclass
+class SyncResult:
+    """What ``civitai sync`` learnt: assets matched on Civitai, not found there, and failures."""
+
+    checked: int = 0
+    matched: list[dict[str, Any]] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "matched": self.matched, "not_found": self.not_found,
+                "errors": self.errors}
+
+
+def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL_PROGRESS) -> SyncResult:
+    """Look up every catalogued asset without Civitai metadata by its SHA-256 and fill it in."""
+    report = SyncResult()
+    with _catalog(home) as catalog:
+        rows = catalog.db.execute(
+            "SELECT sha256 FROM assets a WHERE NOT EXISTS "
+            "(SELECT 1 FROM remote r WHERE r.asset_id = a.id AND r.source = 'civitai') ORDER BY a.id").fetchall()
+        client = CivitaiClient()
+        task = progress.task("Looking up on Civitai", total=len(rows), unit="files")
+        try:
+            for (sha256,) in rows:
+                report.checked += 1
+                asset = catalog.get(sha256)
+                try:
+                    version = client.by_hash(sha256)
+                except NotFoundError:
+                    report.not_found.append(sha256)
+                    task.advance(1)
+                    continue
+                except SdhubError as error:
+                    if isinstance(error, (AuthError, UsageError)):
+                        raise
+                    report.errors.append({"sha256": sha256, "error": str(error)})
+                    task.advance(1)
+                    continue
+                result = GetResult(ref=sha256, source="civitai", path=Path(asset.present_files[0].path)
+                                   if asset and asset.present_files else home.root, kind=asset.kind if asset else "")
+                _save_preview(home, version.get("images") or [], sha256, result)
+                catalog.set_remote(sha256, "civitai", version)
+                if result.preview is not None and asset is not None:
+                    _add_preview(catalog, asset.id, result.preview, "civitai", result.remote.get("preview_url"))
+                if sidecars and asset is not None:
+                    from sdhub.catalog.sidecars import write_sidecars
+
+                    for record in asset.present_files:
+                        write_sidecars(record.path, civitai=version, user={},
+                                       preview=str(result.preview) if result.preview else None)
+                report.matched.append({"sha256": sha256, "name": asset.name if asset else None,
+                                       "model": (version.get("model") or {}).get("name"),
+                                       "version": version.get("name"), "version_id": version.get("id")})
+                task.advance(1)
+        finally:
+            task.finish()
+            client.close()
+    return report

@@ -1,0 +1,221 @@
+"""Hugging Face Hub downloads through ``huggingface_hub`` (its cache, its protocol, its errors).
+
+The endpoint, token and cache folder are read through ``sdhub.config`` (``HF_ENDPOINT``,
+``HF_TOKEN``, ``HF_HUB_CACHE``/``HF_HOME``) at call time and passed explicitly, so they apply even
+when ``huggingface_hub`` was imported before they were set. Hub errors become sdhub errors that
+say what to do (a gated repo needs access granted on its page and ``HF_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from sdhub.config import env
+from sdhub.errors import AuthError, NetworkError, NotFoundError, SdhubError, VerificationError
+from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.sources.placing import PART_PREFIX, place_file
+from sdhub.sources.filenames import sanitize_filename
+from sdhub.sources.refs import HubRef, hf_endpoint
+
+COPY_BLOCK = 8 << 20
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class HubFiles:
+    """What the Hub gave: the repo at a commit and the cached files fetched from it."""
+
+    repo_id: str
+    revision: str
+    root: Path
+    files: list[str] = field(default_factory=list)
+    commit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repo_id": self.repo_id, "revision": self.revision, "commit": self.commit,
+                "root": str(self.root), "files": self.files}
+
+
+def hub_cache_dir() -> Path:
+    """The Hub cache folder: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ~/.cache/huggingface/hub."""
+    explicit = env("HF_HUB_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    hf_home = env("HF_HOME") or os.path.join(env("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(hf_home).expanduser() / "hub"
+
+
+def hub_page(repo_id: str) -> str:
+    return f"{hf_endpoint()}/{repo_id}"
+
+
+def _progress_bar_class(progress: Progress, label: str | None = None) -> type:
+    """A tqdm class that reports to sdhub's progress protocol instead of drawing on the terminal."""
+    from huggingface_hub.utils import tqdm as hub_tqdm
+
+    class ProgressBar(hub_tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            unit = kwargs.get("unit", "")
+            description = f"Downloading {label}" if label else kwargs.get("desc") or "Hugging Face download"
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self._task = progress.task(str(description), total=kwargs.get("total"),
+                                       unit="bytes" if unit == "B" else str(unit))
+            if kwargs.get("initial"):
+                self._task.update(completed=kwargs["initial"])
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self._task.advance(n or 0)
+            return super().update(n)
+
+        def close(self) -> None:
+            self._task.finish()
+            super().close()
+
+    return ProgressBar
+
+
+def _translate(error: Exception, ref: HubRef, token: str | None) -> SdhubError:
+    """A ``huggingface_hub`` failure as an sdhub error with a message a user can act on."""
+    from huggingface_hub import errors as hub_errors
+
+    what = f"{ref.repo_id}" + (f"/{ref.path}" if ref.path else "") + f" at {ref.revision}"
+    if isinstance(error, hub_errors.GatedRepoError):
+        if token:
+            return AuthError(f"Hugging Face repo {ref.repo_id} is gated and your HF_TOKEN has no access yet: "
+                             f"request access at {hub_page(ref.repo_id)} with that account")
+        return AuthError(f"Hugging Face repo {ref.repo_id} is gated: request access at {hub_page(ref.repo_id)}, "
+                         "then set HF_TOKEN to a token of that account")
+    if isinstance(error, hub_errors.RevisionNotFoundError):
+        return NotFoundError(f"Hugging Face repo {ref.repo_id} has no revision {ref.revision!r}")
+    if isinstance(error, hub_errors.RemoteEntryNotFoundError):
+        return NotFoundError(f"Hugging Face repo {ref.repo_id} has no file {ref.path!r} at {ref.revision}")
+    if isinstance(error, hub_errors.RepositoryNotFoundError):
+        hint = "" if token else "; if it is private, set HF_TOKEN"
+        return NotFoundError(f"Hugging Face repo {ref.repo_id} does not exist{hint}")
+    if isinstance(error, hub_errors.OfflineModeIsEnabled) or isinstance(error, hub_errors.LocalEntryNotFoundError):
+        offline = " (HF_HUB_OFFLINE is set)" if env("HF_HUB_OFFLINE") not in (None, "0", "false") else ""
+        return NetworkError(f"cannot reach the Hugging Face Hub at {hf_endpoint()}{offline} and {what} is not "
+                            "in the local cache")
+    if isinstance(error, hub_errors.HfHubHTTPError):
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        return NetworkError(f"the Hugging Face Hub refused {what} (HTTP {status})")
+    return NetworkError(f"downloading {what} from {hf_endpoint()} failed: {type(error).__name__}")
+
+
+def fetch(ref: HubRef, *, allow_patterns: Iterable[str] | None = None, progress: Progress = NULL_PROGRESS) -> HubFiles:
+    """Bring a Hub file (or a whole repo, filtered by ``allow_patterns``) into the Hub cache."""
+    import huggingface_hub
+
+    token = env("HF_TOKEN")
+    options: dict[str, Any] = {
+        "revision": ref.revision, "endpoint": hf_endpoint(), "cache_dir": str(hub_cache_dir()),
+        "token": token if token else None, "repo_type": ref.repo_type,
+    }
+    try:
+        if ref.path is not None:
+            cached = huggingface_hub.hf_hub_download(ref.repo_id, ref.path, tqdm_class=_progress_bar_class(progress, ref.path),
+                                                     **options)
+            root = Path(cached)
+            for _ in ref.path.split("/"):
+                root = root.parent
+            files = [ref.path]
+        else:
+            patterns = list(allow_patterns) if allow_patterns else None
+            root = Path(huggingface_hub.snapshot_download(ref.repo_id, allow_patterns=patterns,
+                                                          tqdm_class=_progress_bar_class(progress), **options))
+            files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+            if not files:
+                raise NotFoundError(f"Hugging Face repo {ref.repo_id} has no files matching "
+                                    f"{', '.join(patterns or ['*'])} at {ref.revision}")
+    except SdhubError:
+        raise
+    except Exception as error:  # huggingface_hub raises many kinds; each becomes one clear message
+        raise _translate(error, ref, token) from None
+    return HubFiles(repo_id=ref.repo_id, revision=ref.revision, root=root, files=files, commit=root.name)
+
+
+def _copy_hashing(source: Path, folder: Path) -> tuple[Path, str, int]:
+    """Copy ``source`` to a temporary file in ``folder`` (fsynced), hashing as it goes."""
+    digest = hashlib.sha256()
+    size = 0
+    fd, temp = tempfile.mkstemp(prefix=PART_PREFIX, suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as handle:
+            while block := handle.read(COPY_BLOCK):
+                digest.update(block)
+                out.write(block)
+                size += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return Path(temp), digest.hexdigest(), size
+
+
+def place_hub_file(files: HubFiles, relative: str, folder: Path) -> tuple[Path, str, int, bool]:
+    """Copy one cached Hub file into a library folder, verified against its LFS SHA-256 when known.
+
+    Returns (path, sha256, size, reused): ``reused`` when identical bytes were already there.
+    """
+    cached = files.root / relative
+    folder.mkdir(parents=True, exist_ok=True)
+    temp, sha256, size = _copy_hashing(cached, folder)
+    blob_etag = Path(os.path.realpath(cached)).name
+    if _SHA256.match(blob_etag) and blob_etag != sha256:
+        temp.unlink(missing_ok=True)
+        raise VerificationError(f"{files.repo_id}/{relative} in the Hugging Face cache does not match its "
+                                f"published SHA-256; delete {cached} and download again")
+    name = sanitize_filename(Path(relative).name)
+    path, reused = place_file(temp, folder, name, sha256, size)
+    return path, sha256, size, reused
+
+
+def place_hub_folder(files: HubFiles, folder: Path, name: str) -> tuple[Path, bool]:
+    """Copy a fetched repo snapshot into ``folder/name`` as a whole (a diffusers folder), atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=PART_PREFIX, suffix=".part", dir=folder))
+    try:
+        for relative in files.files:
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(files.root / relative, target)
+            with open(target, "rb") as handle:
+                os.fsync(handle.fileno())
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._-") or "hub-model"
+        number = 1
+        while True:
+            candidate = folder / (base if number == 1 else f"{base}-{number}")
+            if candidate.exists():
+                if _same_tree(candidate, staging):
+                    shutil.rmtree(staging)
+                    return candidate, True
+                number += 1
+                continue
+            try:
+                os.rename(staging, candidate)
+            except OSError:
+                if candidate.exists():
+                    continue
+                raise
+            return candidate, False
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _same_tree(left: Path, right: Path) -> bool:
+    names_left = sorted(str(p.relative_to(left)) for p in left.rglob("*") if p.is_file())
+    names_right = sorted(str(p.relative_to(right)) for p in right.rglob("*") if p.is_file())
+    if names_left != names_right:
+        return False
+    return all((left / n).stat().st_size == (right / n).stat().st_size and
+               (left / n).read_bytes() == (right / n).read_bytes() for n in names_left)

@@ -1,0 +1,109 @@
+"""Putting files into library folders safely: locks, hashing a file, no-clobber atomic placement."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.sources.filenames import numbered_name
+
+#: Prefix of sdhub's temporary and partial files: hidden, and skipped by catalog scans.
+PART_PREFIX = ".sdhub-"
+READ_BLOCK = 8 << 20
+
+
+@contextmanager
+def exclusive_lock(path: Path, progress: Progress = NULL_PROGRESS) -> Iterator[None]:
+    """Hold an exclusive lock file; waits (and says so) while another process holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress.message(f"waiting for another sdhub downloading the same file ({path.name})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same_file = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        os.close(fd)  # the holder removed the lock file as it finished: take a fresh one
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a whole file, read in large blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as handle:
+        while block := handle.read(READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def place_file(source: Path, folder: Path, name: str, sha256: str, size: int) -> tuple[Path, bool]:
+    """Move a verified temporary file (in ``folder``) to ``folder/name`` without overwriting anything.
+
+    Identical bytes already under the name are reused (the source is dropped); a different file
+    there means the next free ``name-2``, ``name-3``... Returns (path, reused).
+    """
+    if source.parent.resolve() != folder.resolve():
+        source = _stage_into(source, folder)
+    number = 1
+    while True:
+        candidate = folder / (name if number == 1 else numbered_name(name, number))
+        if candidate.exists():
+            if candidate.is_file() and candidate.stat().st_size == size and sha256_file(candidate) == sha256:
+                source.unlink(missing_ok=True)
+                return candidate, True
+            number += 1
+            continue
+        try:
+            os.link(source, candidate)  # fails if another process placed a file there meanwhile
+        except FileExistsError:
+            continue
+        except OSError:
+            os.rename(source, candidate)  # a file system without hard links
+        else:
+            source.unlink()
+        _fsync_folder(folder)
+        return candidate, False
+
+
+def _stage_into(source: Path, folder: Path) -> Path:
+    """Bring a file from another folder next to its destination (renamed, or copied across disks)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = folder / f"{PART_PREFIX}{os.urandom(8).hex()}.part"
+    try:
+        os.rename(source, staged)
+        return staged
+    except OSError:
+        pass
+    try:
+        with open(source, "rb") as handle, open(staged, "wb") as out:
+            while block := handle.read(READ_BLOCK):
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    source.unlink()
+    return staged
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

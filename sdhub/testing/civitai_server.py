@@ -1,0 +1,604 @@
+"""An imitation of Civitai on 127.0.0.1 for tests, the TUI's pilot tests and the demo.
+
+Two real HTTP servers run in threads: the *site* (``/api/v1/*`` JSON in the shapes of
+``research/apis.md``, ``/api/download/models/{id}``) and a separate *storage* host that the
+download endpoint redirects to with an S3-style signed URL, as Civitai does. The storage host
+serves the bytes with ``Content-Disposition``, ``Range`` and ``If-Range``, and, like S3, rejects a
+request that carries an ``Authorization`` header beside the signature. Per file, it can drop the
+connection mid-body, trickle bytes, ignore ``Range``, publish a wrong hash or send an odd name.
+
+    with CivitaiServer() as server:
+        server.add_model(model_json, contents={194: Path("model.safetensors")})
+        os.environ["SDHUB_CIVITAI_URL"] = server.url
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import os
+import re
+import socket
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+BROWSER_MARKERS = ("mozilla", "chrome", "safari", "firefox", "opera", "edge")
+LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in | Civitai</title></head><body>Sign in</body></html>"
+SIGNING_KEY = b"imitation-civitai-storage"
+
+
+@dataclass
+class RequestRecord:
+    """One request as a server saw it (for tests that check what a client sent where)."""
+
+    server: str
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class ServedFile:
+    """The bytes behind one Civitai file, and how the storage host misbehaves when serving them."""
+
+    file_id: int
+    version_id: int
+    name: str
+    data: bytes | None = None
+    path: Path | None = None
+    #: Replace the Content-Disposition header (e.g. a name trying ``../../``, or ``filename*=``).
+    disposition: str | None = None
+    #: Close the connection after this many body bytes (an absolute offset), ``drops`` times (None: always).
+    drop_after: int | None = None
+    drops: int | None = 1
+    #: Serve the whole file with 200 even when asked for a range.
+    ignore_range: bool = False
+    #: Bytes per second, to make a download slow enough to interrupt.
+    trickle: int | None = None
+    #: Send these bytes (and content type) instead of the file, e.g. an error page with status 200.
+    body_override: tuple[bytes, str] | None = None
+    #: Send the whole file with chunked transfer encoding: no Content-Length, no ranges.
+    chunked: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.path.stat().st_size  # type: ignore[union-attr]
+
+    def read(self, start: int, end: int) -> bytes:
+        if self.data is not None:
+            return self.data[start:end]
+        with open(self.path, "rb") as handle:  # type: ignore[arg-type]
+            handle.seek(start)
+            return handle.read(end - start)
+
+
+def file_hashes(data_or_path: bytes | Path) -> dict[str, str]:
+    """The hashes Civitai publishes for a file, computed from its bytes (upper-case hex)."""
+    sha = hashlib.sha256()
+    crc = 0
+    blake = None
+    try:
+        import blake3
+
+        blake = blake3.blake3()
+    except ImportError:
+        pass
+    chunks = [data_or_path] if isinstance(data_or_path, bytes) else _read_chunks(data_or_path)
+    for chunk in chunks:
+        sha.update(chunk)
+        crc = zlib.crc32(chunk, crc)
+        if blake is not None:
+            blake.update(chunk)
+    hashes = {"AutoV2": sha.hexdigest()[:10].upper(), "SHA256": sha.hexdigest().upper(), "CRC32": f"{crc:08X}"}
+    if blake is not None:
+        hashes["BLAKE3"] = blake.hexdigest().upper()
+    return hashes
+
+
+def preview_jpeg(seed: int, size: tuple[int, int] = (48, 64)) -> bytes:
+    """A small JPEG standing in for a preview image (a colour derived from ``seed``)."""
+    import io
+
+    from PIL import Image
+
+    colour = ((seed * 67) % 256, (seed * 131) % 256, (seed * 29) % 256)
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _read_chunks(path: Path):
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            yield chunk
+
+
+class CivitaiServer:
+    """The imitation site and storage host; start with ``with`` or ``start()``."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.models: dict[int, dict[str, Any]] = {}
+        self.files: dict[int, ServedFile] = {}
+        self.tokens: set[str] = {"good-token"}
+        self.require_login: set[int] = set()
+        self.login_page_for: set[int] = set()
+        self.early_access: dict[int, str] = {}
+        self.early_access_buyers: set[str] = set()
+        self.log: list[RequestRecord] = []
+        self._rate_limits: list[list[Any]] = []
+        self._lock = threading.Lock()
+        self._site = _make_server(host, _SiteHandler, self)
+        self._storage = _make_server(host, _StorageHandler, self)
+        self._threads: list[threading.Thread] = []
+
+    # -- life cycle -----------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._site.server_address[1]}"
+
+    @property
+    def storage_url(self) -> str:
+        return f"http://{self.host}:{self._storage.server_address[1]}"
+
+    def start(self) -> "CivitaiServer":
+        for server in (self._site, self._storage):
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in (self._site, self._storage):
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> "CivitaiServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- content --------------------------------------------------------------------------------
+    def add_model(self, model: dict[str, Any], contents: dict[int, bytes | Path] | None = None,
+                  *, wrong_hash: set[int] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+        """Serve ``model`` (a Civitai model object); ``contents`` gives bytes for file ids.
+
+        Published hashes and sizes are recomputed from the contents (except for ids in
+        ``wrong_hash``, whose published SHA-256 is deliberately wrong).
+        """
+        model = copy.deepcopy(model)
+        for version in model.get("modelVersions", []):
+            version.setdefault("modelId", model["id"])
+            for file in version.get("files", []):
+                content = (contents or {}).get(file["id"])
+                if content is not None:
+                    self._attach(file, version["id"], content, file["id"] in wrong_hash)
+        with self._lock:
+            self.models[int(model["id"])] = model
+        return model
+
+    def add_version(self, version: dict[str, Any], contents: dict[int, bytes | Path] | None = None,
+                    *, wrong_hash: set[int] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+        """Serve a version object (as from /model-versions/{id}); its model is made up from ``version.model``."""
+        version = copy.deepcopy(version)
+        summary = version.pop("model", {}) or {}
+        model = {"id": version["modelId"], "name": summary.get("name", f"model {version['modelId']}"),
+                 "type": summary.get("type", "Checkpoint"), "nsfw": summary.get("nsfw", False),
+                 "poi": summary.get("poi", False), "description": None, "tags": [],
+                 "creator": {"username": "imitation", "image": None}, "stats": {}, "modelVersions": [version]}
+        return self.add_model(model, contents, wrong_hash=wrong_hash)
+
+    def _attach(self, file: dict[str, Any], version_id: int, content: bytes | Path, wrong: bool) -> None:
+        served = ServedFile(file_id=file["id"], version_id=version_id, name=file["name"],
+                            data=content if isinstance(content, bytes) else None,
+                            path=None if isinstance(content, bytes) else Path(content))
+        hashes = file_hashes(content)
+        if wrong:
+            hashes["SHA256"] = hashlib.sha256(b"not these bytes").hexdigest().upper()
+            hashes["AutoV2"] = hashes["SHA256"][:10]
+        file["hashes"] = hashes
+        file["sizeKB"] = served.size / 1024
+        self.files[file["id"]] = served
+
+    def served(self, file_id: int) -> ServedFile:
+        """The storage behaviour of one file, to adjust in a test."""
+        return self.files[file_id]
+
+    def rate_limit(self, count: int, retry_after: int | None = 1, prefix: str = "/api/") -> None:
+        """Answer the next ``count`` requests under ``prefix`` with 429 (and ``Retry-After``)."""
+        with self._lock:
+            self._rate_limits.append([prefix, count, retry_after])
+
+    def requests_to(self, server: str) -> list[RequestRecord]:
+        return [r for r in self.log if r.server == server]
+
+    # -- shaping answers ------------------------------------------------------------------------
+    def _rebase(self, url: str) -> str:
+        parts = urlsplit(url)
+        return f"{self.url}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+    def version_view(self, model: dict[str, Any], version: dict[str, Any], *, standalone: bool) -> dict[str, Any]:
+        view = copy.deepcopy(version)
+        view["downloadUrl"] = f"{self.url}/api/download/models/{version['id']}"
+        for file in view.get("files", []):
+            if "downloadUrl" in file:
+                file["downloadUrl"] = self._rebase(file["downloadUrl"])
+            else:
+                file["downloadUrl"] = view["downloadUrl"]
+            if standalone:
+                file["primary"] = bool(file.get("primary"))
+        for index, image in enumerate(view.get("images") or []):
+            # Preview images are served by the storage host (Civitai's are on image.civitai.com).
+            image["url"] = f"{self.storage_url}/images/{version['id']}/{index}.jpeg"
+        if standalone:
+            view["model"] = {k: model.get(k) for k in ("name", "type", "nsfw", "poi")}
+            view["modelId"] = model["id"]
+        return view
+
+    def model_view(self, model: dict[str, Any]) -> dict[str, Any]:
+        view = {k: copy.deepcopy(v) for k, v in model.items() if k != "modelVersions"}
+        view["modelVersions"] = [self.version_view(model, v, standalone=False) for v in model["modelVersions"]]
+        return view
+
+    def find_version(self, version_id: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        for model in self.models.values():
+            for version in model.get("modelVersions", []):
+                if int(version["id"]) == version_id:
+                    return model, version
+        return None
+
+    def find_by_hash(self, value: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        wanted = value.upper()
+        for model in self.models.values():
+            for version in model.get("modelVersions", []):
+                for file in version.get("files", []):
+                    if wanted in {str(h).upper() for h in (file.get("hashes") or {}).values()}:
+                        return model, version
+        return None
+
+    def take_rate_limit(self, path: str) -> int | None | bool:
+        with self._lock:
+            for entry in self._rate_limits:
+                if path.startswith(entry[0]) and entry[1] > 0:
+                    entry[1] -= 1
+                    return entry[2] if entry[2] is not None else True
+        return False
+
+    def sign(self, path: str, disposition: str) -> str:
+        return hmac.new(SIGNING_KEY, f"{path}|{disposition}".encode(), hashlib.sha256).hexdigest()
+
+    def storage_location(self, served: ServedFile) -> str:
+        path = f"/models/{served.file_id}/{quote(served.name)}"
+        disposition = f'attachment; filename="{served.name}"'
+        query = {
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": "imitation/auto/s3/aws4_request",
+            "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), "X-Amz-Expires": "86400",
+            "X-Amz-SignedHeaders": "host", "response-content-disposition": disposition,
+            "X-Amz-Signature": self.sign(path, disposition),
+        }
+        return f"{self.storage_url}{path}?{urlencode(query, quote_via=quote)}"
+
+
+def _make_server(host: str, handler: type, owner: CivitaiServer) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    server.owner = owner  # type: ignore[attr-defined]
+    return server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_name = "site"
+
+    @property
+    def owner(self) -> CivitaiServer:
+        return self.server.owner  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output clean
+        pass
+
+    def _record(self) -> None:
+        with self.owner._lock:
+            self.owner.log.append(RequestRecord(self.server_name, self.command, self.path, dict(self.headers.items())))
+
+    def _send(self, status: int, body: bytes = b"", content_type: str = "application/json; charset=utf-8",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data).encode(), headers=headers)
+
+
+class _SiteHandler(_Handler):
+    server_name = "site"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._record()
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        limited = self.owner.take_rate_limit(parts.path)
+        if limited is not False:
+            headers = {"Retry-After": str(limited)} if limited is not True else {}
+            self._json(429, {"error": "We've noticed an unusual amount of downloading from your account."},
+                       headers)
+            return
+        routes = [
+            (r"/api/v1/models", self._search),
+            (r"/api/v1/models/([^/]+)", self._model),
+            (r"/api/v1/model-versions/by-hash/([^/]+)", self._by_hash),
+            (r"/api/v1/model-versions/([^/]+)", self._version),
+            (r"/api/download/models/([^/]+)", self._download),
+            (r"/login", self._login),
+        ]
+        for pattern, route in routes:
+            match = re.fullmatch(pattern, parts.path.rstrip("/") or "/")
+            if match:
+                route(query, *match.groups())
+                return
+        self._json(404, {"error": "Not found"})
+
+    def _token(self, query: dict[str, list[str]]) -> str | None:
+        header = self.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            return header[7:].strip()
+        return query.get("token", [None])[-1]
+
+    def _login(self, query: dict[str, list[str]]) -> None:
+        self._send(200, LOGIN_PAGE, "text/html; charset=utf-8")
+
+    def _model(self, query: dict[str, list[str]], model_id: str) -> None:
+        if not model_id.isdigit():
+            self._json(400, {"error": f"Invalid id: {model_id}"})
+            return
+        model = self.owner.models.get(int(model_id))
+        if model is None:
+            self._json(404, {"error": f"No model with id {model_id}"})
+            return
+        self._json(200, self.owner.model_view(model))
+
+    def _version(self, query: dict[str, list[str]], version_id: str) -> None:
+        found = self.owner.find_version(int(version_id)) if version_id.isdigit() else None
+        if found is None:
+            self._json(404, {"error": f"No version with id {version_id}"})
+            return
+        self._json(200, self.owner.version_view(*found, standalone=True))
+
+    def _by_hash(self, query: dict[str, list[str]], value: str) -> None:
+        found = self.owner.find_by_hash(value)
+        if found is None:
+            self._json(404, {"error": "Model not found"})
+            return
+        self._json(200, self.owner.version_view(*found, standalone=True))
+
+    def _search(self, query: dict[str, list[str]]) -> None:
+        limit = int(query.get("limit", ["100"])[-1])
+        if limit > 100 or limit < 0:
+            self._json(400, {"error": [{"code": "too_big", "maximum": 100, "path": ["limit"],
+                                        "message": "Number must be less than or equal to 100"}]})
+            return
+        wants_account = any(query.get(k, [""])[-1] == "true" for k in ("favorites", "hidden"))
+        if wants_account and self._token(query) not in self.owner.tokens:
+            self._json(401, {"error": "Unauthorized"})
+            return
+        text = query.get("query", [""])[-1].lower()
+        if text and "page" in query:
+            self._json(400, {"error": "Cannot use page param with query search. Use cursor-based pagination."})
+            return
+        types = {t.lower() for value in query.get("types", []) for t in value.split(",")}
+        bases = {b.lower() for b in query.get("baseModels", [])}
+        models = list(self.owner.models.values())
+        if text:
+            models = [m for m in models if text in m.get("name", "").lower()
+                      or any(text in str(tag).lower() for tag in m.get("tags", []))]
+        if types:
+            models = [m for m in models if str(m.get("type", "")).lower() in types]
+        if bases:
+            models = [m for m in models
+                      if any(str(v.get("baseModel", "")).lower() in bases for v in m.get("modelVersions", []))]
+        if query.get("nsfw", [""])[-1] == "false":
+            models = [m for m in models if not m.get("nsfw")]
+        sort = query.get("sort", [""])[-1]
+        if sort == "Most Downloaded":
+            models.sort(key=lambda m: -(m.get("stats") or {}).get("downloadCount", 0))
+        elif sort == "Highest Rated":
+            models.sort(key=lambda m: -(m.get("stats") or {}).get("rating", 0))
+        elif sort == "Newest":
+            models.sort(key=lambda m: max((v.get("createdAt", "") for v in m.get("modelVersions", [])),
+                                          default=""), reverse=True)
+        base_query = {k: v for k, v in query.items() if k not in ("cursor", "page")}
+        if "page" in query:
+            page = int(query["page"][-1])
+            if page * limit > 1000:
+                self._json(429, {"error": "You've requested too many pages, please use cursors instead"})
+                return
+            start = (page - 1) * limit
+            items = models[start:start + limit]
+            metadata: dict[str, Any] = {"currentPage": page, "pageSize": limit,
+                                        "totalItems": len(models), "totalPages": -(-len(models) // max(limit, 1))}
+            if start + limit < len(models):
+                metadata["nextPage"] = (f"https://civitai.com/api/v1/models?"
+                                        f"{urlencode({**base_query, 'page': page + 1}, doseq=True)}")
+        else:
+            start = int(query.get("cursor", ["0"])[-1] or 0)
+            items = models[start:start + limit]
+            metadata = {}
+            if start + limit < len(models):
+                metadata["nextCursor"] = str(start + limit)
+                metadata["nextPage"] = (f"https://civitai.com/api/v1/models?"
+                                        f"{urlencode({**base_query, 'cursor': start + limit}, doseq=True)}")
+        self._json(200, {"items": [self.owner.model_view(m) for m in items], "metadata": metadata})
+
+    def _download(self, query: dict[str, list[str]], version_id: str) -> None:
+        found = self.owner.find_version(int(version_id)) if version_id.isdigit() else None
+        if found is None:
+            self._json(404, {"error": "File not found"})
+            return
+        model, version = found
+        vid = int(version["id"])
+        token = self._token(query)
+        browser = any(m in self.headers.get("User-Agent", "").lower() for m in BROWSER_MARKERS)
+        needs_login = vid in self.owner.require_login or vid in self.owner.login_page_for
+        if needs_login and token not in self.owner.tokens:
+            if browser or vid in self.owner.login_page_for:
+                self._send(307, b"", headers={"Location": f"/login?reason=download-auth&returnUrl=/model-versions/{vid}"})
+            else:
+                self._json(401, {"error": "Unauthorized", "message": "The creator of this asset requires you to be "
+                                                                     "logged in to download it"})
+            return
+        if vid in self.owner.early_access and token not in self.owner.early_access_buyers:
+            self._json(403, {"error": "Early Access", "deadline": self.owner.early_access[vid],
+                             "message": "This asset is in Early Access. You can use Buzz access it now!"})
+            return
+        file = self._choose_file(version, query)
+        served = self.owner.files.get(file["id"]) if file else None
+        if served is None:
+            self._json(404, {"error": "File not found"})
+            return
+        self._send(307, b"", headers={"Location": self.owner.storage_location(served),
+                                      "Cache-Control": "no-store, max-age=0"})
+
+    @staticmethod
+    def _choose_file(version: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any] | None:
+        files = version.get("files", [])
+        wanted = {k: query[k][-1].lower() for k in ("type", "format", "size", "fp", "fileId") if k in query}
+        if not wanted:
+            return next((f for f in files if f.get("primary")), files[0] if files else None)
+        for file in files:
+            metadata = file.get("metadata") or {}
+            values = {"type": file.get("type"), "format": metadata.get("format"), "size": metadata.get("size"),
+                      "fp": metadata.get("fp"), "fileId": file.get("id")}
+            if all(str(values[k]).lower() == v for k, v in wanted.items()):
+                return file
+        return None
+
+
+class _StorageHandler(_Handler):
+    server_name = "storage"
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._record()
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        xml = "application/xml"
+        if "Authorization" in self.headers and "X-Amz-Signature" in query:
+            self._send(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; only the "
+                            b"X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization "
+                            b"header should be specified</Message></Error>", xml)
+            return
+        image = re.fullmatch(r"/images/(\d+)/(\d+)\.jpeg", parts.path)
+        if image:
+            self._send(200, preview_jpeg(int(image.group(1)) + int(image.group(2))), "image/jpeg")
+            return
+        match = re.fullmatch(r"/models/(\d+)/([^/]+)", parts.path)
+        disposition = query.get("response-content-disposition", "")
+        if not match or not hmac.compare_digest(self.owner.sign(parts.path, disposition),
+                                                query.get("X-Amz-Signature", "")):
+            self._send(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired or signature does not "
+                            b"match</Message></Error>", xml)
+            return
+        served = self.owner.files.get(int(match.group(1)))
+        if served is None:
+            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", xml)
+            return
+        if served.body_override is not None:
+            body, content_type = served.body_override
+            self._send(200, body, content_type)
+            return
+        if served.chunked:
+            self._serve_chunked(served, served.disposition or disposition)
+            return
+        self._serve_bytes(served, served.disposition or disposition)
+
+    def _serve_chunked(self, served: ServedFile, disposition: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Content-Disposition", disposition)
+        self.end_headers()
+        for start in range(0, served.size, 256 * 1024):
+            chunk = served.read(start, min(served.size, start + 256 * 1024))
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _serve_bytes(self, served: ServedFile, disposition: str) -> None:
+        size = served.size
+        etag = f'"{hashlib.md5(f"{served.file_id}:{size}".encode()).hexdigest()}"'
+        start, end, status = 0, size, 200
+        range_header = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if range_header and not served.ignore_range and (if_range is None or if_range == etag):
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", range_header.strip())
+            if match:
+                start = int(match.group(1))
+                end = min(size, int(match.group(2)) + 1) if match.group(2) else size
+                if start >= size:
+                    self._send(416, b"", "application/xml", {"Content-Range": f"bytes */{size}"})
+                    return
+                status = 206
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", etag)
+        self.send_header("Content-Disposition", disposition)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        stop = end
+        with self.owner._lock:
+            if served.drop_after is not None and start < served.drop_after < end and served.drops != 0:
+                stop = served.drop_after
+                if served.drops is not None:
+                    served.drops -= 1
+        try:
+            self._write_range(served, start, stop)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            return
+        if stop < end:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _write_range(self, served: ServedFile, start: int, stop: int) -> None:
+        if served.trickle:
+            step = max(1, served.trickle // 20)
+            position = start
+            while position < stop:
+                chunk = served.read(position, min(stop, position + step))
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                position += len(chunk)
+                time.sleep(0.05)
+            return
+        if served.path is not None:
+            self.wfile.flush()
+            with open(served.path, "rb") as handle:
+                sent = start
+                while sent < stop:
+                    count = os.sendfile(self.connection.fileno(), handle.fileno(), sent, min(stop - sent, 64 << 20))
+                    if count == 0:
+                        raise BrokenPipeError("the served file is shorter than announced")
+                    sent += count
+            return
+        self.wfile.write(served.data[start:stop])  # type: ignore[index]

@@ -1,0 +1,248 @@
+"""An imitation of the Hugging Face Hub on 127.0.0.1 that the real ``huggingface_hub`` downloads from.
+
+It answers what ``hf_hub_download`` and ``snapshot_download`` ask (``research/apis.md`` part D):
+``/api/models/{repo}/revision/{rev}``, ``/api/models/{repo}/tree/{rev}``, and HEAD/GET
+``/{repo}/resolve/{rev}/{path}`` with ``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``,
+``X-Linked-Size``; large (LFS) files redirect to a separate CDN host serving bytes with ``Range``.
+Errors carry ``X-Error-Code`` (RepoNotFound, GatedRepo, RevisionNotFound, EntryNotFound).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".gguf", ".msgpack")
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass
+class HubRepo:
+    """A model repo with one commit: its files, and who may read them when it is gated."""
+
+    repo_id: str
+    files: dict[str, bytes]
+    revision: str = "main"
+    gated: bool = False
+    granted_tokens: set[str] = field(default_factory=set)
+
+    @property
+    def commit(self) -> str:
+        digest = hashlib.sha1(self.repo_id.encode())
+        for name in sorted(self.files):
+            digest.update(name.encode() + hashlib.sha256(self.files[name]).digest())
+        return digest.hexdigest()
+
+    def is_lfs(self, path: str) -> bool:
+        return path.endswith(LFS_SUFFIXES)
+
+
+@dataclass
+class HubRequest:
+    server: str
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class HubServer:
+    """The imitation Hub and its CDN; use as a context manager and point ``HF_ENDPOINT`` at ``url``."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.repos: dict[str, HubRepo] = {}
+        self.log: list[HubRequest] = []
+        self._lock = threading.Lock()
+        self._hub = ThreadingHTTPServer((host, 0), _HubHandler)
+        self._cdn = ThreadingHTTPServer((host, 0), _CdnHandler)
+        for server in (self._hub, self._cdn):
+            server.daemon_threads = True
+            server.owner = self  # type: ignore[attr-defined]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._hub.server_address[1]}"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"http://{self.host}:{self._cdn.server_address[1]}"
+
+    def start(self) -> "HubServer":
+        for server in (self._hub, self._cdn):
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        for server in (self._hub, self._cdn):
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> "HubServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_repo(self, repo_id: str, files: dict[str, bytes], *, gated: bool = False,
+                 granted_tokens: set[str] | None = None) -> HubRepo:
+        repo = HubRepo(repo_id, dict(files), gated=gated, granted_tokens=set(granted_tokens or ()))
+        self.repos[repo_id] = repo
+        return repo
+
+    def blob(self, sha256: str) -> tuple[HubRepo, str] | None:
+        for repo in self.repos.values():
+            for path, data in repo.files.items():
+                if hashlib.sha256(data).hexdigest() == sha256:
+                    return repo, path
+        return None
+
+    def record(self, server: str, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            # Header names are kept lower-case: the Hub client (httpx) sends them that way.
+            headers = {name.lower(): value for name, value in handler.headers.items()}
+            self.log.append(HubRequest(server, handler.command, handler.path, headers))
+
+
+class _Base(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def owner(self) -> HubServer:
+        return self.server.owner  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+              content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _error(self, status: int, code: str, message: str, extra: dict[str, str] | None = None) -> None:
+        headers = {"X-Error-Code": code, "X-Error-Message": message, "X-Request-Id": "imitation", **(extra or {})}
+        self._send(status, json.dumps({"error": message}).encode(), headers)
+
+    def _serve_bytes(self, data: bytes, headers: dict[str, str]) -> None:
+        start, end, status = 0, len(data), 200
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
+        if match:
+            start = int(match.group(1))
+            end = min(len(data), int(match.group(2)) + 1) if match.group(2) else len(data)
+            if start >= len(data) and len(data) > 0:
+                self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+                return
+            status = 206
+            headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"}
+        self._send(status, data[start:end], {"Accept-Ranges": "bytes", **headers}, "application/octet-stream")
+
+
+class _HubHandler(_Base):
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.owner.record("hub", self)
+        path = urlsplit(self.path).path
+        api = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(revision|tree)/([^/]+)(/.*)?", path)
+        if api:
+            self._api(api.group(1), api.group(2), unquote(api.group(3)))
+            return
+        resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        if resolve:
+            self._resolve(resolve.group(1), unquote(resolve.group(2)), unquote(resolve.group(3)))
+            return
+        self._send(404, b'{"error":"Not Found"}')
+
+    def _repo(self, repo_id: str, revision: str, *, files: bool) -> HubRepo | None:
+        repo = self.owner.repos.get(repo_id)
+        token = self.headers.get("Authorization", "")[7:].strip() or None
+        if repo is None:
+            self._error(401, "RepoNotFound", "Repository not found")
+            return None
+        if revision not in (repo.revision, repo.commit):
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            return None
+        if files and repo.gated and token not in repo.granted_tokens:
+            message = (f"Access to model {repo_id} is restricted and you are not in the authorized list. "
+                       f"Visit {self.owner.url}/{repo_id} to ask for access.")
+            self._error(403 if token else 401, "GatedRepo", message)
+            return None
+        return repo
+
+    def _api(self, repo_id: str, kind: str, revision: str) -> None:
+        repo = self._repo(repo_id, revision, files=False)
+        if repo is None:
+            return
+        if kind == "revision":
+            body = {"_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
+                    "author": repo_id.split("/")[0], "sha": repo.commit, "lastModified": "2024-01-01T00:00:00.000Z",
+                    "private": False, "disabled": False, "gated": "manual" if repo.gated else False,
+                    "tags": ["diffusers"], "library_name": "diffusers",
+                    "siblings": [{"rfilename": name} for name in sorted(repo.files)],
+                    "createdAt": "2024-01-01T00:00:00.000Z"}
+            self._send(200, json.dumps(body).encode())
+            return
+        entries: list[dict[str, Any]] = []
+        folders = sorted({"/".join(name.split("/")[:i]) for name in repo.files
+                          for i in range(1, name.count("/") + 1)})
+        for folder in folders:
+            entries.append({"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0,
+                            "path": folder})
+        for name in sorted(repo.files):
+            data = repo.files[name]
+            entry: dict[str, Any] = {"type": "file", "oid": git_blob_sha1(data), "size": len(data), "path": name}
+            if repo.is_lfs(name):
+                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+            entries.append(entry)
+        self._send(200, json.dumps(entries).encode())
+
+    def _resolve(self, repo_id: str, revision: str, path: str) -> None:
+        repo = self._repo(repo_id, revision, files=True)
+        if repo is None:
+            return
+        data = repo.files.get(path)
+        if data is None:
+            self._error(404, "EntryNotFound", f"{path} does not exist on \"{revision}\"",
+                        {"X-Repo-Commit": repo.commit})
+            return
+        if repo.is_lfs(path):
+            sha256 = hashlib.sha256(data).hexdigest()
+            self._send(302, b"", {
+                "Location": f"{self.owner.cdn_url}/repos/{sha256}?X-Amz-Signature=imitation",
+                "X-Repo-Commit": repo.commit, "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(data)),
+                "ETag": f'"{git_blob_sha1(data)}"',
+            })
+            return
+        self._serve_bytes(data, {"X-Repo-Commit": repo.commit, "ETag": f'"{git_blob_sha1(data)}"'})
+
+
+class _CdnHandler(_Base):
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.owner.record("cdn", self)
+        match = re.fullmatch(r"/repos/([0-9a-f]{64})", urlsplit(self.path).path)
+        found = self.owner.blob(match.group(1)) if match else None
+        if found is None:
+            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+            return
+        repo, path = found
+        name = path.rsplit("/", 1)[-1]
+        self._serve_bytes(repo.files[path], {"Content-Disposition": f'inline; filename="{name}"',
+                                             "ETag": f'"{match.group(1)}"'})  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""The sdhub terminal UI (Textual): screens over the same library the CLI calls."""

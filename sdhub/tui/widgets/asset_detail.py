@@ -1,0 +1,160 @@
+"""Everything the catalog knows about one asset, laid out for reading: the detail pane and the
+details screen both show this widget."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from sdhub.catalog.records import AssetDetails
+from sdhub.cli.render import human_size
+from sdhub.tui.widgets.image_view import ImageView
+
+_HTML_TAG = re.compile(r"<[^>]+>")
+DESCRIPTION_LIMIT = 600
+
+
+def _heading(text: Text, title: str) -> None:
+    text.append(f"\n{title}\n", style="bold underline")
+
+
+def _field(text: Text, name: str, value: Any, style: str = "") -> None:
+    if value in (None, "", []):
+        return
+    text.append(f"{name}: ", style="bold")
+    text.append(f"{value}\n", style=style)
+
+
+def remote_summary(remote: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The fields of one remote-metadata entry worth showing."""
+    ids = "/".join(str(remote.get(k)) for k in ("model_id", "version_id") if remote.get(k))
+    return [("source", remote.get("source")), ("name", remote.get("name")), ("ids", ids),
+            ("repo", remote.get("repo")), ("url", remote.get("url"))]
+
+
+def details_text(details: AssetDetails) -> Text:
+    """The body of the detail pane (everything but the title and the picture)."""
+    asset = details.asset
+    text = Text()
+    _field(text, "kind", asset.kind)
+    _field(text, "base", asset.base_model)
+    _field(text, "architecture", asset.architecture)
+    _field(text, "format", asset.format)
+    _field(text, "dtype", asset.dtype)
+    _field(text, "size", f"{human_size(asset.size)} ({asset.size:,} bytes)")
+    _field(text, "status", asset.status, "green" if asset.status == "pass" else "yellow")
+    _field(text, "added", (asset.added_at or "")[:16].replace("T", " "))
+
+    if asset.trigger_words:
+        _heading(text, "Trigger words (w copies)")
+        text.append(", ".join(asset.trigger_words) + "\n", style="bold cyan")
+    if asset.tags:
+        _field(text, "tags", ", ".join(asset.tags))
+
+    if asset.problems:
+        _heading(text, "Problems")
+        for problem in asset.problems:
+            text.append(f"• {problem}\n", style="red")
+
+    _heading(text, "Files")
+    for record in asset.files:
+        text.append(f"{record.path}", style="dim strike" if record.missing else "")
+        text.append("  (missing)\n" if record.missing else "\n", style="yellow")
+
+    _heading(text, "Hashes (y copies SHA-256)")
+    _field(text, "sha256", asset.sha256)
+    for scheme, value in sorted(details.hashes.items()):
+        if scheme != "sha256":
+            _field(text, scheme, value)
+
+    for remote in details.remote:
+        _heading(text, "Civitai" if remote.get("source") == "civitai" else "Hugging Face"
+                 if remote.get("source") == "huggingface" else str(remote.get("source", "Remote")))
+        for name, value in remote_summary(remote):
+            if name != "source":
+                _field(text, name, value)
+    if asset.description:
+        description = _HTML_TAG.sub("", asset.description).strip()
+        if len(description) > DESCRIPTION_LIMIT:
+            description = description[:DESCRIPTION_LIMIT] + "…"
+        _heading(text, "Description")
+        text.append(description + "\n")
+
+    if details.tests:
+        _heading(text, "Last test")
+        last = details.tests[0]
+        _field(text, "verdict", last.get("verdict"), "green" if last.get("verdict") == "pass" else "yellow")
+        for reason in (last.get("details") or {}).get("reasons") or []:
+            text.append(f"  {reason}\n")
+        _field(text, "test", last.get("kind"))
+        _field(text, "at", last.get("at"))
+        _field(text, "image", last.get("image_path"))
+
+    if details.ancestors or details.derived:
+        _heading(text, "Lineage")
+        for link in details.ancestors:
+            _field(text, f"from ({link.relation or 'source'})", link.name or link.sha256[:12])
+        for link in details.derived:
+            _field(text, f"made ({link.relation or 'copy'})", link.name or link.sha256[:12])
+    return text
+
+
+def preview_path(details: AssetDetails, catalog_dir: Path) -> Path | None:
+    """The first preview image that exists on disk (relative paths are under the catalog folder)."""
+    for preview in details.previews:
+        raw = preview.get("path")
+        if not raw:
+            continue
+        path = Path(raw)
+        if not path.is_absolute():
+            path = catalog_dir / path
+        if path.is_file():
+            return path
+    return None
+
+
+class AssetDetail(VerticalScroll):
+    """Title, preview picture and the fields of one asset; ``show(None)`` shows a hint."""
+
+    DEFAULT_CSS = """
+    AssetDetail { padding: 0 1; }
+    AssetDetail #detail-title { text-style: bold; }
+    AssetDetail ImageView { height: 10; margin: 1 0 0 0; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.details: AssetDetails | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Nothing selected.", id="detail-title")
+        yield ImageView(id="detail-preview")
+        yield Static("", id="detail-body")
+
+    def show(self, details: AssetDetails | None, catalog_dir: Path) -> None:
+        """Display ``details`` (None: nothing highlighted)."""
+        self.details = details
+        title = self.query_one("#detail-title", Static)
+        body = self.query_one("#detail-body", Static)
+        image = self.query_one(ImageView)
+        if details is None:
+            title.update("Nothing selected.")
+            body.update("")
+            image.show(None)
+            image.display = False
+            return
+        heading = Text(details.asset.name, style="bold")
+        if details.asset.missing:
+            heading.append("  (missing)", style="yellow")
+        title.update(heading)
+        picture = preview_path(details, catalog_dir)
+        image.show(picture)
+        image.display = picture is not None
+        body.update(details_text(details))
+        self.scroll_home(animate=False)

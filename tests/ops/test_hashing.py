@@ -1,0 +1,177 @@
+"""hash_file: every scheme against a straightforward independent computation."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import blake3
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sdhub.errors import NotFoundError, UsageError
+from sdhub.ops import hashing
+from sdhub.ops.hashing import hash_file
+from sdhub.progress import RecordingProgress
+
+
+def _expected(path: Path) -> dict[str, object]:
+    data = path.read_bytes()
+    with open(path, "rb") as handle:  # A1111's own steps: seek 1 MiB, read 64 KiB
+        handle.seek(0x100000)
+        legacy = hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
+    crc = zlib.crc32(data)
+    return {
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "autov2": hashlib.sha256(data).hexdigest()[:10],
+        "legacy_model_hash": legacy,
+        "autov1": legacy if len(data) >= 2 * 1024 * 1024 else None,
+        "crc32": struct.pack("<I", crc).hex(),
+        "crc32_zlib": "%08x" % crc,
+        "blake3": blake3.blake3(data).hexdigest(),
+    }
+
+
+def test_hello_world_matches_civitai_reference_vectors(tmp_path: Path) -> None:
+    path = tmp_path / "hello.txt"
+    path.write_bytes(b"hello world")
+    hashes = hash_file(path)
+    assert hashes.civitai() == {
+        "SHA256": "B94D27B9934D3E08A52E52D7DA7DABFAC484EFE37A5380EE9088F7ACE2EFCDE9",
+        "AutoV2": "B94D27B993",
+        "CRC32": "85114A0D",
+        "BLAKE3": "D74981EFA70A0C880B8D8C1985D075DBCBF679B99A5F9914E5AAF96B831A9E24",
+    }
+    assert hashes.autov1 is None and hashes.autov3 is None and hashes.addnet_hash is None
+    assert hashes.legacy_model_hash == "e3b0c442"  # A1111: files under 1 MiB hash the empty string
+    assert hashes.crc32_zlib == "0d4a1185"
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024 * 1024 + 1000, 2 * 1024 * 1024 - 1, 9 * 1024 * 1024 + 123])
+@pytest.mark.parametrize("buffer_size", [65536 + 7, 4 * 1024 * 1024])
+def test_every_scheme_matches_an_independent_computation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         size: int, buffer_size: int) -> None:
+    # Small odd buffers make the legacy window and the chunks straddle buffer boundaries.
+    monkeypatch.setattr(hashing, "_BUFFER_SIZE", buffer_size)
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(os.urandom(size))
+    hashes = hash_file(path).to_dict()
+    expected = _expected(path)
+    assert {key: hashes[key] for key in expected} == expected
+    assert hashes["addnet_hash"] is None and hashes["autov3"] is None
+
+
+def test_files_over_2_mib_get_civitai_autov1_equal_to_the_a1111_legacy_hash(tmp_path: Path) -> None:
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(os.urandom(3 * 1024 * 1024))
+    hashes = hash_file(path)
+    assert hashes.autov1 == hashes.legacy_model_hash != "e3b0c442"
+    assert hashes.civitai()["AutoV1"] == hashes.legacy_model_hash.upper()
+
+
+@pytest.mark.parametrize("buffer_size", [1000, 4 * 1024 * 1024])
+def test_safetensors_addnet_hash_covers_the_tensor_data_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             buffer_size: int) -> None:
+    monkeypatch.setattr(hashing, "_BUFFER_SIZE", buffer_size)
+    tensors = {"lora_unet_x.lora_down.weight": torch.randn(64, 320), "lora_unet_x.alpha": torch.tensor(8.0)}
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_file(tensors, first, metadata={"ss_network_dim": "64"})
+    save_file(tensors, second, metadata={"ss_network_dim": "64", "ss_output_name": "renamed by hand"})
+
+    data = first.read_bytes()
+    (header_length,) = struct.unpack("<Q", data[:8])
+    expected_addnet = hashlib.sha256(data[8 + header_length:]).hexdigest()
+    a, b = hash_file(first), hash_file(second)
+    assert a.addnet_hash == expected_addnet
+    assert a.autov3 == expected_addnet[:12]
+    assert a.sha256 == hashlib.sha256(data).hexdigest()
+    # Editing metadata changes the file hash but not the addnet/AutoV3 hash.
+    assert a.sha256 != b.sha256
+    assert a.addnet_hash == b.addnet_hash
+
+
+def test_a_file_named_safetensors_that_is_not_one_gets_no_addnet_hash(tmp_path: Path) -> None:
+    path = tmp_path / "fake.safetensors"
+    path.write_bytes(b"\xff" * 64)
+    assert hash_file(path).addnet_hash is None
+
+
+def test_progress_reports_every_byte(tmp_path: Path) -> None:
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(os.urandom(5 * 1024 * 1024))
+    progress = RecordingProgress()
+    hash_file(path, progress=progress)
+    (task,) = progress.tasks
+    assert task.total == task.completed == 5 * 1024 * 1024
+    assert task.unit == "bytes" and task.finished
+
+
+def test_missing_file_and_folder_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="no such file"):
+        hash_file(tmp_path / "nope.safetensors")
+    with pytest.raises(UsageError, match="not a file"):
+        hash_file(tmp_path)
+
+
+def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(os.urandom(5 * 1024 * 1024 + 3))
+    assert hashing.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_component_hashes_ignore_container_prefix_and_key_order(tmp_path: Path) -> None:
+    from sdhub.testing import factory
+
+    state = factory.tiny_state_dicts("sd1")
+    torch.save({"state_dict": state, "global_step": 1}, tmp_path / "model.ckpt")
+    vae_alone = {k.removeprefix("first_stage_model."): v for k, v in reversed(list(state.items()))
+                 if k.startswith("first_stage_model.")}
+    save_file(vae_alone, tmp_path / "vae.safetensors")
+    reordered = dict(reversed(list(state.items())))
+    save_file(reordered, tmp_path / "model.safetensors")
+
+    checkpoint = hashing.hash_components(tmp_path / "model.ckpt")
+    assert set(checkpoint) == {"unet", "vae", "text_encoder"}
+    assert hashing.hash_components(tmp_path / "model.safetensors") == checkpoint
+    assert hashing.hash_components(tmp_path / "vae.safetensors") == {"vae": checkpoint["vae"]}
+
+    # One changed value in the VAE changes only the VAE's hash.
+    state["first_stage_model.decoder.conv_out.bias"] = state["first_stage_model.decoder.conv_out.bias"] + 1
+    save_file(state, tmp_path / "changed.safetensors")
+    changed = hashing.hash_components(tmp_path / "changed.safetensors")
+    assert changed["vae"] != checkpoint["vae"]
+    assert (changed["unet"], changed["text_encoder"]) == (checkpoint["unet"], checkpoint["text_encoder"])
+
+
+def test_component_hash_is_sha256_over_sorted_canonical_entries(tmp_path: Path) -> None:
+    tensors = {"first_stage_model.decoder.b": torch.arange(3, dtype=torch.float32),
+               "first_stage_model.decoder.a": torch.ones(2, 2, dtype=torch.float16),
+               "first_stage_model.encoder.c": torch.zeros(1)}
+    save_file(tensors, tmp_path / "v.safetensors")
+    expected = hashlib.sha256()
+    for name in sorted(tensors):
+        canonical = name.removeprefix("first_stage_model.")
+        tensor = tensors[name]
+        dtype = {torch.float32: "F32", torch.float16: "F16"}[tensor.dtype]
+        expected.update(f"{canonical}\0{dtype}\0{list(tensor.shape)}\n".encode())
+        expected.update(tensor.numpy().tobytes())
+    assert hashing.hash_components(tmp_path / "v.safetensors") == {"vae": expected.hexdigest()}
+
+
+def test_hash_model_adds_component_hashes_only_for_checkpoints_and_vaes(tmp_path: Path) -> None:
+    from sdhub.testing import factory
+
+    checkpoint = hashing.hash_model(factory.sd1_checkpoint(tmp_path / "model.safetensors"))
+    assert checkpoint.kind == "checkpoint" and set(checkpoint.components) == {"unet", "vae", "text_encoder"}
+    assert checkpoint.to_dict()["civitai"]["SHA256"] == checkpoint.file.sha256.upper()
+    lora = hashing.hash_model(factory.lora(tmp_path / "lora.safetensors"))
+    assert lora.kind == "lora" and lora.components is None and lora.file.autov3 is not None
+    (tmp_path / "notes.txt").write_bytes(b"not a model")
+    other = hashing.hash_model(tmp_path / "notes.txt")
+    assert other.kind is None and other.components is None
+    assert other.file.sha256 == hashlib.sha256(b"not a model").hexdigest()

@@ -1,0 +1,143 @@
+"""Hugging Face downloads: the real huggingface_hub client against the imitation Hub."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from sdhub.config import Home
+from sdhub.errors import AuthError, NotFoundError, UsageError
+from sdhub.library import get
+from sdhub.progress import RecordingProgress
+from sdhub.sources import huggingface as hub_source
+from sdhub.sources.refs import HubRef
+from sdhub.testing import factory
+from sdhub.testing.hub_server import HubServer
+
+
+@pytest.fixture
+def vae_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return factory.vae(tmp_path_factory.mktemp("vae") / "vae.safetensors").read_bytes()
+
+
+def test_a_single_file_lands_in_its_kinds_folder(hub: HubServer, tmp_home: Home, vae_bytes: bytes) -> None:
+    hub.add_repo("stabilityai/sd-vae-ft-mse-original", {"vae-ft-mse.safetensors": vae_bytes, "README.md": b"# vae"})
+    progress = RecordingProgress()
+    result = get(tmp_home, "https://huggingface.co/stabilityai/sd-vae-ft-mse-original/blob/main/vae-ft-mse.safetensors",
+                 progress=progress)
+    assert result.kind == "vae"
+    assert result.path == tmp_home.folder("vae") / "vae-ft-mse.safetensors"
+    assert result.path.read_bytes() == vae_bytes
+    assert result.sha256 == hashlib.sha256(vae_bytes).hexdigest()
+    assert progress.tasks and progress.tasks[0].completed == len(vae_bytes)
+    # The bytes came through the Hub protocol: HEAD resolve, then the CDN the Hub redirected to.
+    assert [(r.server, r.method) for r in hub.log if "resolve" in r.path or r.server == "cdn"] == [
+        ("hub", "HEAD"), ("cdn", "GET")]
+    # The file came through the Hugging Face cache under HF_HOME and was copied, not moved, from it.
+    cached = list((Path(hub_source.hub_cache_dir())).rglob("vae-ft-mse.safetensors"))
+    assert cached and cached[0].read_bytes() == vae_bytes
+
+    from sdhub.catalog import Catalog
+
+    with Catalog(tmp_home) as catalog:
+        asset = catalog.get(result.sha256)
+        row = catalog.db.execute("SELECT repo, url FROM remote WHERE asset_id = ?", [asset.id]).fetchone()
+    assert asset.kind == "vae"
+    assert row[0] == "stabilityai/sd-vae-ft-mse-original" and row[1].endswith("/vae-ft-mse.safetensors")
+
+
+def test_getting_the_same_file_again_copies_nothing(hub: HubServer, tmp_home: Home, vae_bytes: bytes) -> None:
+    hub.add_repo("org/vae", {"v.safetensors": vae_bytes})
+    first = get(tmp_home, "hf:org/vae/v.safetensors")
+    second = get(tmp_home, "org/vae/v.safetensors")
+    assert second.already_present and second.path == first.path
+    assert sorted(p.name for p in tmp_home.folder("vae").iterdir()) == ["v.safetensors"]
+
+
+def test_a_repo_folder_with_allow_patterns(hub: HubServer, tmp_home: Home) -> None:
+    hub.add_repo("org/tiny-pipeline", {
+        "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+        "unet/config.json": b"{}", "unet/diffusion_pytorch_model.safetensors": b"u" * 3000,
+        "vae/config.json": b"{}", "vae/diffusion_pytorch_model.safetensors": b"v" * 2000,
+        "unet/diffusion_pytorch_model.fp16.safetensors": b"h" * 1500,
+    })
+    result = get(tmp_home, "hf:org/tiny-pipeline", include=["model_index.json", "unet/*.json",
+                                                            "unet/diffusion_pytorch_model.safetensors"])
+    assert result.path == tmp_home.folder("checkpoint") / "tiny-pipeline"
+    files = sorted(str(p.relative_to(result.path)) for p in result.path.rglob("*") if p.is_file())
+    assert files == ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors"]
+    assert not any(r.path.endswith("fp16.safetensors") for r in hub.log)
+    assert [p.name for p in result.path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_revision_is_honoured(hub: HubServer, tmp_home: Home, vae_bytes: bytes) -> None:
+    repo = hub.add_repo("org/vae", {"v.safetensors": vae_bytes})
+    result = get(tmp_home, f"hf:org/vae/v.safetensors@{repo.commit}")
+    assert result.path.read_bytes() == vae_bytes
+    assert any(f"/resolve/{repo.commit}/" in r.path for r in hub.log)
+
+
+def test_hf_token_is_sent_to_the_hub(hub: HubServer, tmp_home: Home, vae_bytes: bytes,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    hub.add_repo("org/gated", {"v.safetensors": vae_bytes}, gated=True, granted_tokens={"hf_granted"})
+    monkeypatch.setenv("HF_TOKEN", "hf_granted")
+    result = get(tmp_home, "hf:org/gated/v.safetensors")
+    assert result.path.read_bytes() == vae_bytes
+    head = next(r for r in hub.log if r.method == "HEAD")
+    assert head.headers["authorization"] == "Bearer hf_granted"
+    assert all("authorization" not in r.headers for r in hub.log if r.server == "cdn")
+
+
+def test_a_gated_repo_says_how_to_get_access(hub: HubServer, tmp_home: Home, vae_bytes: bytes,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    hub.add_repo("org/gated", {"v.safetensors": vae_bytes}, gated=True)
+    with pytest.raises(AuthError, match="org/gated is gated: request access at .*/org/gated.*HF_TOKEN"):
+        get(tmp_home, "hf:org/gated/v.safetensors")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_granted")
+    with pytest.raises(AuthError, match="HF_TOKEN has no access yet"):
+        get(tmp_home, "hf:org/gated/v.safetensors")
+    with pytest.raises(AuthError, match="gated"):
+        get(tmp_home, "hf:org/gated")
+    assert list(tmp_home.folder("vae").iterdir()) == []
+
+
+def test_missing_files_repos_and_revisions_are_not_found(hub: HubServer, tmp_home: Home, vae_bytes: bytes) -> None:
+    hub.add_repo("org/vae", {"v.safetensors": vae_bytes})
+    with pytest.raises(NotFoundError, match="org/vae has no file 'nope.safetensors' at main"):
+        get(tmp_home, "hf:org/vae/nope.safetensors")
+    with pytest.raises(NotFoundError, match="org/absent does not exist; if it is private, set HF_TOKEN"):
+        get(tmp_home, "hf:org/absent/v.safetensors")
+    with pytest.raises(NotFoundError, match="no revision 'v2'"):
+        get(tmp_home, "hf:org/vae/v.safetensors@v2")
+    with pytest.raises(NotFoundError, match="no files matching"):
+        get(tmp_home, "hf:org/vae", include=["*.ckpt"])
+
+
+def test_an_unrecognisable_file_needs_a_kind(hub: HubServer, tmp_home: Home) -> None:
+    hub.add_repo("org/odd", {"weights.safetensors": factory_unknown_safetensors()})
+    with pytest.raises(UsageError, match="pass --kind"):
+        get(tmp_home, "hf:org/odd/weights.safetensors")
+    result = get(tmp_home, "hf:org/odd/weights.safetensors", kind="lora")
+    assert result.path.parent == tmp_home.folder("lora")
+
+
+def test_offline_mode_is_a_clear_network_error(hub: HubServer, tmp_home: Home,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from sdhub.errors import NetworkError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NetworkError, match="HF_HUB_OFFLINE is set"):
+        hub_source.fetch(HubRef("org/vae", "v.safetensors"))
+
+
+def factory_unknown_safetensors() -> bytes:
+    """A valid safetensors file whose tensors belong to no Stable Diffusion part."""
+    import torch
+    from safetensors.torch import save
+
+    return save({"some.other.network.weight": torch.zeros(4, 4)})

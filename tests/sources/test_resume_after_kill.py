@@ -1,0 +1,82 @@
+"""A download killed half-way (SIGKILL, no chance to clean up) resumes from its .part and verifies."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sdhub.config import Home
+from sdhub.testing import factory
+from sdhub.testing.civitai_server import CivitaiServer
+
+
+def _sdhub(home: Home, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sdhub", "--home", str(home.root), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+
+
+def test_a_killed_download_resumes_and_verifies(civitai: CivitaiServer, fixture_json, tmp_home: Home,
+                                                tmp_path: Path) -> None:
+    model = factory.sd1_checkpoint(tmp_path / "made.safetensors")
+    size = model.stat().st_size
+    civitai.add_model(fixture_json("model"), {194: model, 5149: b"unused"})
+    civitai.served(194).trickle = size // 6  # about six seconds for the whole file
+    folder = tmp_home.folder("checkpoint")
+    final = folder / "synthwavepunk_v3Alpha.safetensors"
+
+    process = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars")
+    part_size = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        parts = list(folder.glob(".sdhub-*.part")) if folder.exists() else []
+        part_size = parts[0].stat().st_size if parts else 0
+        if part_size > size * 0.4:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    time.sleep(1.0)  # let the downloader record its progress at least once more
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    assert not final.exists()  # nothing partial under the final name
+    part = next(folder.glob(".sdhub-*.part"))
+    kept = part.stat().st_size
+    assert size * 0.4 < kept < size
+
+    civitai.served(194).trickle = None
+    again = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    last = [r for r in civitai.requests_to("storage") if r.path.startswith("/models/")][-1]
+    resumed_at = int(re.match(r"bytes=(\d+)-$", last.headers["Range"]).group(1))
+    assert size * 0.4 < resumed_at <= kept
+    assert b'"resumed_from": %d' % resumed_at in out
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["synthwavepunk_v3Alpha.safetensors"]
+
+
+def test_two_processes_getting_the_same_model_fetch_it_once(civitai: CivitaiServer, fixture_json, tmp_home: Home,
+                                                            tmp_path: Path) -> None:
+    model = factory.sd1_checkpoint(tmp_path / "made.safetensors")
+    civitai.add_model(fixture_json("model"), {194: model, 5149: b"unused"})
+    civitai.served(194).trickle = model.stat().st_size // 2
+    first = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json")
+    folder = tmp_home.folder("checkpoint")
+    deadline = time.monotonic() + 60
+    while not (folder.exists() and list(folder.glob(".sdhub-*.part"))) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first one holds the lock once its .part exists
+    second = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json")
+    outputs = [process.communicate(timeout=120) for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], outputs
+    assert b"waiting for another sdhub" in outputs[1][1]
+    assert b'"already_present": true' in outputs[1][0]
+    assert len([r for r in civitai.requests_to("storage") if r.path.startswith("/models/")]) == 1
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["synthwavepunk_v3Alpha.safetensors"]
+    assert (folder / "synthwavepunk_v3Alpha.safetensors").read_bytes() == model.read_bytes()

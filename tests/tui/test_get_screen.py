@@ -1,0 +1,182 @@
+"""Getting models from the imitation Civitai server through the get screen, with progress."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from sdhub.config import Home
+from sdhub.testing import factory
+from sdhub.testing.civitai_server import CivitaiServer
+from sdhub.tui.app import SdhubApp
+from sdhub.tui.screens.first_run import FirstRunScreen
+from sdhub.tui.screens.get import GetScreen
+from sdhub.tui.widgets.asset_detail import AssetDetail
+from sdhub.tui.widgets.downloads_panel import DownloadsPanel
+from sdhub.tui.widgets.image_view import ImageView
+from tui_support import civitai_model, shown_names, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def served_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("served")
+    # The checkpoint is large enough (about 20 MB, many 1 MiB chunks) for progress to show midway.
+    return {"checkpoint": factory.sd1_checkpoint(folder / "synth.safetensors"),
+            "lora": factory.lora(folder / "watercolor.safetensors")}
+
+
+@pytest.fixture
+def civitai(served_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
+    """The imitation Civitai serving a checkpoint (slowly: about 3 s) and a LoRA."""
+    with CivitaiServer() as server:
+        server.add_model(civitai_model(501, 601, 701, name="Synthwave Punk", file_name="synthwavePunk_v10.safetensors",
+                                       model_type="Checkpoint", trained_words=("snthwve",), downloads=900,
+                                       images=1),
+                         contents={701: served_files["checkpoint"]})
+        server.add_model(civitai_model(502, 602, 702, name="Watercolor Wash", file_name="watercolorWash.safetensors",
+                                       downloads=50), contents={702: served_files["lora"]})
+        server.served(701).trickle = served_files["checkpoint"].stat().st_size // 3
+        monkeypatch.setenv("SDHUB_CIVITAI_URL", server.url)
+        yield server
+
+
+async def watch_download(app: SdhubApp, pilot) -> list[tuple[float, float | None]]:
+    """Wait for the one download to end; return the (completed, total) pairs seen while it ran."""
+    seen: list[tuple[float, float | None]] = []
+    await wait_until(lambda: app.downloads.jobs, pilot)
+    job = next(iter(app.downloads.jobs.values()))
+
+    def finished() -> bool:
+        seen.append((job.completed, job.total))
+        return job.status in ("done", "failed", "cancelled")
+
+    await wait_until(finished, pilot, timeout=60)
+    assert job.status == "done", job.error
+    return seen
+
+
+async def test_a_pasted_civitai_reference_downloads_with_progress_and_joins_the_library(
+        tmp_home: Home, civitai: CivitaiServer) -> None:
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        # An empty home opens on the first-run screen, which offers to get a model.
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.click("#get")
+        await wait_until(lambda: isinstance(app.screen, GetScreen), pilot)
+        await pilot.press(*"civitai:501@601", "enter")
+        seen = await watch_download(app, pilot)
+
+        total = seen[-1][1]
+        assert total and seen[-1][0] == total
+        assert any(0 < completed < total for completed, _ in seen), "no progress was shown between 0 and 100%"
+        table = app.screen.query_one(DownloadsPanel).table
+        await wait_until(lambda: str(table.get_row_at(0)[1]) == "done", pilot)
+        row = table.get_row_at(0)
+        assert row[0] == "synthwavePunk_v10.safetensors"
+        assert "100%" in str(row[2])
+
+        # The new row appears in the library, with Civitai's trigger words and preview beside it.
+        await pilot.press("escape", "l")
+        await wait_until(lambda: len(shown_names(app)) == 1, pilot)
+        pane = app.screen.query_one(AssetDetail)
+        await wait_until(lambda: pane.details is not None, pilot)
+        assert "snthwve" in str(pane.query_one("#detail-body").render())
+        preview = pane.query_one(ImageView)
+        assert preview.display and preview.path is not None and preview.path.is_file()
+    landed = tmp_home.folder("checkpoint") / "synthwavePunk_v10.safetensors"
+    assert landed.is_file()
+
+
+async def test_search_civitai_then_pick_a_version_downloads_it(tmp_home: Home, civitai: CivitaiServer) -> None:
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.press("escape")
+        await pilot.press("g")
+        await wait_until(lambda: isinstance(app.screen, GetScreen), pilot)
+        screen = app.screen
+        screen.query_one("#query").focus()
+        await pilot.press(*"water", "enter")
+        models = screen.query_one("#models")
+        await wait_until(lambda: models.row_count == 1, pilot)
+        assert str(models.get_row_at(0)[0]) == "Watercolor Wash"
+        await pilot.press("enter")  # choose the model: its versions are listed
+        versions = screen.query_one("#versions")
+        assert versions.has_focus and versions.row_count == 1
+        await pilot.press("enter")  # choose the version: the download starts
+        await watch_download(app, pilot)
+    assert (tmp_home.folder("lora") / "watercolorWash.safetensors").is_file()
+
+
+async def test_a_bad_reference_is_an_error_notification(tmp_home: Home) -> None:
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.press("escape", "g")
+        await wait_until(lambda: isinstance(app.screen, GetScreen), pilot)
+        await pilot.press(*"not a model reference", "enter")
+        await wait_until(lambda: any(n.severity == "error" for n in app._notifications), pilot)
+        error = next(n for n in app._notifications if n.severity == "error")
+        assert "accepted" in error.message.lower() or "civitai" in error.message.lower()
+        job = next(iter(app.downloads.jobs.values()))
+        assert job.status == "failed"
+        assert app.is_running
+
+
+def storage_ranges(server: CivitaiServer) -> list[str]:
+    """The Range headers the client sent to the storage host (a resumed download asks for one)."""
+    return [r.headers.get("Range", "") for r in server.requests_to("storage") if "/models/" in r.path]
+
+
+async def test_cancel_keeps_the_partial_file_and_retry_resumes_it(tmp_home: Home, civitai: CivitaiServer) -> None:
+    civitai.served(701).trickle = civitai.served(701).size // 6  # about 6 s: time to cancel midway
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.press("escape", "d")
+        app.downloads.add("civitai:501@601")
+        job = next(iter(app.downloads.jobs.values()))
+        await wait_until(lambda: job.completed > 0, pilot, timeout=30)
+        await pilot.press("x")
+        await wait_until(lambda: job.status == "cancelled", pilot, timeout=30)
+        assert not (tmp_home.folder("checkpoint") / "synthwavePunk_v10.safetensors").exists()
+        table = app.screen.query_one(DownloadsPanel).table
+        await wait_until(lambda: str(table.get_row_at(0)[1]) == "cancelled", pilot)
+
+        civitai.served(701).trickle = None
+        await pilot.press("r")
+        await wait_until(lambda: job.status == "done", pilot, timeout=60)
+    assert (tmp_home.folder("checkpoint") / "synthwavePunk_v10.safetensors").is_file()
+    assert any(value.startswith("bytes=") and not value.startswith("bytes=0-") for value in storage_ranges(civitai))
+
+
+async def test_a_download_interrupted_by_quitting_resumes_when_the_app_starts_again(
+        tmp_home: Home, civitai: CivitaiServer) -> None:
+    civitai.served(701).trickle = civitai.served(701).size // 6
+    first = SdhubApp(tmp_home)
+    async with first.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(first.screen, FirstRunScreen), pilot)
+        first.downloads.add("civitai:501@601")
+        job = next(iter(first.downloads.jobs.values()))
+        await wait_until(lambda: job.completed > 0, pilot, timeout=30)
+        await pilot.press("escape", "q")
+    for _ in range(200):  # the download thread notices within a progress report (0.2 s)
+        if job.status != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert job.status == "interrupted"
+    assert not (tmp_home.folder("checkpoint") / "synthwavePunk_v10.safetensors").exists()
+
+    civitai.served(701).trickle = None
+    second = SdhubApp(tmp_home)
+    async with second.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: second.downloads.jobs, pilot)
+        resumed = next(iter(second.downloads.jobs.values()))
+        assert resumed.ref == "civitai:501@601"
+        await wait_until(lambda: resumed.status == "done", pilot, timeout=60)
+    assert (tmp_home.folder("checkpoint") / "synthwavePunk_v10.safetensors").is_file()
+    assert any(value.startswith("bytes=") and not value.startswith("bytes=0-") for value in storage_ranges(civitai))

@@ -1,0 +1,167 @@
+"""The library screen driven with keys: search, filters, sorting, details, help, themes."""
+
+from __future__ import annotations
+
+import pytest
+
+from sdhub.config import Home
+from sdhub.tui.app import SdhubApp
+from sdhub.tui.screens.details import DetailsScreen
+from sdhub.tui.screens.help import HelpScreen
+from sdhub.tui.widgets.asset_detail import AssetDetail
+from sdhub.tui.widgets.asset_table import AssetTable
+from tui_support import LIBRARY, shown_names, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def loaded(app: SdhubApp, pilot, count: int | None = None) -> AssetTable:
+    table = app.screen.query_one(AssetTable)
+    await wait_until(lambda: table.generation > 0 and (count is None or table.row_count == count), pilot)
+    return table
+
+
+async def test_the_table_lists_every_asset_sorted_by_name(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        assert shown_names(app) == sorted(seed.name for seed in LIBRARY)
+        status = str(app.screen.query_one("#status-line").render())
+        assert "7 of 7 assets" in status
+
+
+async def test_typing_in_the_search_box_narrows_the_table(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("slash")
+        assert app.focused.id == "search"
+        await pilot.press("p", "i", "x")
+        await wait_until(lambda: shown_names(app) == ["pixel-art-style"], pilot)
+        # Deleting letters widens the search again, keystroke by keystroke.
+        await pilot.press("backspace", "backspace", "backspace", "w", "a", "t")
+        await wait_until(lambda: shown_names(app) == ["watercolor-xl"], pilot)
+        await pilot.press("escape")
+        assert app.focused is table
+
+
+async def test_a_search_that_matches_nothing_says_so(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("slash", *"zebra")
+        await wait_until(lambda: shown_names(app) == [], pilot)
+        assert "0 of 7 assets" in str(app.screen.query_one("#status-line").render())
+
+
+async def test_filter_by_kind_with_the_k_key(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("k")  # checkpoint
+        await wait_until(lambda: shown_names(app) == ["dreamy-anime-v1", "old-broken-model", "photo-real-xl"], pilot)
+        await pilot.press("k")  # vae
+        await wait_until(lambda: shown_names(app) == ["kl-f8-anime2"], pilot)
+        await pilot.press("k")  # lora
+        await wait_until(lambda: shown_names(app) == ["pixel-art-style", "watercolor-xl"], pilot)
+        await pilot.press("k", "k")  # embedding, then all kinds again
+        await wait_until(lambda: len(shown_names(app)) == len(LIBRARY), pilot)
+
+
+async def test_kind_filter_and_search_combine(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("k", "k", "k")  # lora
+        await wait_until(lambda: shown_names(app) == ["pixel-art-style", "watercolor-xl"], pilot)
+        await pilot.press("slash", *"xl")
+        await wait_until(lambda: shown_names(app) == ["watercolor-xl"], pilot)
+
+
+async def test_filter_by_base_model(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("b", "b")  # the bases are offered in order: SD 1.5, SDXL 1.0
+        await wait_until(lambda: shown_names(app) == ["photo-real-xl", "watercolor-xl"], pilot)
+
+
+async def test_sorting_by_size_puts_the_largest_first(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("o")
+        expected = [seed.name for seed in sorted(LIBRARY, key=lambda s: -s.size)]
+        await wait_until(lambda: shown_names(app) == expected, pilot)
+        assert "sorted by size" in str(app.screen.query_one("#status-line").render())
+
+
+async def test_the_detail_pane_follows_the_cursor(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        pane = app.screen.query_one(AssetDetail)
+        await wait_until(lambda: pane.details is not None and pane.details.asset.name == "bad-hands-5", pilot)
+        await pilot.press("down", "down", "down")
+        await wait_until(lambda: pane.details.asset.name == "old-broken-model", pilot)
+        body = str(pane.query_one("#detail-body").render())
+        assert "3 tensors contain NaN" in body
+        assert str(library_home.folder("checkpoint") / "old-broken-model.safetensors") in body
+
+
+async def test_enter_opens_the_details_and_escape_goes_back(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("down", "enter")
+        assert isinstance(app.screen, DetailsScreen)
+        detail = app.screen.query_one(AssetDetail)
+        await wait_until(lambda: detail.details is not None, pilot)
+        assert detail.details.asset.name == "dreamy-anime-v1"
+        body = str(detail.query_one("#detail-body").render())
+        assert detail.details.asset.sha256 in body
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DetailsScreen)
+
+
+async def test_question_mark_shows_the_keys(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_ctrl_t_switches_between_dark_and_light(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot)
+        assert app.theme == "textual-dark"
+        await pilot.press("ctrl+t")
+        assert app.theme == "textual-light"
+
+
+async def test_the_table_survives_resizing_down_to_80x24(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        assert app.screen.query_one("#detail-pane").display
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert not app.screen.query_one("#detail-pane").display
+        await pilot.press("end")
+        assert app.screen.query_one(AssetTable).cursor_key is not None
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert app.screen.query_one("#detail-pane").display
+
+
+async def test_q_quits(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_code == 0 or not app.is_running
