@@ -269,22 +269,13 @@ def read_config() -> dict[str, object]:
 def write_config(values: dict[str, object]) -> Path:
     """Merge ``values`` into the settings file, written atomically and readable only by the user."""
     import json
-    import tempfile
+
+    from sdhub.atomic import atomic_output
 
     path = config_path()
     merged = {**read_config(), **values}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(merged, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, mode=0o600) as handle:
+        handle.write(json.dumps(merged, indent=2).encode("utf-8"))
     return path
 
 

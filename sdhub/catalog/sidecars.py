@@ -10,13 +10,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdhub.atomic import atomic_output
 from sdhub.catalog.analysis import model_stem
 from sdhub.catalog.walker import SIDECAR_SUFFIXES
 
@@ -107,37 +106,14 @@ def sd_version(base_model: str | None, architecture: str | None) -> str:
 
 def write_file_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsynced and renamed."""
-    handle, temporary = tempfile.mkstemp(prefix=".sdhub-tmp-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    with atomic_output(path) as stream:
+        stream.write(data)
 
 
 def copy_file_atomic(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` atomically (temporary name, fsync, rename)."""
-    handle, temporary = tempfile.mkstemp(prefix=".sdhub-tmp-", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
+    with atomic_output(target) as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
 
 
 def _json_bytes(value: dict[str, Any]) -> bytes:

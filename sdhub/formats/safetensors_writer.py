@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from sdhub.atomic import fsync_directory
 from sdhub.errors import SdhubError, UsageError
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
 from sdhub.progress import NULL_PROGRESS, Progress
@@ -294,11 +295,4 @@ def _publish(temp: Path, final: Path, overwrite: bool) -> None:
         except FileExistsError:
             raise UsageError(f"{final} already exists (use --overwrite to replace it)") from None
         temp.unlink()
-    try:
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(final.parent)

@@ -35,6 +35,8 @@ CHUNK_SIZE = 1 << 20
 #: Parallel downloads fetch blocks of at least this size, one range request each.
 MIN_SEGMENT_BYTES = 16 << 20
 MAX_BLOCKS = 1024
+#: A connection this fast gets no company: more connections only help slower (throttled) ones.
+FAST_CONNECTION_BYTES_PER_SECOND = 200e6
 STATE_SAVE_SECONDS = 0.5
 REFUSED_CONTENT_TYPES = ("text/html", "application/json", "application/xhtml", "text/xml", "application/xml")
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<\?xml)", re.IGNORECASE)
@@ -145,6 +147,9 @@ class _Download:
         self._hasher: PrefixHasher | None = None
         self._last_save = 0.0
         self.workers = 1
+        self.workers_used = 0
+        self._first_block_done = threading.Event()
+        self._first_block_rate = 0.0
 
     # -- resume state ---------------------------------------------------------------------------
     def _load_state(self) -> None:
@@ -298,18 +303,50 @@ class _Download:
         except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError, TimeoutError) as error:
             raise _Dropped(type(error).__name__) from None
 
-    def _work(self, pending: deque[Segment], segment: Segment | None, response: requests.Response | None) -> None:
-        """One connection's loop: fetch segments, next in file order first, until none is left."""
-        if segment is not None:
-            self._fetch(segment, response)
-        while not self.abort.is_set():
-            with self._segments_lock:
-                if not pending:
-                    return
-                segment = pending.popleft()
-            self._fetch(segment, None)
+    def _work(self, pending: deque[Segment], segment: Segment | None, response: requests.Response | None,
+              leader: bool) -> None:
+        """One connection's loop: fetch segments, next in file order first, until none is left.
 
-    def _fetch(self, segment: Segment, response: requests.Response | None) -> None:
+        Extra connections (not the ``leader``) join only if the first block takes longer than it
+        would at ``FAST_CONNECTION_BYTES_PER_SECOND``: one connection that is already that fast
+        gains nothing from more (on a LAN or localhost they only cost CPU).
+        """
+        if not leader:
+            block = next(iter(pending), None)
+            size = (block.end or 0) - block.start if block else 0
+            done = self._first_block_done.wait(timeout=size / FAST_CONNECTION_BYTES_PER_SECOND)
+            if done and self._first_block_rate >= FAST_CONNECTION_BYTES_PER_SECOND:
+                return
+        with self._segments_lock:
+            self.workers_used += 1
+        started = time.monotonic()
+        leftover: requests.Response | None = None
+        try:
+            while not self.abort.is_set():
+                if segment is None:
+                    with self._segments_lock:
+                        if not pending:
+                            break
+                        segment = pending.popleft()
+                    # Keep reading the same answer when the next block starts where it has got to.
+                    if leftover is not None and leftover_at == segment.position:
+                        response, leftover = leftover, None
+                    leftover = _close(leftover)
+                before = segment.done
+                leftover = self._fetch(segment, response)
+                leftover_at = segment.end
+                if leader and not self._first_block_done.is_set():
+                    elapsed = max(time.monotonic() - started, 1e-9)
+                    self._first_block_rate = (segment.done - before) / elapsed
+                    self._first_block_done.set()
+                segment, response = None, None
+        finally:
+            _close(leftover)
+            if leader:
+                self._first_block_done.set()
+
+    def _fetch(self, segment: Segment, response: requests.Response | None) -> requests.Response | None:
+        """Fetch one segment, retrying dropped connections; return the response if it goes on past it."""
         failures = 0
         url = self.segment_url
         while not segment.complete and not self.abort.is_set():
@@ -322,6 +359,7 @@ class _Download:
                 self._stream(segment, response)
                 failures = 0
             except (_Dropped, *TRANSIENT_ERRORS) as error:
+                response = _close(response)
                 failures += 1
                 if failures >= self.client.policy.attempts:
                     raise NetworkError(
@@ -331,10 +369,12 @@ class _Download:
                 self.client.policy.wait(failures - 1)
                 # A signed storage URL may have expired: ask the original address for a fresh one.
                 url = self.url
-            finally:
-                if response is not None:
-                    response.close()
-                    response = None
+            except BaseException:
+                _close(response)
+                raise
+        if response is not None and segment.complete and (getattr(response.raw, "length_remaining", 0) or 0) > 0:
+            return response  # the rest of the file follows on this connection
+        return _close(response)
 
     def _accept_range_answer(self, segment: Segment, response: requests.Response) -> None:
         """Check that a range request got the range; a lone download may start over instead."""
@@ -380,8 +420,8 @@ class _Download:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sdhub-download") as pool:
                 # The first answer is for the first pending segment: that worker starts with it.
                 opening = pending.popleft() if first is not None else None
-                futures = [pool.submit(self._work, pending, opening, first)]
-                futures += [pool.submit(self._work, pending, None, None) for _ in range(self.workers - 1)]
+                futures = [pool.submit(self._work, pending, opening, first, True)]
+                futures += [pool.submit(self._work, pending, None, None, False) for _ in range(self.workers - 1)]
                 first = None
                 try:
                     while True:
@@ -467,8 +507,15 @@ class _Download:
             raise VerificationError(f"downloaded {self.name} {problem}: it was not placed{where}")
         path, reused = place_file(self.part, self.folder, self.name, sha256, size)
         return DownloadResult(path=path, name=path.name, size=size, sha256=sha256, url=redact(self.url),
-                              reused=reused, resumed_from=resumed_from, connections=self.workers,
+                              reused=reused, resumed_from=resumed_from, connections=max(1, self.workers_used),
                               seconds=time.monotonic() - started)
+
+
+def _close(response: requests.Response | None) -> None:
+    """Close an answer if there is one; always returns None (for ``response = _close(response)``)."""
+    if response is not None:
+        response.close()
+    return None
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

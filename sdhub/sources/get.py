@@ -11,11 +11,11 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sdhub.atomic import atomic_output
 from sdhub.config import ASSET_KINDS, Home
 from sdhub.errors import AuthError, NetworkError, NotFoundError, SdhubError, UsageError
 from sdhub.progress import NULL_PROGRESS, Progress
@@ -247,13 +247,9 @@ def _save_preview(home: Home, images: list[dict[str, Any]], sha256: str, result:
             picture.load()
             folder = home.catalog_dir / "previews"
             folder.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=".sdhub-tmp-", suffix=".png", dir=folder)
-            with os.fdopen(fd, "wb") as out:
-                picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P") else "RGB").save(out, "PNG")
-                out.flush()
-                os.fsync(out.fileno())
             target = folder / f"{sha256}.png"
-            os.replace(temp, target)
+            with atomic_output(target) as out:
+                picture.convert("RGBA" if picture.mode in ("RGBA", "LA", "P") else "RGB").save(out, "PNG")
             result.preview = target
     except (OSError, ValueError) as error:
         result.warnings.append(f"preview image {redact(url)} could not be read ({error}); not saved")

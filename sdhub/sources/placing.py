@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from sdhub.atomic import fsync_directory
 from sdhub.progress import NULL_PROGRESS, Progress
 from sdhub.sources.filenames import numbered_name
 
@@ -75,7 +76,7 @@ def place_file(source: Path, folder: Path, name: str, sha256: str, size: int) ->
             os.rename(source, candidate)  # a file system without hard links
         else:
             source.unlink()
-        _fsync_folder(folder)
+        fsync_directory(folder)
         return candidate, False
 
 
@@ -99,11 +100,3 @@ def _stage_into(source: Path, folder: Path) -> Path:
         raise
     source.unlink()
     return staged
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

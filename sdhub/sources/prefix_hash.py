@@ -20,8 +20,9 @@ HASH_BLOCK = 8 << 20
 HASH_QUEUE_CHUNKS = 64
 #: Chunks from parallel connections kept in memory until the bytes before them are hashed.
 HASH_PARKED_CHUNKS = 96
-#: How far the written prefix may run ahead of the hash before the gap is read back from the file.
-HASH_READBACK_LAG = 16 << 20
+#: How far the written prefix may run ahead of the hash before the gap is read back from the file:
+#: beyond what the queue and the parked chunks can hold, so bytes on their way are not read twice.
+HASH_READBACK_LAG = (HASH_QUEUE_CHUNKS + HASH_PARKED_CHUNKS + 8) << 20
 #: The file is flushed to disk each time this much more has been hashed.
 SYNC_EVERY_BYTES = 128 << 20
 
@@ -30,9 +31,9 @@ class PrefixHasher(threading.Thread):
     """SHA-256 of the file's contiguous written prefix, kept up to date while the download goes on.
 
     It runs beside the connections, so hashing costs no time on a machine with a spare core.
-    Bytes handed over in order (``feed``) are hashed from memory; anything else (a resumed prefix,
-    blocks fetched out of order, chunks that did not fit in the queue) is read back from the file
-    once the bytes before it are written. It also flushes the file to disk as it goes, so the
+    Bytes handed over (``feed``) are hashed from memory, in order, parking chunks that arrive early;
+    anything else (a resumed prefix, chunks that did not fit among the parked ones) is read back
+    from the file once the bytes before it are written. It also flushes the file to disk as it goes, so the
     fsync before the final rename is short.
     """
 
@@ -52,11 +53,18 @@ class PrefixHasher(threading.Thread):
         self.error: BaseException | None = None
 
     def feed(self, offset: int, data: bytes) -> None:
-        """Offer bytes just written at ``offset``; never blocks (the file still has them)."""
-        try:
-            self._queue.put_nowait((self._generation, offset, data))
-        except queue.Full:
-            pass
+        """Hand over bytes just written at ``offset``; waits while the hash is far behind.
+
+        Waiting (rather than leaving the bytes to be read back later) keeps the total work at one
+        pass over the data; if the hashing thread has stopped, nothing waits for it.
+        """
+        item = (self._generation, offset, data)
+        while self.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def _read_back(self, limit: int) -> None:
         while self._position < limit:

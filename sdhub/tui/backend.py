@@ -8,6 +8,8 @@ disabled, with a reason) when a part of the library is missing from an installat
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from typing import Any, Callable
 
 from sdhub.errors import MissingDependencyError, SdhubError
@@ -56,9 +58,18 @@ def error_message(error: BaseException) -> str:
 
 
 def unavailable_reason(name: str) -> str | None:
-    """None when ``name`` can be used, else a one-line reason for a notification."""
+    """None when ``name`` looks usable, else a one-line reason for a notification.
+
+    Cheap enough for the UI thread: a module not imported yet is only looked for, not run (the
+    ops modules import torch); ``feature`` itself, called in a worker, is the final word.
+    """
+    module_name, _, attribute = FEATURES[name].partition(":")
+    module = sys.modules.get(module_name)
+    if module is not None:
+        return None if hasattr(module, attribute) else (
+            f"{name} is not available in this installation ({module_name} has no {attribute})")
     try:
-        feature(name)
-    except Unavailable as error:
-        return str(error)
-    return None
+        found = importlib.util.find_spec(module_name) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else f"{name} is not available in this installation (no {module_name})"

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdhub.atomic import atomic_output
 from sdhub.config import Home
 from sdhub.errors import Interrupted
-from sdhub.tui.backend import Unavailable, error_message, feature
+from sdhub.tui.backend import error_message, feature
 from sdhub.tui.widgets.progress import TaskProgress, TuiProgress
 
 if TYPE_CHECKING:
@@ -80,25 +79,19 @@ class DownloadJobs:
         return job
 
     def start(self, job: DownloadJob) -> None:
-        try:
-            get = feature("get")
-        except Unavailable as error:
-            job.status, job.error, job.step = "failed", str(error), "failed"
-            self._save()
-            self._announce(job)
-            return
         job.status, job.error, job.step = "running", None, "starting"
         job.speed = None
         job.progress = TuiProgress(self.app, job.id)
         self._changed(job)
-        self.app.run_worker(partial(self._download, job, get), thread=True, group="downloads",
+        self.app.run_worker(partial(self._download, job), thread=True, group="downloads",
                             name=f"download {job.ref}", exit_on_error=False)
 
-    def _download(self, job: DownloadJob, get: Any) -> None:
+    def _download(self, job: DownloadJob) -> None:
         # Runs in a worker thread. The outcome is recorded (and saved) here, so it is kept even
         # when the app has already closed; the app is told only while it still runs.
         result, error = None, None
         try:
+            get = feature("get")  # imported here, off the UI thread
             result = get(self.home, job.ref, progress=job.progress, **job.options)
             status = "done"
         except Interrupted:
@@ -171,16 +164,12 @@ class DownloadJobs:
             return
         with self._save_lock:
             state = [job.to_state() for job in list(self.jobs.values())]
-            fd, temp = tempfile.mkstemp(prefix=".tui-downloads-", dir=self.home.catalog_dir)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(state, handle, indent=1)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temp, self.state_path)
+                with atomic_output(self.state_path) as handle:
+                    handle.write(json.dumps(state, indent=1).encode("utf-8"))
             except OSError:
                 # Remembering the list is a convenience; a read-only catalog folder must not stop downloads.
-                Path(temp).unlink(missing_ok=True)
+                pass
 
     def resume_interrupted(self) -> list[DownloadJob]:
         """Load the remembered list and start again every download that had not finished."""

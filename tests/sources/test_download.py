@@ -223,9 +223,15 @@ def test_a_different_file_under_the_same_name_gets_a_suffix(served: CivitaiServe
     assert files_in(tmp_path) == ["synthwavepunk_v3Alpha-2.safetensors", "synthwavepunk_v3Alpha.safetensors"]
 
 
-def test_parallel_ranges_when_the_server_allows_them(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def slow_enough_for_company(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small blocks, and any connection counts as slow, so extra connections join at once."""
     monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
+    monkeypatch.setattr(downloader, "FAST_CONNECTION_BYTES_PER_SECOND", 1e15)
+
+
+def test_parallel_ranges_when_the_server_allows_them(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                                     slow_enough_for_company: None) -> None:
     result = fetch(tmp_path, connections=4)
     assert result.connections == 4 and result.path.read_bytes() == model_bytes
     storage = served.requests_to("storage")
@@ -238,8 +244,7 @@ def test_parallel_ranges_when_the_server_allows_them(served: CivitaiServer, tmp_
 
 
 def test_parallel_ranges_survive_a_dropped_connection(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
+                                                      slow_enough_for_company: None) -> None:
     served.served(SAFETENSORS_ID).drop_after = 2_000_000
     served.served(SAFETENSORS_ID).drops = 2  # the first answer (read only up to its first block) uses one
     result = fetch(tmp_path, connections=4)
@@ -248,8 +253,7 @@ def test_parallel_ranges_survive_a_dropped_connection(served: CivitaiServer, tmp
 
 
 def test_a_killed_parallel_download_resumes_its_blocks(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
+                                                       slow_enough_for_company: None) -> None:
     served.served(SAFETENSORS_ID).trickle = 3_000_000
     with pytest.raises(Interrupted):
         fetch(tmp_path, connections=3, progress=CancelAfter(1_200_000))
@@ -259,6 +263,24 @@ def test_a_killed_parallel_download_resumes_its_blocks(served: CivitaiServer, tm
     assert result.path.read_bytes() == model_bytes and result.resumed_from >= 1_200_000
     asked = [r.headers.get("Range") for r in served.requests_to("storage")[before:]]
     assert None not in asked  # only the missing parts were fetched again
+
+
+def test_a_fast_connection_gets_no_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
+    monkeypatch.setattr(downloader, "FAST_CONNECTION_BYTES_PER_SECOND", 1.0)  # every connection is "fast"
+    result = fetch(tmp_path, connections=4)
+    assert result.connections == 1 and result.path.read_bytes() == model_bytes
+    # The one connection reads the whole answer it opened, block after block.
+    assert [r.headers.get("Range") for r in served.requests_to("storage")] == [None]
+
+
+def test_a_throttled_connection_gets_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
+    served.served(SAFETENSORS_ID).trickle = 2_000_000  # 2 MB/s per connection, like a throttling CDN
+    result = fetch(tmp_path, connections=4)
+    assert result.connections == 4 and result.path.read_bytes() == model_bytes
 
 
 def test_several_downloads_at_once(served: CivitaiServer, tmp_path: Path, model_bytes: bytes) -> None:

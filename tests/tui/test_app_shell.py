@@ -75,3 +75,14 @@ def test_sdhub_tui_is_a_command_and_the_cli_does_not_load_textual(run_cli) -> No
     code = "import sys, sdhub.cli.app; print('textual' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "False"
+
+
+async def test_first_run_can_install_the_demo_model(tmp_path) -> None:
+    home = open_home(tmp_path / "fresh")
+    app = SdhubApp(home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.click("#demo")
+        await wait_until(lambda: len(shown_names(app)) == 3, pilot, timeout=120)
+        assert sorted(shown_names(app)) == ["sdhub-demo-embedding", "sdhub-demo-style", "sdhub-demo-tiny"]
+        assert not isinstance(app.screen, FirstRunScreen)

@@ -37,7 +37,7 @@ async def test_prune_from_the_p_key_adds_the_pruned_file_as_a_new_asset(home_wit
         await wait_until(lambda: isinstance(app.screen, PruneDialog), pilot)
         output = app.screen.query_one("#output").value
         assert output == str(home_with_checkpoint.folder("checkpoint") / "tiny-sd1-ema-pruned.safetensors")
-        await pilot.click("#ok")
+        await pilot.press("enter")  # accept the defaults: EMA weights used, fp16, training state dropped
         # The pruned copy is a new asset; it inherits its source's name (catalog lineage).
         await wait_until(lambda: len(table.rows) == 2, pilot, timeout=60)
         assert Path(output).is_file()
@@ -126,7 +126,7 @@ async def test_delete_asks_first_then_removes_the_file_and_the_row(home_with_che
         assert checkpoint.is_file()
         await pilot.press("delete")
         await wait_until(lambda: isinstance(app.screen, ConfirmDialog), pilot)
-        await pilot.click("#confirm")
+        await pilot.press("y")
         await wait_until(lambda: shown_names(app) == [], pilot)
     assert not checkpoint.exists()
 
@@ -140,10 +140,20 @@ async def test_convert_from_the_c_key_writes_a_verified_safetensors_copy(home_wi
         await wait_until(lambda: isinstance(app.screen, ConvertDialog), pilot)
         output = Path(app.screen.query_one("#output").value)
         assert output == home_with_checkpoint.folder("checkpoint") / "tiny-sd1-ema.safetensors"
-        await pilot.click("#ok")
+        await pilot.press("enter")
         await wait_until(lambda: len(table.rows) == 2, pilot, timeout=60)
     assert output.is_file()
     with Catalog(home_with_checkpoint) as catalog:
         converted = catalog.show(str(output))
         assert converted.asset.format == "safetensors"
         assert [link.name for link in converted.ancestors] == ["tiny-sd1-ema"]
+
+
+async def test_inspect_shows_what_the_file_is(home_with_checkpoint: Home) -> None:
+    app = SdhubApp(home_with_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: shown_names(app) == ["tiny-sd1-ema"], pilot)
+        await pilot.press("i")
+        await wait_until(lambda: isinstance(app.screen, ReportScreen), pilot, timeout=60)
+        report = str(app.screen.query_one(".dialog-body").render())
+        assert "architecture: sd1" in report and "kind: checkpoint" in report

@@ -44,14 +44,14 @@ def civitai(served_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
         yield server
 
 
-async def watch_download(app: SdhubApp, pilot) -> list[tuple[float, float | None]]:
-    """Wait for the one download to end; return the (completed, total) pairs seen while it ran."""
-    seen: list[tuple[float, float | None]] = []
+async def watch_download(app: SdhubApp, pilot) -> list[tuple[float, float | None, float | None]]:
+    """Wait for the one download to end; return the (completed, total, speed) seen while it ran."""
+    seen: list[tuple[float, float | None, float | None]] = []
     await wait_until(lambda: app.downloads.jobs, pilot)
     job = next(iter(app.downloads.jobs.values()))
 
     def finished() -> bool:
-        seen.append((job.completed, job.total))
+        seen.append((job.completed, job.total, job.speed))
         return job.status in ("done", "failed", "cancelled")
 
     await wait_until(finished, pilot, timeout=60)
@@ -72,7 +72,8 @@ async def test_a_pasted_civitai_reference_downloads_with_progress_and_joins_the_
 
         total = seen[-1][1]
         assert total and seen[-1][0] == total
-        assert any(0 < completed < total for completed, _ in seen), "no progress was shown between 0 and 100%"
+        assert any(0 < completed < total for completed, _, _ in seen), "no progress was shown between 0 and 100%"
+        assert any(speed for _, _, speed in seen), "no download speed (and so no ETA) was shown"
         table = app.screen.query_one(DownloadsPanel).table
         await wait_until(lambda: str(table.get_row_at(0)[1]) == "done", pilot)
         row = table.get_row_at(0)
@@ -87,6 +88,8 @@ async def test_a_pasted_civitai_reference_downloads_with_progress_and_joins_the_
         assert "snthwve" in str(pane.query_one("#detail-body").render())
         preview = pane.query_one(ImageView)
         assert preview.display and preview.path is not None and preview.path.is_file()
+        await pilot.press("w")  # trigger words, ready to paste into a prompt
+        await wait_until(lambda: app.clipboard == "snthwve", pilot)
     landed = tmp_home.folder("checkpoint") / "synthwavePunk_v10.safetensors"
     assert landed.is_file()
 
@@ -180,3 +183,18 @@ async def test_a_download_interrupted_by_quitting_resumes_when_the_app_starts_ag
         await wait_until(lambda: resumed.status == "done", pilot, timeout=60)
     assert (tmp_home.folder("checkpoint") / "synthwavePunk_v10.safetensors").is_file()
     assert any(value.startswith("bytes=") and not value.startswith("bytes=0-") for value in storage_ranges(civitai))
+
+
+async def test_changing_a_search_filter_searches_civitai_again(tmp_home: Home, civitai: CivitaiServer) -> None:
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.press("escape", "g")
+        await wait_until(lambda: isinstance(app.screen, GetScreen), pilot)
+        screen = app.screen
+        screen.query_one("#query").focus()
+        await pilot.press("enter")  # no words: everything
+        models = screen.query_one("#models")
+        await wait_until(lambda: models.row_count == 2, pilot)
+        screen.query_one("#type").value = "Checkpoint"
+        await wait_until(lambda: models.row_count == 1 and str(models.get_row_at(0)[0]) == "Synthwave Punk", pilot)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from sdhub.catalog import Catalog
 from sdhub.config import Home
+from sdhub.testing import factory
 from sdhub.tui.app import SdhubApp
 from sdhub.tui.screens.details import DetailsScreen
 from sdhub.tui.screens.help import HelpScreen
@@ -165,3 +167,38 @@ async def test_q_quits(library_home: Home) -> None:
         await pilot.press("q")
         await pilot.pause()
         assert app.return_code == 0 or not app.is_running
+
+
+async def test_assets_added_by_another_process_appear_without_a_restart(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(app, pilot, len(LIBRARY))
+        # Meanwhile, `sdhub get` in another terminal catalogs a new LoRA.
+        lora = factory.lora(library_home.folder("lora") / "neon-glow.safetensors")
+        with Catalog(library_home) as catalog:
+            catalog.add_file(lora)
+        await wait_until(lambda: "neon-glow" in shown_names(app), pilot)
+
+
+async def test_clicking_the_size_header_sorts_by_size(library_home: Home) -> None:
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = await loaded(app, pilot, len(LIBRARY))
+        x = next(x for x in range(table.size.width) if table._column_at(x) == "size")
+        await pilot.click(AssetTable, offset=(x + 1, 1))  # +1: the table's border
+        expected = [seed.name for seed in sorted(LIBRARY, key=lambda s: -s.size)]
+        await wait_until(lambda: shown_names(app) == expected, pilot)
+
+
+async def test_ctrl_r_scans_new_files_in_and_marks_vanished_ones_missing(library_home: Home) -> None:
+    # The seeded assets have no files on disk; one real LoRA is dropped into the home.
+    factory.lora(library_home.folder("lora") / "fresh-style.safetensors")
+    app = SdhubApp(library_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = await loaded(app, pilot, len(LIBRARY))
+        await pilot.press("ctrl+r")
+        await wait_until(lambda: "fresh-style" in shown_names(app), pilot)
+        await wait_until(lambda: any(n.title == "Scan finished" for n in app._notifications), pilot)
+        status = {row.cells[0]: row.cells[5] for row in table.rows}
+        assert status["fresh-style"] == ""
+        assert status["dreamy-anime-v1"] == "missing"

@@ -65,22 +65,28 @@ class AssetActions:
         finally:
             app.call_from_thread(activity.done, title)
 
-    def _ask_then(self: Any, dialog_factory: Callable[[AssetDetails], Screen], on_answer: Callable[[AssetDetails, Any], None]) -> None:
-        """Load the asset, show a dialog about it, and call ``on_answer`` with a non-None answer."""
+    def _ask_then(self: Any, feature_name: str | None, dialog_factory: Callable[[AssetDetails], Screen],
+                  on_answer: Callable[[AssetDetails, Any], None]) -> None:
+        """Load the asset (and the library module the action needs, off the UI thread), show a
+        dialog about it, and call ``on_answer`` with a non-None answer."""
+        def load(details: AssetDetails, progress: Progress) -> None:
+            if feature_name:
+                feature(feature_name)
+
         def ask(details: AssetDetails, _: Any) -> None:
             def answered(answer: Any) -> None:
                 if answer is not None:
                     on_answer(details, answer)
             self.app.push_screen(dialog_factory(details), answered)
 
-        self._with_asset(None, "Loading", lambda details, progress: None, ask)
+        self._with_asset(None, "Loading", load, ask)
 
     # -- the actions -----------------------------------------------------------------------------
 
     def action_prune(self: Any) -> None:
         if self.app.notify_unavailable("prune"):
             return
-        self._ask_then(lambda details: PruneDialog(details), self._run_prune)
+        self._ask_then("prune", PruneDialog, self._run_prune)
 
     def _run_prune(self: Any, details: AssetDetails, answer: Any) -> None:
         options, output = answer
@@ -98,7 +104,7 @@ class AssetActions:
     def action_convert(self: Any) -> None:
         if self.app.notify_unavailable("convert"):
             return
-        self._ask_then(lambda details: ConvertDialog(details), self._run_convert)
+        self._ask_then("convert", ConvertDialog, self._run_convert)
 
     def _run_convert(self: Any, details: AssetDetails, answer: Any) -> None:
         options, output = answer
@@ -157,10 +163,9 @@ class AssetActions:
         self.app.catalog_changed()
 
     def action_reveal(self: Any) -> None:
-        def done(details: AssetDetails, _: Any) -> None:
-            path = str(asset_file(details))
-            self.app.copy_to_clipboard(path)
-            self.notify(path, title="Path (copied)", timeout=8)
+        def done(details: AssetDetails, path: Path) -> None:
+            self.app.copy_to_clipboard(str(path))
+            self.notify(str(path), title="Path (copied)", timeout=8)
 
         self._with_asset(None, "Locating", lambda details, progress: asset_file(details), done)
 
@@ -191,7 +196,7 @@ class AssetActions:
             return ConfirmDialog(f"Delete {details.asset.name}?",
                                  f"These files will be deleted:\n{paths}", confirm="Delete")
 
-        self._ask_then(dialog, self._run_delete)
+        self._ask_then(None, dialog, self._run_delete)
 
     def _run_delete(self: Any, details: AssetDetails, answer: Any) -> None:
         if not answer:

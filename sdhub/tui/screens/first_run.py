@@ -12,6 +12,7 @@ from textual.widgets import Button, Label, Static
 
 from sdhub.config import init_home
 from sdhub.errors import SdhubError
+from sdhub.progress import Progress
 from sdhub.tui.backend import error_message, feature, unavailable_reason
 from sdhub.tui.widgets.activity import ActivityBar
 
@@ -68,17 +69,19 @@ class FirstRunScreen(ModalScreen[None]):
     @on(Button.Pressed, "#scan")
     def _scan(self) -> None:
         if not self.app.notify_unavailable("catalog"):
-            self._run("Scanning", "scan")
+            self._start("Scanning", "scan")
 
     @on(Button.Pressed, "#demo")
     def _demo(self) -> None:
         if not self.app.notify_unavailable("demo"):
-            self._run("Installing the demo model", "demo")
+            self._start("Installing the demo model", "demo")
+
+    def _start(self, title: str, what: str) -> None:
+        activity = self.query_one(ActivityBar)
+        self._run(title, what, activity, activity.progress_for(title))
 
     @work(thread=True, exclusive=True, group="first-run", exit_on_error=False)
-    def _run(self, title: str, what: str) -> None:
-        activity = self.query_one(ActivityBar)
-        progress = self.app.call_from_thread(activity.progress_for, title)
+    def _run(self, title: str, what: str, activity: ActivityBar, progress: Progress) -> None:
         try:
             if what == "scan":
                 with self.app.open_catalog() as catalog:
@@ -89,10 +92,10 @@ class FirstRunScreen(ModalScreen[None]):
                 message = "installed " + ", ".join(result.left_in_home)
         except Exception as error:  # SdhubError, or a library bug: a notification, never a crash
             self.notify(error_message(error), title=f"{title} failed", severity="error")
-            self.app.call_from_thread(activity.done, title)
             return
-        self.app.call_from_thread(activity.done, title)
-        self.app.call_from_thread(self.notify, message, title=title)
+        finally:
+            self.app.call_from_thread(activity.done, title)
+        self.notify(message, title=title)
         self.app.call_from_thread(self.app.catalog_changed)
         self.app.call_from_thread(self.dismiss, None)
 

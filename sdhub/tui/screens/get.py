@@ -131,6 +131,12 @@ class GetScreen(Screen):
         self.query_one("#models", DataTable).loading = True
         self._search(values)
 
+    @on(Select.Changed, "#search-row Select")
+    @on(Checkbox.Changed, "#nsfw")
+    def _filter_changed(self) -> None:
+        if self.models:  # after a first search, changing a filter searches again
+            self.action_civitai_search()
+
     @work(thread=True, exclusive=True, group="civitai-search", exit_on_error=False)
     def _search(self, values: dict[str, Any]) -> None:
         worker = get_current_worker()

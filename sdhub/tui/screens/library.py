@@ -3,19 +3,25 @@ highlighted asset's details beside it."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
+
+import sqlite_utils
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Select, Static
 from textual.worker import get_current_worker
 
+from sdhub.catalog.db import connect
 from sdhub.catalog.records import Asset, AssetDetails
 from sdhub.cli.render import human_size
 from sdhub.config import ASSET_KINDS
 from sdhub.errors import UsageError
+from sdhub.progress import Progress
 from sdhub.tui import keys
 from sdhub.tui.backend import error_message
 from sdhub.tui.messages import CatalogChanged
@@ -40,6 +46,10 @@ SORT_COLUMN = {"name": "name", "size": "size", "added": None}
 WIDE_ENOUGH_FOR_PANE = 100
 #: At most this many search matches are shown (the status line says so).
 SEARCH_LIMIT = 500
+#: The detail pane follows the cursor once it has rested this long on a row.
+DETAILS_DELAY_SECONDS = 0.08
+#: How often the screen looks for catalog changes made outside the app (a CLI scan or get).
+CHANGE_CHECK_SECONDS = 2.0
 #: Test verdicts that mean the model is broken (sdhub.generate.verdicts).
 BAD_STATUSES = {"error", "black", "uniform", "wrong-model", "mismatch", "washed-out"}
 
@@ -77,6 +87,9 @@ class LibraryScreen(AssetActions, Screen):
         self._bases: list[str] = []
         self._listings: dict[tuple[str | None, str | None, str], list[Asset]] = {}
         self._offered_first_run = False
+        self._details_timer: Timer | None = None
+        self._watch: sqlite_utils.Database | None = None
+        self._seen_version: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -96,7 +109,29 @@ class LibraryScreen(AssetActions, Screen):
     def on_mount(self) -> None:
         self.query_one(AssetTable).focus()
         self._apply_width(self.size.width)
+        self._check_for_outside_changes()  # the baseline, taken before the first query
         self.reload()
+        self.set_interval(CHANGE_CHECK_SECONDS, self._check_for_outside_changes)
+
+    def _check_for_outside_changes(self) -> None:
+        # A CLI scan or download in another terminal writes the same catalog: show its result.
+        # SQLite's data_version changes on one connection whenever any other one commits.
+        database = self.app.home.database_path
+        if self._watch is None:
+            if not database.is_file():
+                return
+            self._watch = connect(database)
+        try:
+            version = self._watch.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return  # asked again at the next tick
+        if self._seen_version is not None and version != self._seen_version:
+            self.on_catalog_changed(CatalogChanged())
+        self._seen_version = version
+
+    def on_unmount(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
 
     def on_resize(self) -> None:
         self._apply_width(self.size.width)
@@ -180,8 +215,10 @@ class LibraryScreen(AssetActions, Screen):
             select.value = current
 
     def _set_query(self, **changes: object) -> None:
-        self.query_state = Query(**{**self.query_state.__dict__, **changes})
-        self.reload()
+        query = Query(**{**self.query_state.__dict__, **changes})
+        if query != self.query_state:  # menus also report the value they were given at start
+            self.query_state = query
+            self.reload()
 
     def on_catalog_changed(self, message: CatalogChanged) -> None:
         self._listings = {}
@@ -243,10 +280,14 @@ class LibraryScreen(AssetActions, Screen):
 
     @on(AssetTable.Highlighted)
     def _highlighted(self, event: AssetTable.Highlighted) -> None:
-        if event.key is not None and not self.has_class("-narrow"):
-            self._load_details(event.key)
-        elif event.key is None:
+        if self._details_timer is not None:
+            self._details_timer.stop()
+        if event.key is None:
             self.query_one(AssetDetail).show(None, self.app.home.catalog_dir)
+        elif not self.has_class("-narrow"):
+            # While a key is held down the cursor races through rows: load only where it stops.
+            key = event.key
+            self._details_timer = self.set_timer(DETAILS_DELAY_SECONDS, lambda: self._load_details(key))
 
     @work(thread=True, exclusive=True, group="library-details", exit_on_error=False)
     def _load_details(self, key: str) -> None:
@@ -281,21 +322,19 @@ class LibraryScreen(AssetActions, Screen):
     def action_scan(self) -> None:
         if self.app.notify_unavailable("catalog"):
             return
-        self._scan()
+        activity = self.query_one(ActivityBar)
+        self._scan(activity, activity.progress_for("Scanning"))
 
     @work(thread=True, group="library-scan", exit_on_error=False)
-    def _scan(self) -> None:
-        activity = self.query_one(ActivityBar)
-        progress = self.app.call_from_thread(activity.progress_for, "Scanning")
+    def _scan(self, activity: ActivityBar, progress: Progress) -> None:
         try:
             with self.app.open_catalog() as catalog:
                 report = catalog.scan(progress=progress)
         except Exception as error:  # SdhubError, or a library bug: a notification, never a crash
             self.notify(error_message(error), title="Scan failed", severity="error")
-        else:
-            summary = (f"{report.files_seen} files, {report.assets_added} new assets, "
-                       f"{report.files_missing} missing")
-            self.app.call_from_thread(self.notify, summary, title="Scan finished")
-            self.app.call_from_thread(self.app.catalog_changed)
+            return
         finally:
             self.app.call_from_thread(activity.done, "Scanning")
+        self.notify(f"{report.files_seen} files, {report.assets_added} new assets, {report.files_missing} missing",
+                    title="Scan finished")
+        self.app.call_from_thread(self.app.catalog_changed)

@@ -57,10 +57,20 @@ class _OptionsDialog(ModalScreen[tuple[Any, Path] | None]):
                 yield Button(self.VERB, variant="primary", id="ok", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
 
+    def on_mount(self) -> None:
+        # The defaults are the common choice: enter accepts them, tab reaches the options.
+        self.query_one("#ok", Button).focus()
+
+    def on_input_submitted(self) -> None:
+        self._accept()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
             self.dismiss(None)
-            return
+        else:
+            self._accept()
+
+    def _accept(self) -> None:
         output = self.query_one("#output", Input).value.strip()
         if not output:
             self.notify("Give an output file.", severity="warning")
@@ -84,7 +94,7 @@ class PruneDialog(_OptionsDialog):
 
     def option_widgets(self) -> ComposeResult:
         yield Label("EMA weights", classes="dialog-label")
-        yield Select([(label, value) for label, value in EMA_CHOICES], value="auto", allow_blank=False, id="ema", compact=True)
+        yield Select(list(EMA_CHOICES), value="auto", allow_blank=False, id="ema", compact=True)
         yield Label("Precision", classes="dialog-label")
         yield Select([(c, c) for c in PRUNE_DTYPES], value="fp16", allow_blank=False, id="dtype", compact=True)
         yield Checkbox("Drop the baked-in VAE", value=False, id="drop-vae", compact=True)

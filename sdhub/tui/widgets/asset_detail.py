@@ -32,10 +32,27 @@ def _field(text: Text, name: str, value: Any, style: str = "") -> None:
 
 
 def remote_summary(remote: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The fields of one remote-metadata entry worth showing."""
+    """The fields of one remote-metadata entry worth showing (Civitai's as its version answer has them)."""
     ids = "/".join(str(remote.get(k)) for k in ("model_id", "version_id") if remote.get(k))
-    return [("source", remote.get("source")), ("name", remote.get("name")), ("ids", ids),
-            ("repo", remote.get("repo")), ("url", remote.get("url"))]
+    data = remote.get("json") if isinstance(remote.get("json"), dict) else {}
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    creator = model.get("creator") if isinstance(model.get("creator"), dict) else {}
+    return [("name", remote.get("name")), ("version", data.get("name")), ("type", model.get("type")),
+            ("base model", data.get("baseModel")), ("creator", creator.get("username")),
+            ("nsfw", "yes" if model.get("nsfw") else None), ("ids", ids), ("repo", remote.get("repo")),
+            ("revision", remote.get("revision")), ("url", remote.get("url"))]
+
+
+def component_names(inspect: dict[str, Any]) -> list[str]:
+    """The parts the inspect report found in the file (unet, vae, text_encoder, ema...)."""
+    components = inspect.get("components")
+    if not isinstance(components, list):
+        return []
+    return [str(c["name"]) for c in components if isinstance(c, dict) and c.get("name")]
+
+
+def _count(value: Any) -> str | None:
+    return f"{value:,}" if isinstance(value, int) else None
 
 
 def details_text(details: AssetDetails) -> Text:
@@ -48,6 +65,8 @@ def details_text(details: AssetDetails) -> Text:
     _field(text, "format", asset.format)
     _field(text, "dtype", asset.dtype)
     _field(text, "size", f"{human_size(asset.size)} ({asset.size:,} bytes)")
+    _field(text, "components", ", ".join(component_names(details.inspect)))
+    _field(text, "parameters", _count(details.inspect.get("parameter_count")))
     _field(text, "status", asset.status, "green" if asset.status == "pass" else "yellow")
     _field(text, "added", (asset.added_at or "")[:16].replace("T", " "))
 
@@ -77,8 +96,7 @@ def details_text(details: AssetDetails) -> Text:
         _heading(text, "Civitai" if remote.get("source") == "civitai" else "Hugging Face"
                  if remote.get("source") == "huggingface" else str(remote.get("source", "Remote")))
         for name, value in remote_summary(remote):
-            if name != "source":
-                _field(text, name, value)
+            _field(text, name, value)
     if asset.description:
         description = _HTML_TAG.sub("", asset.description).strip()
         if len(description) > DESCRIPTION_LIMIT:

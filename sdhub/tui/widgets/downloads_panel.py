@@ -34,7 +34,8 @@ def format_eta(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-STATE_STYLES = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "", "queued": "dim"}
+STATE_STYLES = {"done": "green", "failed": "red", "cancelled": "yellow", "interrupted": "yellow", "running": "",
+                "queued": "dim"}
 
 
 def job_cells(job: DownloadJob) -> tuple[object, ...]:
