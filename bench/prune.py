@@ -36,6 +36,9 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 SDHUB = ROOT / ".venv" / "bin" / "sdhub"
 SOURCE = DATA / "sd15-full-fp32-ema.ckpt"
 
+NOTE = ("sdhub's run includes hashing the whole source for `sdhub.source_sha256` (the baseline hashes nothing); "
+        "pass a known hash (`prune(..., source_sha256=...)`) to skip it.")
+
 BASELINE = """
 import sys, torch
 from safetensors.torch import save_file
@@ -139,6 +142,7 @@ def main() -> None:
         wall = statistics.median(v[0] for v in values)
         rss = max(v[1] for v in values)
         lines.append(f"| {name} | {wall:.1f} | {wall / copy_time:.2f}x | {rss / 1e6:.0f} |")
+    lines += ["", NOTE]
     table = "\n".join(lines)
     print(table)
     if not args.no_doc:

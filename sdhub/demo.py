@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sdhub.config import Home, init_home
+from sdhub.config import Home, init_home, recorded_layout
 from sdhub.progress import NULL_PROGRESS, Progress
 
 DEMO_MODEL_NAME = "sdhub-demo-tiny.safetensors"
@@ -68,19 +68,22 @@ def run_demo(home_root: str | Path | None = None, *, progress: Progress = NULL_P
         on_step(done)
         return data
 
-    home = init_home(root, "sdhub")
+    # An existing home keeps its layout; a new folder gets sdhub's own.
+    home = init_home(root, recorded_layout(root))
     downloads = root / "downloads"
     downloads.mkdir(exist_ok=True)
     pickle_path = downloads / "sdhub-demo-tiny-trained.ckpt"
     model_path = home.folder("checkpoint") / DEMO_MODEL_NAME
 
-    step("A fresh home", f"sdhub init {root}", lambda: (
-        [f"home {root} with the sdhub layout", *(f"{kind:<10} -> {path}" for kind, path in home.folders.items())],
+    step("A home", f"sdhub init {root}", lambda: (
+        [f"home {root} with the {home.layout} layout", *(f"{kind:<10} -> {path}" for kind, path in home.folders.items())],
         home.to_dict()))
     step("Build a tiny model like the ones users download", "(sdhub.testing.factory)",
          lambda: _build_models(home, pickle_path))
     step("Look inside the pickle without running it", f"sdhub scan-pickle {pickle_path.name}",
          lambda: _scan_pickle(pickle_path))
+    step("A booby-trapped pickle is refused, and nothing runs", "sdhub convert downloads/free-model.ckpt",
+         lambda: _refuse_trap(downloads))
     converted = step("Convert it to .safetensors through the safe unpickler",
                      f"sdhub convert {pickle_path.name} --verify", lambda: _convert(pickle_path))
     step("Inspect what it is and what is wrong with it", f"sdhub inspect {Path(converted['output']).name}",
@@ -91,8 +94,12 @@ def run_demo(home_root: str | Path | None = None, *, progress: Progress = NULL_P
     step("Hash it the ways A1111 and Civitai do", f"sdhub hash models/{DEMO_MODEL_NAME}",
          lambda: _hash(model_path))
     step("Catalog the home", "sdhub scan && sdhub ls", lambda: _catalog(home, root))
-    step("Prove it works: a test generation", f'sdhub smoke {DEMO_MODEL_NAME}',
+    step("Generate with A1111 semantics: emphasis, a LoRA tag, an embedding", "sdhub generate ...",
          lambda: _generate(home, model_path, progress))
+    step("Prove it works: a smoke test with a verdict, recorded in the catalog",
+         f"sdhub smoke {Path(DEMO_MODEL_NAME).stem}", lambda: _smoke(home, model_path, progress))
+    step("Everything known about it, including where it came from", f"sdhub show {Path(DEMO_MODEL_NAME).stem}",
+         lambda: _show(home, model_path))
     left = [str(model_path.relative_to(root)), f"loras/{DEMO_LORA_NAME}", f"embeddings/{DEMO_EMBEDDING_NAME}"]
     return DemoResult(home, steps, left)
 
@@ -119,6 +126,36 @@ def _scan_pickle(path: Path) -> tuple[list[str], dict[str, Any]]:
     lines = [f"verdict: {report.verdict} ({len(report.globals)} globals, {report.tensors} tensors)"]
     lines += [f"  {name}: {verdict}" for name, verdict in sorted(report.globals.items())]
     return lines, report.to_dict()
+
+
+def _trap_pickle(command: str) -> bytes:
+    """A pickle that would run ``os.system(command)`` if anything unpickled it the usual way."""
+    argument = command.encode()
+    return (b"\x80\x02cposix\nsystem\nq\x00X" + len(argument).to_bytes(4, "little") + argument
+            + b"q\x01\x85q\x02Rq\x03.")
+
+
+def _refuse_trap(folder: Path) -> tuple[list[str], dict[str, Any]]:
+    import zipfile
+
+    from sdhub.errors import SdhubError
+    from sdhub.ops.convert import convert
+
+    canary = folder / "PWNED"
+    trap = folder / "free-model.ckpt"
+    with zipfile.ZipFile(trap, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", _trap_pickle(f"touch {canary}"))
+        archive.writestr("archive/version", "3\n")
+    try:
+        convert(trap)
+        refusal = "converted (this should never happen)"
+    except SdhubError as error:
+        refusal = str(error)
+    outputs = sorted(p.name for p in folder.iterdir() if p.name.startswith("free-model") and p != trap)
+    lines = [f"refused: {refusal}",
+             f"the payload ran: {'YES' if canary.exists() else 'no'}; output left behind: {outputs or 'none'}"]
+    trap.unlink()
+    return lines, {"refusal": refusal, "payload_ran": canary.exists(), "outputs": outputs}
 
 
 def _convert(path: Path) -> tuple[list[str], dict[str, Any]]:
@@ -195,3 +232,28 @@ def _generate(home: Home, model_path: Path, progress: Progress) -> tuple[list[st
              f"embeddings used: {', '.join(result.embeddings) or 'none'}",
              "infotext (what A1111's PNG Info shows):", *("  " + line for line in result.infotexts[0].splitlines())]
     return lines, result.to_dict()
+
+
+def _smoke(home: Home, model_path: Path, progress: Progress) -> tuple[list[str], dict[str, Any]]:
+    from sdhub.generate.reference_tests import run_smoke
+
+    result = run_smoke(home, [str(model_path)], steps=4, progress=progress)[0]
+    lines = [f"verdict: {result.verdict}", *(f"  {reason}" for reason in result.reasons),
+             f"image: {result.image_path}"]
+    return lines, result.to_dict()
+
+
+def _show(home: Home, model_path: Path) -> tuple[list[str], dict[str, Any]]:
+    from sdhub.catalog import Catalog
+
+    with Catalog(home) as catalog:
+        details = catalog.show(str(model_path)).to_dict()
+    asset = details.get("asset", details)
+    lines = [f"name: {asset.get('name')}, kind: {asset.get('kind')}, base: {asset.get('base_model')}, "
+             f"status: {asset.get('status')}"]
+    for parent in details.get("ancestors", []):
+        name = parent.get("name") or "a file not in the catalog"
+        lines.append(f"derived from: {name} (SHA-256 {parent.get('sha256', '')[:10]}..., by {parent.get('relation', '')})")
+    for copy in details.get("files", []):
+        lines.append(f"file: {copy.get('path')}")
+    return lines, details

@@ -4,7 +4,8 @@ The file is read through the safe reader (``sdhub.formats.open_model``: safetens
 ``.ckpt`` without running its pickle), its architecture comes from ``sdhub.models.detect``, and
 each component is built empty on the meta device from the shipped config. Tensors are renamed
 with diffusers' own LDM converters while still backed by the file's memory map, then cast and
-moved to the target device one at a time and assigned into the model, so the weights exist once.
+moved to the target device one at a time and assigned into the model, so the weights exist once
+(on the CPU in the file's own dtype they stay mapped from the file, copy-on-write).
 """
 
 from __future__ import annotations
@@ -210,7 +211,6 @@ class _LazyState:
 
     def __init__(self, model_file: Any) -> None:
         self._file = model_file
-        self._mapped: set[int] = set()
 
     def with_prefix(self, prefix: str, roots: tuple[str, ...] = ("",)) -> dict[str, torch.Tensor]:
         """``{full name: mapped tensor}`` for the floating-point tensors under ``prefix`` (and ``roots``)."""
@@ -218,19 +218,18 @@ class _LazyState:
         for name, info in self._file.tensors.items():
             rest = name[len(prefix):]
             if name.startswith(prefix) and rest.startswith(roots) and info.dtype.is_floating_point:
-                tensor = self._file.load(name)
-                self._mapped.add(tensor.untyped_storage().data_ptr())
-                selected[name] = tensor
+                selected[name] = self._file.load(name)
         return selected
 
     def materializer(self, device: torch.device, dtype: torch.dtype, advance: Callable[..., None]
                      ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Cast and move one tensor; a tensor still backed by the file's map is copied out of it."""
+        """Cast and move one tensor. On the CPU in the file's own dtype the tensor stays mapped from
+        the file (copy-on-write, as diffusers' loader does): the weights exist once, in the page cache."""
 
         def materialize(tensor: torch.Tensor) -> torch.Tensor:
             moved = tensor.to(device=device, dtype=dtype)
-            if moved.device.type == "cpu" and moved.untyped_storage().data_ptr() in self._mapped:
-                moved = moved.clone()
+            if not moved.is_contiguous():
+                moved = moved.contiguous()
             advance(1)
             return moved
 

@@ -132,6 +132,8 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[Callable[[memo
                progress: Progress) -> int:
     """Read ``handle`` sequentially once, giving every chunk to every consumer in its own thread."""
     size = os.fstat(handle.fileno()).st_size
+    if size <= _BUFFER_SIZE:
+        return _read_small(handle, file_path, size, consumers)
     slots = _Slots(_BUFFER_COUNT, _BUFFER_SIZE, len(consumers))
     workers = [_Worker(consume, slots.release) for consume in consumers]
     for worker in workers:
@@ -163,6 +165,20 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[Callable[[memo
             raise worker.error
     if position != size:
         raise BadInputError(f"{file_path}: changed size while being hashed ({size} then {position} bytes)")
+    return size
+
+
+def _read_small(handle: BinaryIO, file_path: Path, size: int,
+                consumers: list[Callable[[memoryview, int], None]]) -> int:
+    """One buffer, no threads: for the many small files (embeddings, LoRAs) a catalog scan meets."""
+    data = handle.read(size + 1) or b""
+    while len(data) < size + 1 and (more := handle.read(size + 1 - len(data))):
+        data += more
+    if len(data) != size:
+        raise BadInputError(f"{file_path}: changed size while being hashed ({size} then {len(data)} bytes)")
+    view = memoryview(data)
+    for consume in consumers:
+        consume(view, 0)
     return size
 
 

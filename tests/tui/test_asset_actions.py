@@ -42,7 +42,7 @@ async def test_prune_from_the_p_key_adds_the_pruned_file_as_a_new_asset(home_wit
         await wait_until(lambda: len(table.rows) == 2, pilot, timeout=60)
         assert Path(output).is_file()
         assert sorted(row.cells[4] for row in table.rows) == ["F16", "F32"]  # fp16 by default
-        assert any("Prune" in (n.title or "") for n in app._notifications)
+        await wait_until(lambda: any(n.title == "Prune finished" for n in app._notifications), pilot)
     with Catalog(home_with_checkpoint) as catalog:
         pruned = catalog.show(output)
         assert [link.name for link in pruned.ancestors] == ["tiny-sd1-ema"]
