@@ -50,4 +50,21 @@ def _build(arch: str, size: str, seed: int, in_channels: int | None) -> dict[str
         for name, config in tiny_configs.text_encoder_configs(arch, size).items():
             model_class = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
             states[name] = model_class(CLIPTextConfig(**config)).state_dict()
+    if device != "meta":
+        _give_final_norm_a_real_spread(states, seed)
     return {name: {k: v.detach() for k, v in state.items()} for name, state in states.items()}
+
+
+def _give_final_norm_a_real_spread(states: dict[str, dict[str, torch.Tensor]], seed: int) -> None:
+    """A fresh LayerNorm (weight 1, bias 0) makes every token's output mean exactly 0, which no trained
+    CLIP has and which A1111's emphasis renormalisation divides by; give it trained-looking values."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    for name, state in states.items():
+        if not name.startswith("text_encoder"):
+            continue
+        for key in ("final_layer_norm.weight", "text_model.final_layer_norm.weight"):
+            if key in state:
+                weight = state[key]
+                state[key] = 1 + 0.1 * torch.randn(weight.shape, generator=generator)
+                bias_key = key.replace(".weight", ".bias")
+                state[bias_key] = 0.5 * torch.randn(state[bias_key].shape, generator=generator)
