@@ -28,15 +28,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from benchdoc import write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "bench" / ".data" / "catalog"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "catalog"
 
 from sdhub.catalog import Catalog  # noqa: E402
 from sdhub.config import ASSET_KINDS, init_home  # noqa: E402
+
 
 WORDS = ("anime realistic portrait landscape ink watercolor cyberpunk fantasy photo style character "
          "lighting detail sketch painting pastel noir vintage retro neon dream forest city ocean "
@@ -158,21 +159,6 @@ def bench_first_scan(count: int, size_mb: int, rounds: int) -> dict[str, object]
             "ratio": min(scan_times) / min(sha_times), "cpus": os.cpu_count(), "rounds": rounds}
 
 
-def write_section(text: str) -> None:
-    begin, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in current and end in current:
-        before, rest = current.split(begin, 1)
-        _, after = rest.split(end, 1)
-        updated = before + block + after
-    else:
-        updated = current.rstrip() + "\n\n" + block + "\n"
-    temp = DOC.with_name(f".{DOC.name}.{os.getpid()}.tmp")
-    temp.write_text(updated, encoding="utf-8")
-    os.replace(temp, DOC)
-
-
 def render(library: dict[str, object], first: dict[str, object]) -> str:
     verdict = lambda ok: "yes" if ok else "**no**"  # noqa: E731
     return "\n".join([
@@ -212,7 +198,7 @@ def main() -> None:
     text = render(library, first)
     print(text)
     if not args.no_doc:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

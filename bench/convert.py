@@ -23,10 +23,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from benchdoc import write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
-DOCS = ROOT / "docs" / "benchmarks.md"
 PYTHON = sys.executable
 SDHUB = str(Path(sys.executable).with_name("sdhub"))
 
@@ -40,6 +40,7 @@ save_file({k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Te
 TORCH_MMAP = """
 import sys, torch
 from safetensors.torch import save_file
+
 checkpoint = torch.load(sys.argv[1], map_location="cpu", mmap=True, weights_only=True)
 state = checkpoint.get("state_dict", checkpoint)
 save_file({k: v.contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}, sys.argv[2])
@@ -143,18 +144,6 @@ def table(source: Path, results: list[Result], repeat: int, size: str) -> str:
     return "\n".join(lines)
 
 
-def update_docs(section: str) -> None:
-    start, end = "<!-- bench:convert -->", "<!-- /bench:convert -->"
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    block = f"{start}\n## convert: .ckpt to .safetensors\n\n{section}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("full", "tiny"), default="full")
@@ -165,7 +154,7 @@ def main() -> None:
     section = table(source, results, args.repeat, args.size)
     print(section)
     if not args.no_docs and args.size == "full":
-        update_docs(section)
+        write_section("convert", "## convert: .ckpt to .safetensors\n\n" + section)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from benchdoc import write_section  # bench/ is on sys.path when a script runs
+
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "bench" / ".data"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "download"
 
 
@@ -86,22 +87,6 @@ def time_sdhub(url: str, folder: Path, connections: int, expected: str) -> tuple
     elapsed = time.perf_counter() - started
     result.path.unlink()
     return elapsed, result.connections
-
-
-def write_section(text: str) -> None:
-    begin, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in current and end in current:
-        before, rest = current.split(begin, 1)
-        _, after = rest.split(end, 1)
-        updated = before + block + after
-    else:
-        updated = current.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    temp = DOC.with_suffix(".md.tmp")
-    temp.write_text(updated, encoding="utf-8")
-    os.replace(temp, DOC)
 
 
 def main() -> None:
@@ -176,7 +161,7 @@ def main() -> None:
     ])
     print(text)
     if not args.no_doc:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from benchdoc import write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
-DOCS = ROOT / "docs" / "benchmarks.md"
 PYTHON = sys.executable
 ACCELERATE = DATA / "accelerate-pkgs"
 STEPS_CACHE = DATA / "generate-steps.json"
@@ -50,6 +50,7 @@ mode, path, config = sys.argv[1], sys.argv[2], sys.argv[3]
 from diffusers import StableDiffusionPipeline, UNet2DConditionModel, AutoencoderKL
 from diffusers.loaders import single_file_utils
 from transformers import CLIPTextModel, CLIPTokenizer
+
 if mode == "sdhub":
     from sdhub.generate.loading import load_checkpoint
     from sdhub.generate import model_configs
@@ -265,18 +266,6 @@ def table(size: str, loads: list[tuple[str, dict]], steps: dict, step_counts: tu
     return "\n".join(lines)
 
 
-def update_docs(section: str) -> None:
-    start, end = "<!-- bench:generate -->", "<!-- /bench:generate -->"
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    block = f"{start}\n## generate: loading a single file and sampling\n\n{section}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("full", "tiny"), default="full")
@@ -302,7 +291,7 @@ def main() -> None:
     section = table(args.size, loads, steps, tuple(args.steps), side, args.repeat)
     print(section)
     if not args.no_docs and args.size == "full":
-        update_docs(section)
+        write_section("generate", "## generate: loading a single file and sampling\n\n" + section)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from benchdoc import write_section  # bench/ is on sys.path when a script runs
+
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "bench" / ".data"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "hash"
 SDHUB = ROOT / ".venv" / "bin" / "sdhub"
 
@@ -69,22 +70,6 @@ def time_library(path: Path) -> float:
     started = time.perf_counter()
     hash_file(path)
     return time.perf_counter() - started
-
-
-def write_section(text: str) -> None:
-    begin, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in current and end in current:
-        before, rest = current.split(begin, 1)
-        _, after = rest.split(end, 1)
-        updated = before + block + after
-    else:
-        updated = current.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    temp = DOC.with_suffix(".md.tmp")
-    temp.write_text(updated, encoding="utf-8")
-    os.replace(temp, DOC)
 
 
 def main() -> None:
@@ -131,7 +116,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_doc:
-        write_section("## Hashing (`bench/hash.py`)\n\n" + table)
+        write_section(SECTION, "## Hashing (`bench/hash.py`)\n\n" + table)
 
 
 if __name__ == "__main__":

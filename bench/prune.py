@@ -26,11 +26,11 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from benchdoc import write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "bench" / ".data"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "prune"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 SDHUB = ROOT / ".venv" / "bin" / "sdhub"
@@ -42,6 +42,7 @@ NOTE = ("sdhub's run includes hashing the whole source for `sdhub.source_sha256`
 BASELINE = """
 import sys, torch
 from safetensors.torch import save_file
+
 source, out = sys.argv[1], sys.argv[2]
 state = torch.load(source, map_location="cpu", weights_only=True)
 state = state.get("state_dict", state)
@@ -80,22 +81,6 @@ def measured(command: list[str]) -> tuple[float, int]:
     hours, minutes, seconds = (float(g) if g else 0.0 for g in wall.groups())
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1)) * 1024
     return hours * 3600 + minutes * 60 + seconds, rss
-
-
-def write_section(text: str) -> None:
-    begin, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in current and end in current:
-        before, rest = current.split(begin, 1)
-        _, after = rest.split(end, 1)
-        updated = before + block + after
-    else:
-        updated = current.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    temp = DOC.with_suffix(".md.tmp")
-    temp.write_text(updated, encoding="utf-8")
-    os.replace(temp, DOC)
 
 
 def main() -> None:
@@ -146,7 +131,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_doc:
-        write_section("## Pruning (`bench/prune.py`)\n\n" + table)
+        write_section(SECTION, "## Pruning (`bench/prune.py`)\n\n" + table)
 
 
 if __name__ == "__main__":

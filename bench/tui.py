@@ -30,11 +30,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from benchdoc import write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "bench" / ".data" / "tui"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "tui"
 
 from sdhub.catalog import Catalog, store  # noqa: E402
@@ -88,6 +88,7 @@ started = time.perf_counter()
 from sdhub.config import open_home
 from sdhub.tui.app import SdhubApp
 from sdhub.tui.widgets.asset_table import AssetTable
+
 imported = time.perf_counter()
 async def main():
     app = SdhubApp(open_home({str(home.root)!r}), resume_downloads=False)
@@ -186,21 +187,6 @@ async def datatable_reference(home: Home) -> float:
         return time.perf_counter() - started
 
 
-def write_section(text: str) -> None:
-    begin, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in current and end in current:
-        before, rest = current.split(begin, 1)
-        _, after = rest.split(end, 1)
-        updated = before + block + after
-    else:
-        updated = current.rstrip() + "\n\n" + block + "\n"
-    temp = DOC.with_name(f".{DOC.name}.{os.getpid()}.tmp")
-    temp.write_text(updated, encoding="utf-8")
-    os.replace(temp, DOC)
-
-
 def render(count: int, startup: dict[str, float], keys: dict[str, object], datatable_s: float) -> str:
     verdict = lambda ok: "yes" if ok else "**no**"  # noqa: E731
     return "\n".join([
@@ -238,7 +224,7 @@ def main() -> None:
     text = render(args.assets, startup, keys, datatable_s)
     print(text)
     if not args.no_doc:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

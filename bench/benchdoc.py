@@ -1,0 +1,25 @@
+"""Shared by the bench scripts: rewrite one script's own section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def write_section(name: str, text: str, doc: Path = DOC) -> None:
+    """Replace the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` (appended if absent)."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    current = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in current and end in current:
+        before, rest = current.split(begin, 1)
+        _, after = rest.split(end, 1)
+        updated = before + block + after
+    else:
+        updated = current.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    temp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")
+    temp.write_text(updated, encoding="utf-8")
+    os.replace(temp, doc)
