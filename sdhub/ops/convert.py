@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from sdhub import __version__
 from sdhub.errors import Interrupted, NotFoundError, SdhubError, UsageError, VerificationError
 from sdhub.formats import DeferredValue, ModelFile, TensorSpec, open_model, write_safetensors
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
+from sdhub.ops.hashing import BackgroundSha256
 from sdhub.progress import NULL_PROGRESS, Progress
 
 #: Extensions of the pickle files a folder conversion picks up.
@@ -95,7 +95,7 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
             if model.format == "safetensors" and target is None:
                 raise UsageError(f"{source.name} is already .safetensors; nothing to convert")
             specs = _specs(model, target)
-            digest = _BackgroundHash(source)
+            digest = BackgroundSha256(source)
             metadata = {
                 "format": "pt",
                 "sdhub.converted_from": source.name,
@@ -145,31 +145,6 @@ def _one_torch_thread(active: bool) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-class _BackgroundHash:
-    """The source's SHA-256, computed by a daemon thread while the tensors are copied."""
-
-    def __init__(self, path: Path) -> None:
-        self._value: str | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), name="sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        from sdhub.ops.hashing import sha256_file
-
-        try:
-            self._value = sha256_file(path)
-        except BaseException as error:  # handed to the caller by result()
-            self._error = error
-
-    def result(self) -> str:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
 
 
 def _specs(model: ModelFile, target: str | None) -> list[TensorSpec]:

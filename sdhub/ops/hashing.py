@@ -311,3 +311,33 @@ def hash_model(path: str | os.PathLike[str], *, components: bool = True,
         kind = None  # not a model file sdhub can read: the file hashes still stand
     wanted = components and kind in ("checkpoint", "vae")
     return ModelHashes(file_hashes, kind, hash_components(path, progress) if wanted else None)
+
+
+class BackgroundSha256:
+    """A file's SHA-256 computed by a daemon thread while the caller writes its output.
+
+    ``known`` skips the work when the caller (the catalog) already has the value.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], known: str | None = None) -> None:
+        self._value = known
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if known is None:
+            self._thread = threading.Thread(target=self._run, args=(Path(path),), name="sha256", daemon=True)
+            self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._value = sha256_file(path)
+        except BaseException as error:  # handed to the caller by result()
+            self._error = error
+
+    def result(self) -> str:
+        """The hex digest; re-raises whatever stopped the hashing."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value

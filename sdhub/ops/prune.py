@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from sdhub.formats.dtypes import DTYPES
 from sdhub.models import components as comp
 from sdhub.models.detect import PREDICTION_METADATA_KEY, Detection, detect
 from sdhub.ops.cast import cast_tensor, output_dtype, target_dtype
-from sdhub.ops.hashing import sha256_file
+from sdhub.ops.hashing import BackgroundSha256
 from sdhub.progress import NULL_PROGRESS, Progress
 
 EMA_CHOICES = ("use", "drop", "keep")
@@ -295,7 +294,7 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
         if not plan.tensors:
             raise BadInputError(f"{src_path.name}: nothing would be left after pruning")
 
-        sha = _SourceHash(src_path, source_sha256)
+        sha = BackgroundSha256(src_path, source_sha256)
         target = target_dtype(options.dtype)
         specs = [_spec(model, vae_model, planned, options.force) for planned in plan.tensors]
         metadata: dict[str, Any] = output_metadata(model, detection, options, plan)
@@ -349,28 +348,3 @@ def _spec(model: ModelFile, vae_model: ModelFile | None, planned: PlannedTensor,
         return cast_tensor(chunk, planned.dtype, name=planned.source, force=force, source_file=source_file.path.name)
 
     return source_file.spec(planned.source, planned.dtype, cast, out_name=planned.name)
-
-
-class _SourceHash:
-    """The source file's SHA-256, computed in a thread while the output is written."""
-
-    def __init__(self, path: Path, known: str | None) -> None:
-        self._value = known
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if known is None:
-            self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
-            self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        try:
-            self._value = sha256_file(path)
-        except BaseException as error:  # re-raised by result()
-            self._error = error
-
-    def result(self) -> str:
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value or ""
