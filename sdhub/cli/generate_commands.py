@@ -126,41 +126,6 @@ def asuka_command(
     _asuka(model, vae, reference, device, dtype, as_json)
 
 
-def _smoke(refs: list[str], all_models: bool, steps: Optional[int], size: Optional[int], device: Optional[str],
-           dtype: Optional[str], as_json: bool) -> None:
-    from sdhub.generate.reference_tests import run_smoke
-
-    home = STATE.open_home()
-    with RichProgress() as progress:
-        results = run_smoke(home, refs, all_models=all_models, steps=steps, size=size, device=device, dtype=dtype,
-                            progress=progress)
-    if as_json:
-        print_json(results)
-    else:
-        print_table(((r.model.get("name") or r.model.get("ref"), r.verdict, f"{r.seconds:.1f}",
-                      "; ".join(r.reasons) or "-") for r in results), ["model", "verdict", "seconds", "why"])
-    if any(result.verdict != "pass" for result in results):
-        raise typer.Exit(1)
-
-
-@test_app.command("smoke")
-def smoke_test_command(
-    refs: Optional[list[str]] = typer.Argument(None, help="Checkpoints: paths, catalog names or hashes."),
-    all_models: bool = typer.Option(False, "--all", help="Every checkpoint in the catalog."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default 12)."),
-    size: Optional[int] = typer.Option(None, "--size", help="Square size in pixels (default: the model's native)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-) -> None:
-    """Generate one quick image per model and judge it; exit 1 if any model fails.
-
-    Example: sdhub test smoke --all
-    """
-    _smoke(refs or [], all_models, steps, size, device, dtype, as_json)
-
-
-@app.command("smoke")
 def smoke_command(
     refs: Optional[list[str]] = typer.Argument(None, help="Checkpoints: paths, catalog names or hashes."),
     all_models: bool = typer.Option(False, "--all", help="Every checkpoint in the catalog."),
@@ -170,19 +135,38 @@ def smoke_command(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Generate one quick image per model and judge it (same as `sdhub test smoke`).
+    """Generate one quick image per model and judge it; exit 1 if any model fails (also `sdhub test smoke`).
 
     Example: sdhub smoke v1-5-pruned-emaonly dreamshaper_8
     """
-    _smoke(refs or [], all_models, steps, size, device, dtype, as_json)
+    from sdhub.generate.reference_tests import run_smoke
+
+    home = STATE.open_home()
+    with RichProgress() as progress:
+        results = run_smoke(home, refs or [], all_models=all_models, steps=steps, size=size, device=device,
+                            dtype=dtype, progress=progress)
+    if as_json:
+        print_json(results)
+    else:
+        print_table(((r.model.get("name") or r.model.get("ref"), r.verdict, f"{r.seconds:.1f}",
+                      "; ".join(r.reasons) or "-") for r in results), ["model", "verdict", "seconds", "why"])
+    if any(result.verdict != "pass" for result in results):
+        raise typer.Exit(1)
 
 
-def _doctor(fetch: bool, as_json: bool) -> None:
+def doctor_command(
+    fetch_tokenizers: bool = typer.Option(False, "--fetch-tokenizers", help="Download the CLIP tokenizers first."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check that this machine and home can generate images, with a one-line fix for each problem.
+
+    Example: sdhub doctor --fetch-tokenizers
+    """
     from sdhub.generate.doctor import run_doctor
 
     home = STATE.open_home()
     with RichProgress() as progress:
-        report = run_doctor(home, fetch=fetch, progress=progress)
+        report = run_doctor(home, fetch=fetch_tokenizers, progress=progress)
     if as_json:
         print_json(report)
     else:
@@ -194,25 +178,7 @@ def _doctor(fetch: bool, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-@test_app.command("doctor")
-def doctor_test_command(
-    fetch_tokenizers: bool = typer.Option(False, "--fetch-tokenizers", help="Download the CLIP tokenizers first."),
-    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
-) -> None:
-    """Check torch, the device, libraries, configs, tokenizers and the home; one fix per problem.
-
-    Example: sdhub test doctor --fetch-tokenizers
-    """
-    _doctor(fetch_tokenizers, as_json)
-
-
-@app.command("doctor")
-def doctor_command(
-    fetch_tokenizers: bool = typer.Option(False, "--fetch-tokenizers", help="Download the CLIP tokenizers first."),
-    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
-) -> None:
-    """Check that this machine and home can generate images, with a one-line fix for each problem.
-
-    Example: sdhub doctor --fetch-tokenizers
-    """
-    _doctor(fetch_tokenizers, as_json)
+# The same commands live at the top level and in the ``test`` group, where users look for them.
+for _group in (app, test_app):
+    _group.command("smoke")(smoke_command)
+    _group.command("doctor")(doctor_command)

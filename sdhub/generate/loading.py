@@ -130,7 +130,7 @@ def load_checkpoint(path: str | Path, *, vae: str | Path | None = None, device: 
                     dtype: str | torch.dtype | None = None, progress: Progress = NULL_PROGRESS) -> LoadedModel:
     """Load a single-file SD checkpoint (and optionally a replacement VAE) for generation."""
     from sdhub.formats import open_model
-    from sdhub.models.detect import detect
+    from sdhub.models.detect import detect, read_sidecar_config
 
     started = time.perf_counter()
     path = Path(path)
@@ -138,11 +138,8 @@ def load_checkpoint(path: str | Path, *, vae: str | Path | None = None, device: 
         raise BadInputError(f"{path} is not a file")
     target_device = device if isinstance(device, torch.device) else select_device(device)
     target_dtype = dtype if isinstance(dtype, torch.dtype) else select_dtype(target_device, dtype)
-    sidecar = path.with_suffix(".yaml")
     with open_model(path) as model_file:
-        detection = detect(model_file.tensors, model_file.metadata,
-                           sidecar_config=sidecar.read_text(encoding="utf-8", errors="replace")
-                           if sidecar.is_file() else None)
+        detection = detect(model_file.tensors, model_file.metadata, sidecar_config=read_sidecar_config(path))
         if detection.kind != "checkpoint" or detection.architecture is None:
             raise BadInputError(f"{path.name} is not a Stable Diffusion checkpoint sdhub can generate with "
                                 f"(detected: {detection.kind}); {'; '.join(detection.evidence)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -318,3 +319,14 @@ def _detect_vae(tensors: Mapping[str, Any], names: list[str]) -> Detection:
     if latent is not None:
         evidence.append(f"{latent} latent channels" + (" (SD1/SD2/SDXL family)" if latent == 4 else ""))
     return Detection("vae", evidence=evidence)
+
+
+def read_sidecar_config(path: Path) -> str | None:
+    """The A1111 ``<name>.yaml`` config beside a checkpoint, if there is one (small text only)."""
+    sidecar = path.with_suffix(".yaml")
+    try:
+        if sidecar.is_file() and sidecar.stat().st_size < 1_000_000:
+            return sidecar.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return None

@@ -18,7 +18,8 @@ from typing import Any, Iterator
 from sdhub import __version__
 from sdhub.errors import Interrupted, NotFoundError, SdhubError, UsageError, VerificationError
 from sdhub.formats import DeferredValue, ModelFile, TensorSpec, open_model, write_safetensors
-from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
+from sdhub.formats.dtypes import dtype_name, torch_dtype
+from sdhub.ops.cast import output_dtype
 from sdhub.ops.hashing import BackgroundSha256
 from sdhub.progress import NULL_PROGRESS, Progress
 
@@ -151,7 +152,7 @@ def _specs(model: ModelFile, target: str | None) -> list[TensorSpec]:
     specs = []
     buffers: dict[str, Any] = {}  # shared by the chunked casts of contiguous tensors
     for name, info in model.tensors.items():
-        wanted = _output_dtype(info.dtype_name, target)
+        wanted = output_dtype(info.dtype_name, target)
         if wanted == info.dtype_name:
             specs.append(model.spec(name))
         else:
@@ -159,12 +160,6 @@ def _specs(model: ModelFile, target: str | None) -> list[TensorSpec]:
             cast = _caster(wanted, name, model.path.name, buffers if chunked else None)
             specs.append(model.spec(name, wanted, transform=cast))
     return specs
-
-
-def _output_dtype(source: str, target: str | None) -> str:
-    if target is None or not DTYPES[source].floating:
-        return source
-    return target
 
 
 #: The smallest magnitude fp16 rounds to infinity (65504 is the largest finite value).
@@ -215,7 +210,7 @@ def verify_conversion(model: ModelFile, output: Path, target: str | None, progre
         try:
             for name in model.tensors:
                 expected = model.load(name)
-                wanted = _output_dtype(model.tensors[name].dtype_name, target)
+                wanted = output_dtype(model.tensors[name].dtype_name, target)
                 if wanted != model.tensors[name].dtype_name:
                     expected = _caster(wanted, name, model.path.name)(expected)
                 actual = written.load(name)

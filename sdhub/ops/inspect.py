@@ -19,7 +19,7 @@ from sdhub.errors import BadInputError, NotFoundError
 from sdhub.formats import ModelFile, open_model
 from sdhub.formats.dtypes import DTYPES
 from sdhub.models import components as comp
-from sdhub.models.detect import Detection, detect
+from sdhub.models.detect import Detection, detect, read_sidecar_config
 from sdhub.ops.cast import FP16_OVERFLOW
 from sdhub.ops.prune import (
     SOURCE_SHA256_KEY,
@@ -27,7 +27,6 @@ from sdhub.ops.prune import (
     output_metadata,
     plan_prune,
     position_ids_broken,
-    read_sidecar_config,
     training_entries,
 )
 from sdhub.progress import NULL_PROGRESS, Progress

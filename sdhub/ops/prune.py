@@ -20,7 +20,7 @@ from sdhub.errors import BadInputError, UsageError
 from sdhub.formats import DeferredValue, ModelFile, TensorSpec, open_model, write_safetensors
 from sdhub.formats.dtypes import DTYPES
 from sdhub.models import components as comp
-from sdhub.models.detect import PREDICTION_METADATA_KEY, Detection, detect
+from sdhub.models.detect import PREDICTION_METADATA_KEY, Detection, detect, read_sidecar_config
 from sdhub.ops.cast import cast_tensor, output_dtype, target_dtype
 from sdhub.ops.hashing import BackgroundSha256
 from sdhub.progress import NULL_PROGRESS, Progress
@@ -243,17 +243,6 @@ def _baked_vae(model: ModelFile, vae_model: ModelFile, vae_target: str | None) -
 def default_output(src: Path) -> Path:
     """``model.ckpt`` -> ``model-pruned.safetensors`` beside it."""
     return src.with_name(f"{src.stem}-pruned.safetensors")
-
-
-def read_sidecar_config(path: Path) -> str | None:
-    """The A1111 ``<name>.yaml`` config beside a checkpoint, if there is one (small text only)."""
-    sidecar = path.with_suffix(".yaml")
-    try:
-        if sidecar.is_file() and sidecar.stat().st_size < 1_000_000:
-            return sidecar.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    return None
 
 
 def training_entries(model: ModelFile) -> list[str]:

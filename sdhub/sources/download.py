@@ -321,6 +321,7 @@ class _Download:
             self.workers_used += 1
         started = time.monotonic()
         leftover: requests.Response | None = None
+        leftover_at = -1  # where ``leftover`` (an answer still open) has got to
         try:
             while not self.abort.is_set():
                 if segment is None:
