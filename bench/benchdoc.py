@@ -1,4 +1,5 @@
-"""Shared by the bench scripts: rewrite one script's own section of docs/benchmarks.md."""
+"""Shared by the bench scripts: the "met" cell of a results table, and rewriting a script's own
+section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -23,3 +24,8 @@ def write_section(name: str, text: str, doc: Path = DOC) -> None:
     temp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")
     temp.write_text(updated, encoding="utf-8")
     os.replace(temp, doc)
+
+
+def met(ok: bool) -> str:
+    """The "met" cell of a results table: whether the target was reached (a miss stands out in bold)."""
+    return "yes" if ok else "**no**"

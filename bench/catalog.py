@@ -28,7 +28,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from benchdoc import write_section  # bench/ is on sys.path when a script runs
+from benchdoc import met, write_section  # bench/ is on sys.path when a script runs
+from synthetic import WORDS, synthetic_listing
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,12 +38,6 @@ SECTION = "catalog"
 
 from sdhub.catalog import Catalog  # noqa: E402
 from sdhub.config import ASSET_KINDS, init_home  # noqa: E402
-
-
-WORDS = ("anime realistic portrait landscape ink watercolor cyberpunk fantasy photo style character "
-         "lighting detail sketch painting pastel noir vintage retro neon dream forest city ocean "
-         "mecha armor dragon castle sunset winter summer cute dark bright soft sharp film grain "
-         "analog cinematic studio manga comic chibi pixel lowpoly oil charcoal marker").split()
 
 
 def safetensors_bytes(payload: bytes, name: str = "weight") -> bytes:
@@ -80,11 +75,10 @@ def add_synthetic_metadata(catalog: Catalog, seed: int = 0) -> None:
     prose = vocabulary(rng)
     rows = []
     for (asset_id,) in catalog.db.execute("SELECT id FROM assets").fetchall():
-        name = " ".join(rng.sample(WORDS, 2)).title() + f" v{rng.randint(1, 9)}"
-        tags = json.dumps(rng.sample(WORDS, 3))
-        words = json.dumps([rng.choice(WORDS) + str(rng.randint(1, 99)) for _ in range(2)])
+        listing = synthetic_listing(rng)
         description = " ".join(rng.choice(prose) for _ in range(25)) + " " + rng.choice(WORDS)
-        rows.append((name, tags, words, description, asset_id))
+        rows.append((listing["name"], json.dumps(listing["tags"]), json.dumps(listing["trigger_words"]), description,
+                     asset_id))
     with catalog.db.conn:
         catalog.db.conn.executemany(
             "UPDATE assets SET name = ?, name_source = 'civitai', tags = ?, trigger_words = ?, description = ? "
@@ -160,7 +154,6 @@ def bench_first_scan(count: int, size_mb: int, rounds: int) -> dict[str, object]
 
 
 def render(library: dict[str, object], first: dict[str, object]) -> str:
-    verdict = lambda ok: "yes" if ok else "**no**"  # noqa: E731
     return "\n".join([
         "## Catalog",
         "",
@@ -174,12 +167,12 @@ def render(library: dict[str, object], first: dict[str, object]) -> str:
         "| --- | --- | --- | --- |",
         f"| rescan of {library['assets']:,} unchanged files (median of {library['rounds']}) | "
         f"{library['rescan_median_s']:.2f} s (max {library['rescan_max_s']:.2f} s) | ≤ 2 s | "
-        f"{verdict(library['rescan_median_s'] <= 2)} |",
+        f"{met(library['rescan_median_s'] <= 2)} |",
         f"| search, 200 queries (median / p95) | {library['search_median_ms']:.1f} / "
-        f"{library['search_p95_ms']:.1f} ms | ≤ 20 ms median | {verdict(library['search_median_ms'] <= 20)} |",
+        f"{library['search_p95_ms']:.1f} ms | ≤ 20 ms median | {met(library['search_median_ms'] <= 20)} |",
         f"| first scan of {first['bytes'] / 1e9:.2f} GB in {first['files']} files vs `sha256sum` | "
         f"{first['sdhub_scan_s']:.2f} s vs {first['sha256sum_s']:.2f} s = {first['ratio']:.2f}x | ≤ 1.2x | "
-        f"{verdict(first['ratio'] <= 1.2)} |",
+        f"{met(first['ratio'] <= 1.2)} |",
         f"| (first scan of the {library['assets']:,}-file library, for reference) | "
         f"{library['first_scan_s']:.1f} s | | |",
     ])

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 
-from sdhub.catalog import Asset, AssetDetails, Catalog
 from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
 from sdhub.cli.state import STATE
 from sdhub.errors import UsageError
 
+if TYPE_CHECKING:
+    from sdhub.catalog import Asset, AssetDetails, Catalog
+
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
 @contextlib.contextmanager
 def _catalog() -> Iterator[Catalog]:
+    from sdhub.catalog import Catalog
+
     catalog = Catalog(STATE.open_home())
     try:
         yield catalog

@@ -96,7 +96,7 @@ def hash_command(
     components: bool = typer.Option(True, "--components/--no-components",
                                     help="Also hash each component (UNet, VAE, text encoders) of checkpoints and VAEs."),
 ) -> None:
-    """Compute SHA-256, AutoV1/V2/V3, CRC32 and BLAKE3 in one read, plus per-component content hashes.
+    """Compute SHA-256, AutoV1/V2/V3, CRC32, BLAKE3 and per-component content hashes, all in one read.
 
     Example: sdhub hash models/*.safetensors --json
     """

@@ -26,7 +26,7 @@ def _tokenizer() -> tuple[Any, str]:
         folder = resolve_tokenizer_dir("tokenizer")
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=77), "CLIP (openai/clip-vit-large-patch14)"
     except MissingDependencyError:
-        from sdhub.testing.tokenizer import write_tokenizer_files
+        from sdhub.generate.byte_tokenizer import write_tokenizer_files
 
         with tempfile.TemporaryDirectory(prefix="sdhub-tokenizer-") as folder:
             tokenizer = CLIPTokenizer.from_pretrained(str(write_tokenizer_files(Path(folder))), local_files_only=True)

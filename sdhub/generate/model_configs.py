@@ -1,9 +1,9 @@
 """Which diffusers configs and CLIP tokenizers a checkpoint needs, found offline.
 
 Real architectures use the configs shipped in ``sdhub/generate/configs``; the tiny models of
-``sdhub.testing`` (recognised by their widths) use the factory's own configs and tokenizer. The
-CLIP tokenizer comes from the local Hugging Face cache; when it is missing the error names the
-files and the command that fetches them.
+``sdhub.testing`` and the demo (recognised by their widths) use the tiny configs shipped beside them
+and the byte-level tokenizer. The CLIP tokenizer comes from the local Hugging Face cache; when it is
+missing the error names the files and the command that fetches them.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sdhub.sources.huggingface import hub_cache_dir
 from sdhub.errors import BadInputError, MissingDependencyError
+from sdhub.generate.byte_tokenizer import write_tokenizer_files
+from sdhub.sources.huggingface import hub_cache_dir
 
 #: Architectures with shipped configs (helper C's detection names).
 SHIPPED_ARCHITECTURES = ("sd1", "sd2", "sd2-v", "sdxl", "sdxl-refiner")
 
 #: Width of the UNet's first block in the real models, per config family.
 _REAL_UNET_WIDTH = {"sd1": 320, "sd2": 320, "sd2-v": 320, "sdxl": 320, "sdxl-refiner": 384}
+#: The shipped configs of the tiny models, per config family (written by ``sdhub.testing.pipeline_folder``).
+TINY_CONFIGS_FILE = "tiny.json"
 
 #: Hugging Face repos whose tokenizer files each text encoder uses; the first one cached wins.
 TOKENIZER_REPOS = {
@@ -71,9 +74,7 @@ def config_family(arch: str) -> str:
 
 def shipped_config(arch: str) -> dict[str, dict[str, Any]]:
     """The shipped component configs of ``arch`` (a fresh copy)."""
-    family = config_family(arch)
-    text = resources.files("sdhub.generate.configs").joinpath(f"{family}.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return _read_shipped(f"{config_family(arch)}.json")
 
 
 def pipeline_config(arch: str, unet_width: int, in_channels: int = 4) -> PipelineConfig:
@@ -83,38 +84,33 @@ def pipeline_config(arch: str, unet_width: int, in_channels: int = 4) -> Pipelin
         components = shipped_config(family)
         config = PipelineConfig(family, components)
     else:
-        config = _factory_config(family, unet_width)
+        config = _tiny_config(family, unet_width)
     config.components["unet"]["in_channels"] = in_channels
     return config
 
 
-def _factory_config(family: str, unet_width: int) -> PipelineConfig:
-    """The tiny configs of ``sdhub.testing`` when the widths are the factory's."""
-    folder = _factory_folder(family)
-    components: dict[str, dict[str, Any]] = {"model_index": _read_json(folder / "model_index.json")}
-    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
-        if (folder / name / "config.json").is_file():
-            components[name] = _read_json(folder / name / "config.json")
-    components["scheduler"] = _read_json(folder / "scheduler" / "scheduler_config.json")
+def _tiny_config(family: str, unet_width: int) -> PipelineConfig:
+    """The shipped tiny configs of ``family`` when the widths are the tiny model's."""
+    components = _read_shipped(TINY_CONFIGS_FILE)[family]
     if components["unet"]["block_out_channels"][0] != unet_width:
         raise BadInputError(f"the UNet's first block is {unet_width} channels wide; a {family} model has "
                             f"{_REAL_UNET_WIDTH[family]}: the file is not a standard {family} checkpoint")
-    tokenizers = {name: folder / name for name in ("tokenizer", "tokenizer_2") if (folder / name).is_dir()}
-    return PipelineConfig(family, components, tiny=True, tokenizer_dirs=tokenizers)
+    config = PipelineConfig(family, components, tiny=True)
+    config.tokenizer_dirs = {name.replace("text_encoder", "tokenizer"): _byte_tokenizer_dir()
+                             for name in config.text_encoder_names}
+    return config
+
+
+def _read_shipped(name: str) -> Any:
+    return json.loads(resources.files("sdhub.generate.configs").joinpath(name).read_text(encoding="utf-8"))
 
 
 @functools.lru_cache(maxsize=None)
-def _factory_folder(family: str) -> Path:
-    """The factory's pipeline folder for ``family``, written once per process and removed at exit."""
-    from sdhub.testing import factory
-
-    folder = Path(tempfile.mkdtemp(prefix="sdhub-tiny-config-"))
+def _byte_tokenizer_dir() -> Path:
+    """The byte-level tokenizer's files, written once per process and removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="sdhub-byte-tokenizer-"))
     atexit.register(shutil.rmtree, folder, True)
-    return factory.diffusers_config_dir(folder / family, family)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return write_tokenizer_files(folder)
 
 
 def cached_tokenizer_dir(repo_id: str, cache_dir: Path | None = None) -> Path | None:

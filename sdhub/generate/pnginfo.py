@@ -122,12 +122,7 @@ def _read_a1111(metadata: ImageMetadata, text: str) -> None:
 
 def _read_novelai(metadata: ImageMetadata, info: dict[str, str]) -> None:
     metadata.source = "novelai"
-    try:
-        settings = json.loads(info.get("Comment", "{}"))
-    except json.JSONDecodeError:
-        settings = {}
-    if not isinstance(settings, dict):
-        settings = {}
+    settings = _json_object(info.get("Comment")) or {}
     metadata.parameters = settings
     metadata.prompt = info.get("Description", settings.get("prompt"))
     metadata.negative_prompt = settings.get("uc")

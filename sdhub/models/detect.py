@@ -30,7 +30,11 @@ _ADM_INPUT = UNET_PREFIX + "label_emb.0.0.weight"
 # Real text-encoder widths: CLIP ViT-L (SD1, SDXL's first), OpenCLIP ViT-H (SD2), ViT-bigG (SDXL's second).
 _TEXT_WIDTH_BASE = {768: "sd1", 1024: "sd2"}
 _SDXL_WIDTHS = (768, 1280)
-_CROSS_ATTENTION_BASE = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+#: The base model a UNet's cross-attention width belongs to (the text embedding it attends to).
+CROSS_ATTENTION_BASE = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+#: UNet input channels beyond a plain model's 4 latent ones: the variant they make and what they hold.
+INPUT_CHANNEL_VARIANTS = {9: ("inpainting", "latent + mask + masked image"),
+                          8: ("instruct-pix2pix", "latent + image latent")}
 # SDXL's ADM input: pooled bigG (1280) + 6 (base) or 5 (refiner) Fourier features of 256.
 _ADM_WIDTH_ARCH = {2816: "sdxl", 2560: "sdxl-refiner"}
 
@@ -129,7 +133,7 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
 
     cross_width = _cross_attention_width(tensors)
     if cross_width is not None:
-        known = _CROSS_ATTENTION_BASE.get(cross_width)
+        known = CROSS_ATTENTION_BASE.get(cross_width)
         expected = family(architecture)
         if known is not None and expected is not None and known != expected:
             evidence.append(f"warning: cross-attention width {cross_width} is {known}'s, not {expected}'s")
@@ -140,12 +144,9 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
     detection = Detection("checkpoint", architecture=architecture, evidence=evidence)
     if _INPUT_CONV in tensors:
         channels = _shape(tensors[_INPUT_CONV])[1]
-        if channels == 9:
-            detection.variant = "inpainting"
-            evidence.append("UNet input has 9 channels (latent + mask + masked image): inpainting")
-        elif channels == 8:
-            detection.variant = "instruct-pix2pix"
-            evidence.append("UNet input has 8 channels (latent + image latent): instruct-pix2pix")
+        if channels in INPUT_CHANNEL_VARIANTS:
+            detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
+            evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
     if architecture == "sd2" and (reason := _v_prediction_marker(tensors, metadata, sidecar_config)):
         detection.architecture = "sd2-v"
         evidence.append(reason)
@@ -251,7 +252,7 @@ def _lora_base_from_shapes(tensors: Mapping[str, Any], evidence: list[str]) -> s
         lowered = name.lower()
         if UNET in components and re.search(r"attn2[._]to_[kv]", lowered) and re.search(r"(lora_down|lora_a|lora\.down)", lowered):
             width = _shape(tensors[name])[-1]
-            if base := _CROSS_ATTENTION_BASE.get(width):
+            if base := CROSS_ATTENTION_BASE.get(width):
                 evidence.append(f"cross-attention input width {width} ({base})")
                 return base
     for name in sorted(tensors):

@@ -1,9 +1,10 @@
 """Every file hash the Stable Diffusion world uses, computed in one sequential read.
 
-One reader thread fills large reused buffers; SHA-256 (OpenSSL, SHA-NI), the AutoV3/addnet
-SHA-256, BLAKE3 and CRC32 each run in their own worker thread fed the same buffers. All of them
-release the GIL on large buffers, so the schemes share the machine's cores while the file is
-read exactly once.
+One reader fills a few large reused buffers. The schemes (SHA-256 on the CPU's SHA
+instructions, the AutoV3/addnet SHA-256, BLAKE3, CRC32, and the per-tensor digests behind the
+component hashes) are spread over lanes, at most one per core, balanced by their cost per byte;
+the reader runs one lane itself. All of them release the GIL on large buffers, so on two cores
+the two SHA-256s of a .safetensors run side by side while the file is read exactly once.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import struct
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 import blake3
+import xxhash
 from isal import isal_zlib
 
-from sdhub.errors import BadInputError, NotFoundError, UsageError
+from sdhub.errors import BadInputError, NotFoundError, SdhubError, UsageError
 from sdhub.formats.safetensors_file import looks_like_safetensors
 from sdhub.progress import NULL_PROGRESS, Progress
+
+if TYPE_CHECKING:
+    from sdhub.formats import ModelFile
 
 #: A1111's legacy model hash reads 64 KiB at offset 1 MiB.
 LEGACY_HASH_OFFSET = 0x100000
@@ -33,7 +38,18 @@ CIVITAI_AUTOV1_MIN_SIZE = 0x200000
 # A few 4 MiB buffers stay in the CPU caches between the read and the hashers: measured ~35%
 # faster than 16 MiB buffers, which the hashers had to fetch back from RAM.
 _BUFFER_SIZE = 4 * 1024 * 1024
-_BUFFER_COUNT = 3
+_BUFFER_COUNT = 4
+
+# CPU time per byte relative to OpenSSL's SHA-256 on SHA instructions (x86_64, measured:
+# SHA-256 1.7 GB/s, BLAKE3 6.3, XXH3 24, CRC32 with carry-less multiply 25, read() from the
+# page cache 7). Only the ratios matter: they decide which schemes share a core.
+SHA256_COST = 1.0
+BLAKE3_COST = 0.27
+CRC32_COST = 0.07
+XXH3_COST = 0.07
+_READ_COST = 0.25
+
+Feed = Callable[[memoryview, int], None]
 
 
 @dataclass(frozen=True)
@@ -72,12 +88,42 @@ class FileHashes:
         return {name: value.upper() for name, value in values.items() if value is not None}
 
 
-class _Worker(threading.Thread):
-    """Feeds each buffer it is given to ``consume`` and signals when done with it."""
+@dataclass(frozen=True)
+class _Consumer:
+    """One scheme's chunk handler and its CPU cost per byte (see ``SHA256_COST``)."""
 
-    def __init__(self, consume: Callable[[memoryview, int], None], release: Callable[[int], None]) -> None:
-        super().__init__(daemon=True)
-        self._consume = consume
+    feed: Feed
+    cost: float
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def plan_lanes(costs: list[float], cores: int) -> list[list[int]]:
+    """Group consumers (by index) into at most ``cores`` lanes of similar cost; lane 0 is the reader's.
+
+    Costliest first, each to the least loaded lane: on two cores a .safetensors gets
+    [read, addnet SHA-256, ...] and [SHA-256, BLAKE3, ...], the two SHA-256s on separate cores.
+    """
+    lanes: list[list[int]] = [[] for _ in range(max(1, min(cores, len(costs) + 1)))]
+    loads = [_READ_COST] + [0.0] * (len(lanes) - 1)
+    for index in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        lane = min(range(len(lanes)), key=loads.__getitem__)
+        lanes[lane].append(index)
+        loads[lane] += costs[index]
+    return lanes
+
+
+class _Lane(threading.Thread):
+    """Feeds each buffer it is given to its consumers, in order, and signals when done with it."""
+
+    def __init__(self, feeds: list[Feed], release: Callable[[int], None]) -> None:
+        super().__init__(daemon=True, name="sdhub-hash")
+        self._feeds = feeds
         self._release = release
         self.inbox: queue.SimpleQueue[tuple[int, memoryview, int] | None] = queue.SimpleQueue()
         self.error: BaseException | None = None
@@ -87,7 +133,8 @@ class _Worker(threading.Thread):
             slot, view, position = item
             try:
                 if self.error is None:
-                    self._consume(view, position)
+                    for feed in self._feeds:
+                        feed(view, position)
             except BaseException as error:  # reported by the reader after join
                 self.error = error
             finally:
@@ -95,11 +142,11 @@ class _Worker(threading.Thread):
 
 
 class _Slots:
-    """A fixed pool of read buffers, each returned once every worker has finished with it."""
+    """A fixed pool of read buffers, each returned once every lane has finished with it."""
 
-    def __init__(self, count: int, size: int, consumers: int) -> None:
+    def __init__(self, count: int, size: int, lanes: int) -> None:
         self.buffers = [bytearray(size) for _ in range(count)]
-        self._consumers = consumers
+        self._lanes = lanes
         self._pending = [0] * count
         self._lock = threading.Lock()
         self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -107,7 +154,7 @@ class _Slots:
             self.free.put(slot)
 
     def hand_out(self, slot: int) -> None:
-        self._pending[slot] = self._consumers
+        self._pending[slot] = self._lanes
 
     def release(self, slot: int) -> None:
         with self._lock:
@@ -128,14 +175,17 @@ def _open_for_hashing(file_path: Path) -> BinaryIO:
         raise BadInputError(f"{file_path}: cannot be read ({error.strerror})") from error
 
 
-def _read_once(handle: BinaryIO, file_path: Path, consumers: list[Callable[[memoryview, int], None]],
-               progress: Progress) -> int:
-    """Read ``handle`` sequentially once, giving every chunk to every consumer in its own thread."""
+def _read_once(handle: BinaryIO, file_path: Path, consumers: list[_Consumer], progress: Progress) -> int:
+    """Read ``handle`` sequentially once, giving every chunk to every consumer."""
     size = os.fstat(handle.fileno()).st_size
     if size <= _BUFFER_SIZE:
         return _read_small(handle, file_path, size, consumers)
-    slots = _Slots(_BUFFER_COUNT, _BUFFER_SIZE, len(consumers))
-    workers = [_Worker(consume, slots.release) for consume in consumers]
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)  # more read-ahead from disk
+    lanes = plan_lanes([c.cost for c in consumers], _usable_cores())
+    inline = [consumers[i].feed for i in lanes[0]]
+    slots = _Slots(_BUFFER_COUNT, _BUFFER_SIZE, len(lanes) - 1)
+    workers = [_Lane([consumers[i].feed for i in lane], slots.release) for lane in lanes[1:]]
     for worker in workers:
         worker.start()
     task = progress.task(f"Hashing {file_path.name}", total=size, unit="bytes")
@@ -152,6 +202,10 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[Callable[[memo
             slots.hand_out(slot)
             for worker in workers:
                 worker.inbox.put((slot, view, position))
+            for feed in inline:
+                feed(view, position)
+            if not workers:
+                slots.free.put(slot)
             position += count
             task.advance(count)
     finally:
@@ -168,8 +222,7 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[Callable[[memo
     return size
 
 
-def _read_small(handle: BinaryIO, file_path: Path, size: int,
-                consumers: list[Callable[[memoryview, int], None]]) -> int:
+def _read_small(handle: BinaryIO, file_path: Path, size: int, consumers: list[_Consumer]) -> int:
     """One buffer, no threads: for the many small files (embeddings, LoRAs) a catalog scan meets."""
     data = handle.read(size + 1) or b""
     while len(data) < size + 1 and (more := handle.read(size + 1 - len(data))):
@@ -177,8 +230,8 @@ def _read_small(handle: BinaryIO, file_path: Path, size: int,
     if len(data) != size:
         raise BadInputError(f"{file_path}: changed size while being hashed ({size} then {len(data)} bytes)")
     view = memoryview(data)
-    for consume in consumers:
-        consume(view, 0)
+    for consumer in consumers:
+        consumer.feed(view, 0)
     return size
 
 
@@ -187,13 +240,18 @@ def sha256_file(path: str | os.PathLike[str], progress: Progress = NULL_PROGRESS
     file_path = Path(path)
     sha256 = hashlib.sha256()
     with _open_for_hashing(file_path) as handle:
-        _read_once(handle, file_path, [lambda view, position: sha256.update(view)], progress)
+        _read_once(handle, file_path, [_Consumer(lambda view, position: sha256.update(view), SHA256_COST)],
+                   progress)
     return sha256.hexdigest()
 
 
 def hash_file(path: str | os.PathLike[str], progress: Progress = NULL_PROGRESS) -> FileHashes:
     """Compute SHA-256, AutoV2, legacy/AutoV1, AutoV3/addnet, CRC32 and BLAKE3 in one read of ``path``."""
-    file_path = Path(path)
+    return _hash_file(Path(path), [], progress)
+
+
+def _hash_file(file_path: Path, extra: list[_Consumer], progress: Progress) -> FileHashes:
+    """``hash_file``, with ``extra`` consumers fed the same read."""
     with _open_for_hashing(file_path) as handle:
         size = os.fstat(handle.fileno()).st_size
         first_bytes = os.pread(handle.fileno(), 9, 0)
@@ -218,9 +276,11 @@ def hash_file(path: str | os.PathLike[str], progress: Progress = NULL_PROGRESS) 
             if skip < len(view):
                 addnet.update(view[max(skip, 0):])
 
-        consumers = [feed_sha256, lambda view, position: blake.update(view), feed_crc]
+        consumers = [_Consumer(feed_sha256, SHA256_COST),
+                     _Consumer(lambda view, position: blake.update(view), BLAKE3_COST),
+                     _Consumer(feed_crc, CRC32_COST), *extra]
         if addnet is not None:
-            consumers.append(feed_addnet)
+            consumers.append(_Consumer(feed_addnet, SHA256_COST))
         _read_once(handle, file_path, consumers, progress)
 
     sha_hex = sha256.hexdigest()
@@ -249,38 +309,101 @@ def _collect_legacy_window(window: bytearray, view: memoryview, position: int) -
         window += view[start - position:end - position]
 
 
+class _TensorDigests:
+    """XXH3-128 of each component tensor's little-endian bytes, taken as the file's read passes them.
+
+    A tensor stored as one contiguous run is digested from the shared read; a strided view or a
+    big-endian legacy tensor (rare) is loaded on its own afterwards.
+    """
+
+    def __init__(self, model: ModelFile, keys: list[str]) -> None:
+        self._model = model
+        self._later: list[str] = []
+        spans: list[tuple[int, int, str]] = []
+        for key in keys:
+            raw = model.raw_source(key)
+            if raw is None:
+                self._later.append(key)
+            else:
+                spans.append((raw.offset, raw.offset + raw.nbytes, key))
+        self._spans = sorted(spans)
+        self._next = 0
+        self._open: list[tuple[int, int, str, xxhash.xxh3_128]] = []
+        self.digests: dict[str, str] = {}
+        self.consumer = _Consumer(self._feed, XXH3_COST)
+
+    def _feed(self, view: memoryview, position: int) -> None:
+        chunk_end = position + len(view)
+        while self._next < len(self._spans) and self._spans[self._next][0] < chunk_end:
+            start, end, key = self._spans[self._next]
+            self._open.append((start, end, key, xxhash.xxh3_128()))
+            self._next += 1
+        still_open = []
+        for start, end, key, digest in self._open:
+            first, last = max(start, position), min(end, chunk_end)
+            if first < last:
+                digest.update(view[first - position:last - position])
+            if end <= chunk_end:
+                self.digests[key] = digest.hexdigest()
+            else:
+                still_open.append((start, end, key, digest))
+        self._open = still_open
+
+    def finish(self) -> dict[str, str]:
+        """Every tensor's digest, loading the ones the read could not cover (torch only for those)."""
+        for key in self._later + [key for _, _, key in self._spans if key not in self.digests]:
+            import torch
+
+            tensor = self._model.load(key).contiguous().reshape(-1)
+            self.digests[key] = xxhash.xxh3_128(memoryview(tensor.view(torch.uint8).numpy())).hexdigest()
+        return self.digests
+
+
+class _ComponentHasher:
+    """The component hashes of an open model, its tensor digests fed by a shared read.
+
+    Each component's hash is the SHA-256 over its tensors sorted by their name without the
+    container prefix, one line ``name, dtype, shape, XXH3-128 of the raw little-endian bytes``
+    per tensor; CLIP ``position_ids`` (a buffer merges often break) are left out.
+    """
+
+    def __init__(self, model: ModelFile) -> None:
+        from sdhub.models import components as comp
+
+        groups = comp.group_by_component(model.tensors)
+        self._model = model
+        self._entries: dict[str, list[tuple[str, str]]] = {}
+        for component in (c for c in comp.INFERENCE_COMPONENTS if c in groups):
+            canonical = sorted((comp.canonical_key(k), k) for k in groups[component])
+            self._entries[component] = [(c, k) for c, k in canonical if not c.endswith("position_ids")]
+        self._tensors = _TensorDigests(model, [k for entries in self._entries.values() for _, k in entries])
+        self.consumer = self._tensors.consumer
+
+    def finish(self) -> dict[str, str]:
+        digests = self._tensors.finish()
+        hashes: dict[str, str] = {}
+        for component, entries in self._entries.items():
+            digest = hashlib.sha256()
+            for canonical, key in entries:
+                info = self._model.tensors[key]
+                digest.update(f"{canonical}\0{info.dtype_name}\0{list(info.shape)}\0{digests[key]}\n".encode())
+            hashes[component] = digest.hexdigest()
+        return hashes
+
+
 def hash_components(path: str | os.PathLike[str], progress: Progress = NULL_PROGRESS) -> dict[str, str]:
     """Content hashes of a model's UNet, VAE and text encoders that ignore container and key order.
 
-    Each is the SHA-256 over the component's tensors sorted by their name without the container
-    prefix, each contributing ``name, dtype, shape`` and its raw little-endian bytes; CLIP
-    ``position_ids`` (a buffer merges often break) are left out. A VAE baked into a checkpoint
-    and the same VAE saved alone, or a .ckpt and its .safetensors conversion, hash the same.
+    A VAE baked into a checkpoint and the same VAE saved alone, or a .ckpt and its .safetensors
+    conversion, hash the same (see ``_ComponentHasher`` for the exact scheme).
     """
-    import torch
-
     from sdhub.formats import open_model
-    from sdhub.models import components as comp
 
-    hashes: dict[str, str] = {}
-    with open_model(path) as model:
-        groups = comp.group_by_component(model.tensors)
-        wanted = [c for c in comp.INFERENCE_COMPONENTS if c in groups]
-        total = sum(model.tensors[k].nbytes for c in wanted for k in groups[c])
-        task = progress.task(f"Hashing components of {Path(path).name}", total=total, unit="bytes")
-        for component in wanted:
-            digest = hashlib.sha256()
-            for canonical, key in sorted((comp.canonical_key(k), k) for k in groups[component]):
-                if canonical.endswith("position_ids"):
-                    continue
-                info = model.tensors[key]
-                digest.update(f"{canonical}\0{info.dtype_name}\0{list(info.shape)}\n".encode())
-                tensor = model.load(key).contiguous().reshape(-1)
-                digest.update(memoryview(tensor.view(torch.uint8).numpy()))
-                task.advance(info.nbytes)
-            hashes[component] = digest.hexdigest()
-        task.finish()
-    return hashes
+    file_path = Path(path)
+    with open_model(file_path) as model, _open_for_hashing(file_path) as handle:
+        hasher = _ComponentHasher(model)
+        _read_once(handle, file_path, [hasher.consumer], progress)
+        return hasher.finish()
 
 
 @dataclass(frozen=True)
@@ -298,19 +421,24 @@ class ModelHashes:
 
 def hash_model(path: str | os.PathLike[str], *, components: bool = True,
                progress: Progress = NULL_PROGRESS) -> ModelHashes:
-    """All file hashes of ``path`` and, when it is a checkpoint or VAE sdhub can read, its component hashes."""
-    from sdhub.errors import SdhubError
+    """All file hashes of ``path`` and, for a checkpoint or VAE, its component hashes, in one read."""
     from sdhub.formats import open_model
     from sdhub.models.detect import detect
 
-    file_hashes = hash_file(path, progress)
+    file_path = Path(path)
+    _open_for_hashing(file_path).close()  # a missing file or a folder gets its own message first
     try:
-        with open_model(path) as model:
-            kind = detect(model.tensors, model.metadata).kind
+        model = open_model(file_path)
     except SdhubError:
-        kind = None  # not a model file sdhub can read: the file hashes still stand
-    wanted = components and kind in ("checkpoint", "vae")
-    return ModelHashes(file_hashes, kind, hash_components(path, progress) if wanted else None)
+        return ModelHashes(hash_file(file_path, progress), None, None)  # not a model: file hashes still stand
+    with model:
+        try:
+            kind = detect(model.tensors, model.metadata).kind
+        except SdhubError:
+            kind = None
+        hasher = _ComponentHasher(model) if components and kind in ("checkpoint", "vae") else None
+        file_hashes = _hash_file(file_path, [hasher.consumer] if hasher else [], progress)
+        return ModelHashes(file_hashes, kind, hasher.finish() if hasher else None)
 
 
 class BackgroundSha256:

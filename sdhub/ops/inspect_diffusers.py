@@ -10,7 +10,7 @@ from typing import Any
 from sdhub.errors import BadInputError
 from sdhub.formats import open_model
 from sdhub.models import components as comp
-from sdhub.models.detect import Detection
+from sdhub.models.detect import CROSS_ATTENTION_BASE, INPUT_CHANNEL_VARIANTS, Detection, family
 from sdhub.ops.inspect import (
     ComponentSummary,
     InspectReport,
@@ -23,7 +23,6 @@ from sdhub.ops.inspect import (
 from sdhub.progress import NULL_PROGRESS, Progress
 
 _WEIGHT_COMPONENTS = (comp.UNET, comp.VAE, comp.TEXT_ENCODER, comp.TEXT_ENCODER_2)
-_CROSS_ATTENTION_BASE = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -86,22 +85,19 @@ def detect_from_configs(folder: Path, model_index: dict[str, Any]) -> Detection:
         architecture = None
         evidence.append("no unet/config.json")
     width = unet.get("cross_attention_dim")
-    if isinstance(width, int) and width in _CROSS_ATTENTION_BASE:
-        evidence.append(f"cross-attention width {width} ({_CROSS_ATTENTION_BASE[width]})")
+    if isinstance(width, int) and width in CROSS_ATTENTION_BASE:
+        evidence.append(f"cross-attention width {width} ({CROSS_ATTENTION_BASE[width]})")
     detection = Detection("checkpoint" if unet else "unknown", architecture=architecture, evidence=evidence)
     channels = unet.get("in_channels")
-    if channels == 9:
-        detection.variant = "inpainting"
-        evidence.append("UNet input has 9 channels: inpainting")
-    elif channels == 8:
-        detection.variant = "instruct-pix2pix"
-        evidence.append("UNet input has 8 channels: instruct-pix2pix")
+    if isinstance(channels, int) and channels in INPUT_CHANNEL_VARIANTS:
+        detection.variant = INPUT_CHANNEL_VARIANTS[channels][0]
+        evidence.append(f"UNet input has {channels} channels: {detection.variant}")
     scheduler_path = folder / "scheduler" / "scheduler_config.json"
     if architecture == "sd2" and scheduler_path.is_file():
         if _read_json(scheduler_path).get("prediction_type") == "v_prediction":
             detection.architecture = "sd2-v"
             evidence.append("scheduler prediction_type = v_prediction")
-    detection.base_model = architecture.split("-")[0] if architecture else None
+    detection.base_model = family(architecture)
     return detection
 
 

@@ -17,32 +17,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import json
 import os
 import re
 import socket
-import threading
 import time
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from sdhub.testing.imitation_http import ImitationHandler, ImitationServers
+
 BROWSER_MARKERS = ("mozilla", "chrome", "safari", "firefox", "opera", "edge")
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in | Civitai</title></head><body>Sign in</body></html>"
 SIGNING_KEY = b"imitation-civitai-storage"
-
-
-@dataclass
-class RequestRecord:
-    """One request as a server saw it (for tests that check what a client sent where)."""
-
-    server: str
-    method: str
-    path: str
-    headers: dict[str, str]
 
 
 @dataclass
@@ -121,11 +110,11 @@ def _read_chunks(path: Path):
             yield chunk
 
 
-class CivitaiServer:
+class CivitaiServer(ImitationServers):
     """The imitation site and storage host; start with ``with`` or ``start()``."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
+        super().__init__(host, {"site": _SiteHandler, "storage": _StorageHandler})
         self.models: dict[int, dict[str, Any]] = {}
         self.files: dict[int, ServedFile] = {}
         self.tokens: set[str] = {"good-token"}
@@ -133,39 +122,15 @@ class CivitaiServer:
         self.login_page_for: set[int] = set()
         self.early_access: dict[int, str] = {}
         self.early_access_buyers: set[str] = set()
-        self.log: list[RequestRecord] = []
         self._rate_limits: list[list[Any]] = []
-        self._lock = threading.Lock()
-        self._site = _make_server(host, _SiteHandler, self)
-        self._storage = _make_server(host, _StorageHandler, self)
-        self._threads: list[threading.Thread] = []
 
-    # -- life cycle -----------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._site.server_address[1]}"
+        return self.server_url("site")
 
     @property
     def storage_url(self) -> str:
-        return f"http://{self.host}:{self._storage.server_address[1]}"
-
-    def start(self) -> "CivitaiServer":
-        for server in (self._site, self._storage):
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        for server in (self._site, self._storage):
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> "CivitaiServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.server_url("storage")
 
     # -- content --------------------------------------------------------------------------------
     def add_model(self, model: dict[str, Any], contents: dict[int, bytes | Path] | None = None,
@@ -217,9 +182,6 @@ class CivitaiServer:
         """Answer the next ``count`` requests under ``prefix`` with 429 (and ``Retry-After``)."""
         with self._lock:
             self._rate_limits.append([prefix, count, retry_after])
-
-    def requests_to(self, server: str) -> list[RequestRecord]:
-        return [r for r in self.log if r.server == server]
 
     # -- shaping answers ------------------------------------------------------------------------
     def _rebase(self, url: str) -> str:
@@ -288,45 +250,8 @@ class CivitaiServer:
         return f"{self.storage_url}{path}?{urlencode(query, quote_via=quote)}"
 
 
-def _make_server(host: str, handler: type, owner: CivitaiServer) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, 0), handler)
-    server.daemon_threads = True
-    server.owner = owner  # type: ignore[attr-defined]
-    return server
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_name = "site"
-
-    @property
-    def owner(self) -> CivitaiServer:
-        return self.server.owner  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output clean
-        pass
-
-    def _record(self) -> None:
-        with self.owner._lock:
-            self.owner.log.append(RequestRecord(self.server_name, self.command, self.path, dict(self.headers.items())))
-
-    def _send(self, status: int, body: bytes = b"", content_type: str = "application/json; charset=utf-8",
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(data).encode(), headers=headers)
-
-
-class _SiteHandler(_Handler):
-    server_name = "site"
+class _SiteHandler(ImitationHandler[CivitaiServer]):
+    default_content_type = "application/json; charset=utf-8"
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._record()
@@ -488,8 +413,9 @@ class _SiteHandler(_Handler):
         return None
 
 
-class _StorageHandler(_Handler):
-    server_name = "storage"
+class _StorageHandler(ImitationHandler[CivitaiServer]):
+    # S3 answers its errors in XML.
+    default_content_type = "application/xml"
 
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
@@ -498,11 +424,10 @@ class _StorageHandler(_Handler):
         self._record()
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        xml = "application/xml"
         if "Authorization" in self.headers and "X-Amz-Signature" in query:
             self._send(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed; only the "
                             b"X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization "
-                            b"header should be specified</Message></Error>", xml)
+                            b"header should be specified</Message></Error>")
             return
         image = re.fullmatch(r"/images/(\d+)/(\d+)\.jpeg", parts.path)
         if image:
@@ -513,11 +438,11 @@ class _StorageHandler(_Handler):
         if not match or not hmac.compare_digest(self.owner.sign(parts.path, disposition),
                                                 query.get("X-Amz-Signature", "")):
             self._send(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired or signature does not "
-                            b"match</Message></Error>", xml)
+                            b"match</Message></Error>")
             return
         served = self.owner.files.get(int(match.group(1)))
         if served is None:
-            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", xml)
+            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>")
             return
         if served.body_override is not None:
             body, content_type = served.body_override
@@ -542,29 +467,12 @@ class _StorageHandler(_Handler):
     def _serve_bytes(self, served: ServedFile, disposition: str) -> None:
         size = served.size
         etag = f'"{hashlib.md5(f"{served.file_id}:{size}".encode()).hexdigest()}"'
-        start, end, status = 0, size, 200
-        range_header = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
-        if range_header and not served.ignore_range and (if_range is None or if_range == etag):
-            match = re.fullmatch(r"bytes=(\d+)-(\d*)", range_header.strip())
-            if match:
-                start = int(match.group(1))
-                end = min(size, int(match.group(2)) + 1) if match.group(2) else size
-                if start >= size:
-                    self._send(416, b"", "application/xml", {"Content-Range": f"bytes */{size}"})
-                    return
-                status = 206
-        self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start))
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", etag)
-        self.send_header("Content-Disposition", disposition)
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-        self.end_headers()
-        if self.command == "HEAD":
+        span = self._send_range_head(size, {"ETag": etag, "Content-Disposition": disposition},
+                                     honour_range=not served.ignore_range and if_range in (None, etag))
+        if span is None or self.command == "HEAD":
             return
+        start, end = span
         stop = end
         with self.owner._lock:
             if served.drop_after is not None and start < served.drop_after < end and served.drops != 0:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
+from sdhub.generate.byte_tokenizer import write_tokenizer_files
 from sdhub.testing import adapters, layouts, writers
 from sdhub.testing.lightning import training_extras
 from sdhub.testing.pipeline_folder import write_pipeline_folder
-from sdhub.testing.tokenizer import write_tokenizer_files
 
 PREDICTION_METADATA_KEY = "sdhub.prediction"
 

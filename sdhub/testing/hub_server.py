@@ -10,13 +10,12 @@ Errors carry ``X-Error-Code`` (RepoNotFound, GatedRepo, RevisionNotFound, EntryN
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from sdhub.testing.imitation_http import ImitationHandler, ImitationServers
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".gguf", ".msgpack")
 
@@ -46,51 +45,23 @@ class HubRepo:
         return path.endswith(LFS_SUFFIXES)
 
 
-@dataclass
-class HubRequest:
-    server: str
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
-class HubServer:
+class HubServer(ImitationServers):
     """The imitation Hub and its CDN; use as a context manager and point ``HF_ENDPOINT`` at ``url``."""
 
+    # The Hub client (httpx) sends header names in lower case.
+    lower_case_header_names = True
+
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
+        super().__init__(host, {"hub": _HubHandler, "cdn": _CdnHandler})
         self.repos: dict[str, HubRepo] = {}
-        self.log: list[HubRequest] = []
-        self._lock = threading.Lock()
-        self._hub = ThreadingHTTPServer((host, 0), _HubHandler)
-        self._cdn = ThreadingHTTPServer((host, 0), _CdnHandler)
-        for server in (self._hub, self._cdn):
-            server.daemon_threads = True
-            server.owner = self  # type: ignore[attr-defined]
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._hub.server_address[1]}"
+        return self.server_url("hub")
 
     @property
     def cdn_url(self) -> str:
-        return f"http://{self.host}:{self._cdn.server_address[1]}"
-
-    def start(self) -> "HubServer":
-        for server in (self._hub, self._cdn):
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        for server in (self._hub, self._cdn):
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> "HubServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.server_url("cdn")
 
     def add_repo(self, repo_id: str, files: dict[str, bytes], *, gated: bool = False,
                  granted_tokens: set[str] | None = None) -> HubRepo:
@@ -105,50 +76,16 @@ class HubServer:
                     return repo, path
         return None
 
-    def record(self, server: str, handler: BaseHTTPRequestHandler) -> None:
-        with self._lock:
-            # Header names are kept lower-case: the Hub client (httpx) sends them that way.
-            headers = {name.lower(): value for name, value in handler.headers.items()}
-            self.log.append(HubRequest(server, handler.command, handler.path, headers))
 
-
-class _Base(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    @property
-    def owner(self) -> HubServer:
-        return self.server.owner  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
+class _Base(ImitationHandler[HubServer]):
     def _error(self, status: int, code: str, message: str, extra: dict[str, str] | None = None) -> None:
         headers = {"X-Error-Code": code, "X-Error-Message": message, "X-Request-Id": "imitation", **(extra or {})}
-        self._send(status, json.dumps({"error": message}).encode(), headers)
+        self._json(status, {"error": message}, headers)
 
     def _serve_bytes(self, data: bytes, headers: dict[str, str]) -> None:
-        start, end, status = 0, len(data), 200
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
-        if match:
-            start = int(match.group(1))
-            end = min(len(data), int(match.group(2)) + 1) if match.group(2) else len(data)
-            if start >= len(data) and len(data) > 0:
-                self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
-                return
-            status = 206
-            headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{len(data)}"}
-        self._send(status, data[start:end], {"Accept-Ranges": "bytes", **headers}, "application/octet-stream")
+        span = self._send_range_head(len(data), headers)
+        if span is not None and self.command != "HEAD":
+            self.wfile.write(data[span[0]:span[1]])
 
 
 class _HubHandler(_Base):
@@ -156,7 +93,7 @@ class _HubHandler(_Base):
         self.do_GET()
 
     def do_GET(self) -> None:  # noqa: N802
-        self.owner.record("hub", self)
+        self._record()
         path = urlsplit(self.path).path
         api = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(revision|tree)/([^/]+)(/.*)?", path)
         if api:
@@ -195,7 +132,7 @@ class _HubHandler(_Base):
                     "tags": ["diffusers"], "library_name": "diffusers",
                     "siblings": [{"rfilename": name} for name in sorted(repo.files)],
                     "createdAt": "2024-01-01T00:00:00.000Z"}
-            self._send(200, json.dumps(body).encode())
+            self._json(200, body)
             return
         entries: list[dict[str, Any]] = []
         folders = sorted({"/".join(name.split("/")[:i]) for name in repo.files
@@ -209,7 +146,7 @@ class _HubHandler(_Base):
             if repo.is_lfs(name):
                 entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
             entries.append(entry)
-        self._send(200, json.dumps(entries).encode())
+        self._json(200, entries)
 
     def _resolve(self, repo_id: str, revision: str, path: str) -> None:
         repo = self._repo(repo_id, revision, files=True)
@@ -222,7 +159,7 @@ class _HubHandler(_Base):
             return
         if repo.is_lfs(path):
             sha256 = hashlib.sha256(data).hexdigest()
-            self._send(302, b"", {
+            self._send(302, headers={
                 "Location": f"{self.owner.cdn_url}/repos/{sha256}?X-Amz-Signature=imitation",
                 "X-Repo-Commit": repo.commit, "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(data)),
                 "ETag": f'"{git_blob_sha1(data)}"',
@@ -236,11 +173,11 @@ class _CdnHandler(_Base):
         self.do_GET()
 
     def do_GET(self) -> None:  # noqa: N802
-        self.owner.record("cdn", self)
+        self._record()
         match = re.fullmatch(r"/repos/([0-9a-f]{64})", urlsplit(self.path).path)
         found = self.owner.blob(match.group(1)) if match else None
         if found is None:
-            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
             return
         repo, path = found
         name = path.rsplit("/", 1)[-1]

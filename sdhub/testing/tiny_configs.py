@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdhub.testing.tokenizer import BOS_TOKEN_ID, EOS_TOKEN_ID, VOCAB_SIZE
+from sdhub.generate.byte_tokenizer import BOS_TOKEN_ID, EOS_TOKEN_ID, VOCAB_SIZE
 
 ARCHES = ("sd1", "sd1-inpainting", "sd2", "sd2-v", "sdxl", "sdxl-refiner")
 SIZES = ("tiny", "full")

@@ -87,7 +87,7 @@ def test_prompt_names_the_model_it_is_for(run_cli, tmp_home, tmp_path: Path):
 
 
 def test_prompt_uses_the_cached_clip_tokenizer_when_present(run_cli, tmp_home, tmp_path: Path, monkeypatch):
-    from sdhub.testing.tokenizer import write_tokenizer_files
+    from sdhub.generate.byte_tokenizer import write_tokenizer_files
 
     cache = tmp_path / "hf" / "hub"
     repo = cache / "models--openai--clip-vit-large-patch14"

@@ -24,7 +24,7 @@ def _diffusers_reference(checkpoint: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("kind", ["sd1", "sd1_ckpt"])
 def test_checkpoint_loads_offline_with_the_weights_diffusers_loads(tiny_models, tmp_path, kind):
-    loaded = load_checkpoint(tiny_models[kind])
+    loaded = load_checkpoint(tiny_models[kind], device="cpu")  # compared with diffusers' CPU load below
     assert (loaded.arch, loaded.config.tiny, loaded.device.type, loaded.dtype) == ("sd1", True, "cpu", torch.float32)
     assert loaded.vae_source == "baked-in"
     reference = _diffusers_reference(tiny_models["sd1"], tmp_path)  # same seed: same weights as the .ckpt
@@ -50,12 +50,12 @@ def test_loaded_model_works_as_a_diffusers_pipeline(tiny_models):
 def test_a_catalog_vae_replaces_the_baked_in_one(tiny_models):
     from sdhub.formats import open_model
 
-    loaded = load_checkpoint(tiny_models["sd1"], vae=tiny_models["vae"])
+    loaded = load_checkpoint(tiny_models["sd1"], vae=tiny_models["vae"], device="cpu")
     assert loaded.vae_source == str(tiny_models["vae"])
     with open_model(tiny_models["vae"]) as vae_file:
         expected = vae_file.load("decoder.conv_out.weight")
     assert torch.equal(loaded.vae.decoder.conv_out.weight, expected)
-    baked = load_checkpoint(tiny_models["sd1"])
+    baked = load_checkpoint(tiny_models["sd1"], device="cpu")
     assert not torch.equal(baked.vae.decoder.conv_out.weight, expected)
 
 
@@ -107,6 +107,19 @@ def test_shipped_configs_build_the_published_architectures(arch, unet, vae, text
             settings = {k: v for k, v in components[name].items() if k != "architectures"}
             cls = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
             assert count(cls(CLIPTextConfig(**settings))) == expected
+
+
+def test_the_shipped_tiny_configs_are_the_ones_the_factory_builds_models_with():
+    from sdhub.testing.pipeline_folder import SHIPPED_TINY_CONFIGS, shipped_tiny_configs
+
+    def without_versions(value):
+        if isinstance(value, dict):
+            return {k: without_versions(v) for k, v in value.items() if k != "_diffusers_version"}
+        return value
+
+    shipped = json.loads(SHIPPED_TINY_CONFIGS.read_text(encoding="utf-8"))
+    assert without_versions(shipped) == without_versions(shipped_tiny_configs()), \
+        "the factory's configs changed: rewrite tiny.json with `python -m sdhub.testing.pipeline_folder`"
 
 
 def test_missing_tokenizer_says_what_to_download(tmp_path):
@@ -165,7 +178,7 @@ def test_every_architecture_loads_and_samples(tmp_path, kind):
     assert (loaded.variant == "inpainting") == (kind == "sd1-inpainting")
     for encoder in loaded.text_encoders.values():  # a learnt final-norm bias, as real CLIPs have (see conftest)
         norm = getattr(encoder, "text_model", encoder).final_layer_norm
-        norm.bias.data = torch.randn(norm.bias.shape, generator=torch.Generator().manual_seed(3)) * 0.5
+        norm.bias.data = (torch.randn(norm.bias.shape, generator=torch.Generator().manual_seed(3)) * 0.5).to(norm.bias)
     sampled = sample_images(loaded, GenerationParams("a cat", "", steps=2, sampler="Euler", seed=1,
                                                      width=64, height=64))
     image = np.asarray(sampled.images[0])
@@ -180,7 +193,7 @@ def test_sdxl_weights_equal_diffusers_single_file_loading(tmp_path):
     path = factory.sdxl_checkpoint(tmp_path / "sdxl.safetensors")
     config = factory.diffusers_config_dir(tmp_path / "config", "sdxl")
     reference = StableDiffusionXLPipeline.from_single_file(str(path), config=str(config), local_files_only=True)
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path, device="cpu")  # the reference loads on the CPU
     pairs = [(loaded.unet, reference.unet), (loaded.text_encoders["text_encoder"], reference.text_encoder),
              (loaded.text_encoders["text_encoder_2"], reference.text_encoder_2)]
     for ours, theirs in pairs:

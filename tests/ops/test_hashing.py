@@ -11,6 +11,7 @@ from pathlib import Path
 import blake3
 import pytest
 import torch
+import xxhash
 from safetensors.torch import save_file
 
 from sdhub.errors import NotFoundError, UsageError
@@ -158,9 +159,58 @@ def test_component_hash_is_sha256_over_sorted_canonical_entries(tmp_path: Path) 
         canonical = name.removeprefix("first_stage_model.")
         tensor = tensors[name]
         dtype = {torch.float32: "F32", torch.float16: "F16"}[tensor.dtype]
-        expected.update(f"{canonical}\0{dtype}\0{list(tensor.shape)}\n".encode())
-        expected.update(tensor.numpy().tobytes())
+        content = xxhash.xxh3_128(tensor.numpy().tobytes()).hexdigest()
+        expected.update(f"{canonical}\0{dtype}\0{list(tensor.shape)}\0{content}\n".encode())
     assert hashing.hash_components(tmp_path / "v.safetensors") == {"vae": expected.hexdigest()}
+
+
+def test_strided_and_shared_tensors_in_a_ckpt_hash_like_their_contiguous_copies(tmp_path: Path) -> None:
+    # Pickled tensors may be views: a transposed weight, or two tensors sharing one storage.
+    from sdhub.testing import factory
+
+    state = factory.tiny_state_dicts("sd1")
+    key = next(k for k, v in state.items() if k.startswith("cond_stage_model.") and v.dim() == 2)
+    viewed = dict(state)
+    viewed[key] = state[key].t().contiguous().t()  # same values, column-major storage
+    big = torch.cat([state[k].reshape(-1) for k in list(state)[:2]])
+    first, second = list(state)[:2]
+    viewed[first] = big[:state[first].numel()].view(state[first].shape)
+    viewed[second] = big[state[first].numel():].view(state[second].shape)
+    assert not viewed[key].is_contiguous()
+    torch.save({"state_dict": viewed}, tmp_path / "views.ckpt")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "plain.safetensors")
+    assert hashing.hash_components(tmp_path / "views.ckpt") == hashing.hash_components(tmp_path / "plain.safetensors")
+
+
+def _bytes_read() -> int:
+    return int(dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())["rchar"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux's per-process I/O counters")
+@pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
+def test_hash_model_reads_a_checkpoint_once_for_all_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           suffix: str) -> None:
+    from sdhub.testing import factory
+
+    monkeypatch.setattr(hashing, "_BUFFER_SIZE", 65536)  # the threaded path, as for real checkpoints
+    path = factory.sd1_checkpoint(tmp_path / f"model{suffix}", fmt=suffix.lstrip("."))
+    before = _bytes_read()
+    result = hashing.hash_model(path)
+    read = _bytes_read() - before
+    assert result.kind == "checkpoint" and set(result.components) == {"unet", "vae", "text_encoder"}
+    assert result.components == hashing.hash_components(path)
+    assert result.file.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert path.stat().st_size <= read < 1.05 * path.stat().st_size
+
+
+@pytest.mark.parametrize("cores, expected", [
+    (1, [[0, 1, 2, 3]]),
+    (2, [[1, 3], [0, 2]]),  # the two SHA-256s on different cores
+    (8, [[], [0], [1], [2], [3]]),
+])
+def test_plan_lanes_spreads_the_costly_schemes_over_the_cores(cores: int, expected: list[list[int]]) -> None:
+    costs = [hashing.SHA256_COST, hashing.SHA256_COST, hashing.BLAKE3_COST, hashing.CRC32_COST]
+    assert hashing.plan_lanes(costs, cores) == expected
 
 
 def test_hash_model_adds_component_hashes_only_for_checkpoints_and_vaes(tmp_path: Path) -> None:

@@ -86,10 +86,15 @@ class ReportScreen(ModalScreen[None]):
             yield Label(self._title, classes="dialog-title", markup=False)
             if self._note:
                 yield Label(self._note, classes="dialog-note" + (" -error" if self._error else ""), markup=False)
+            yield from self.compose_figure()
             with VerticalScroll(classes="dialog-scroll"):
                 yield Static(report_text(self._values), classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="close", variant="primary", compact=True)
+
+    def compose_figure(self) -> ComposeResult:
+        """What stands between the note and the fields: nothing in a plain report."""
+        return iter(())
 
     def on_button_pressed(self) -> None:
         self.dismiss(None)
@@ -103,31 +108,15 @@ def _result_image(result: Any) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-class ReferenceResultScreen(ModalScreen[None]):
+class ReferenceResultScreen(ReportScreen):
     """A smoke or Asuka test: the verdict, its reasons, and the image it drew."""
 
-    BINDINGS = [Binding("escape", "close", "Close"), Binding("enter", "close", "Close", show=False)]
-
     def __init__(self, title: str, result: Any) -> None:
-        super().__init__()
-        self._title, self._result = title, result
-
-    def compose(self) -> ComposeResult:
-        values = self._result.to_dict()
+        values = result.to_dict()
         verdict = str(values.get("verdict", "?"))
-        with Vertical(classes="dialog wide"):
-            yield Label(self._title, classes="dialog-title", markup=False)
-            yield Label(f"Verdict: {verdict}", markup=False,
-                        classes="dialog-note" + ("" if verdict == PASS else " -error"))
-            yield ImageView(_result_image(self._result), id="test-image")
-            with VerticalScroll(classes="dialog-scroll"):
-                yield Static(report_text({k: v for k, v in values.items() if k != "verdict"}),
-                             classes="dialog-body")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Close", id="close", variant="primary", compact=True)
+        super().__init__(title, {k: v for k, v in values.items() if k != "verdict"}, note=f"Verdict: {verdict}",
+                         error=verdict != PASS)
+        self._result = result
 
-    def on_button_pressed(self) -> None:
-        self.dismiss(None)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
+    def compose_figure(self) -> ComposeResult:
+        yield ImageView(_result_image(self._result), id="test-image")

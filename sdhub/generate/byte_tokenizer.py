@@ -1,4 +1,8 @@
-"""A byte-level CLIP tokenizer (no merges) small enough to ship, so nothing needs the network."""
+"""A byte-level CLIP tokenizer (no merges) small enough to ship, so nothing needs the network.
+
+The tiny models of ``sdhub.testing`` (and the demo's) are built for it, and ``sdhub prompt`` stands it in
+for CLIP's tokenizer when that is not in the Hugging Face cache.
+"""
 
 from __future__ import annotations
 
