@@ -1,10 +1,10 @@
 """Download throughput: sdhub's downloader against curl, same file, same local server.
 
 A 1 GB file is served by the imitation Civitai storage host (sendfile, Range support) running in
-its own process. Each round downloads it with ``curl -o`` and with sdhub (one connection, then
-``--connections 4``), alternating, into bench/.data/download-out/. sdhub also computes the SHA-256
-while the bytes arrive and verifies it; curl does not hash. Prints a table and rewrites the
-``download`` section of docs/benchmarks.md.
+its own process. Each round downloads it with ``curl -o`` and with sdhub (one connection and
+``--connections 4``, in turn first), into bench/.data/download-out/. sdhub also computes the SHA-256
+while the bytes arrive, verifies it, fsyncs and renames; curl does not hash or fsync (a second curl
+row adds the fsync). Prints a table and rewrites the ``download`` section of docs/benchmarks.md.
 
     .venv/bin/python bench/download.py [--size-mb 1024] [--rounds 3]
 """
@@ -89,6 +89,10 @@ def time_sdhub(url: str, folder: Path, connections: int, expected: str) -> tuple
     return elapsed, result.connections
 
 
+def _yes(passed: bool) -> str:
+    return "yes" if passed else "no"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
@@ -121,7 +125,9 @@ def main() -> None:
             times["curl"].append(fetched)
             times["curl, then fsync"].append(durable)
             (out / "curl.bin").unlink()
-            for name, count in (("sdhub", 1), ("sdhub --connections 4", 4)):
+            variants = [("sdhub", 1), ("sdhub --connections 4", 4)]
+            # Swap the two every other round, so neither always runs right after the other.
+            for name, count in variants[::-1] if round_number % 2 else variants:
                 elapsed, used = time_sdhub(url, out, count, expected)
                 times[name].append(elapsed)
                 connections_used.setdefault(name, set()).add(used)
@@ -132,15 +138,15 @@ def main() -> None:
         server.wait(timeout=30)
         shutil.rmtree(out, ignore_errors=True)
 
-    curl_best = min(times["curl"])
+    curl_best, curl_median = min(times["curl"]), statistics.median(times["curl"])
     rows = []
     for name, values in times.items():
-        best = min(values)
-        rows.append((name, best, statistics.median(values), size / best / 1e6, curl_best / best))
-    table = ["| client | best s | median s | best MB/s | vs curl (best) | connections used |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    table += [f"| {n} | {b:.2f} | {m:.2f} | {r:.0f} | {x:.2f}x | "
-              f"{', '.join(map(str, sorted(connections_used.get(n, {1}))))} |" for n, b, m, r, x in rows]
+        best, median = min(values), statistics.median(values)
+        rows.append((name, best, median, size / best / 1e6, curl_best / best, curl_median / median))
+    table = ["| client | best s | median s | best MB/s | vs curl (best) | vs curl (median) | connections used |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    table += [f"| {n} | {b:.2f} | {m:.2f} | {r:.0f} | {x:.2f}x | {xm:.2f}x | "
+              f"{', '.join(map(str, sorted(connections_used.get(n, {1}))))} |" for n, b, m, r, x, xm in rows]
     cpus = os.cpu_count()
     text = "\n".join([
         "## Download throughput (`bench/download.py`)",
@@ -149,15 +155,21 @@ def main() -> None:
         f"sendfile, in its own process) on 127.0.0.1; {args.rounds} alternating rounds; {cpus} CPUs shared "
         "with other work, so figures are noisy. sdhub writes a resumable `.part`, hashes (SHA-256) while "
         "receiving, verifies against the published hash, fsyncs and renames; curl only writes (`curl -o`); "
-        "the last row adds an fsync to curl's file for comparison. With `--connections 4` sdhub opens extra "
-        "connections only when the first one is slower than 200 MB/s (a throttled CDN); the last column says "
-        "how many it used.",
+        "the last row adds an fsync to curl's file for comparison. sdhub receives into a few reused buffers, "
+        "hashes them from memory in a second thread and writes whole blocks with direct I/O (`O_DIRECT`, "
+        "where the file system has it), so its bytes are on disk rather than in the page cache when it ends "
+        "and the fsync has almost nothing left; curl's file is left in the page cache (so a later read of "
+        "sdhub's file, such as the catalog's hashing, comes from the disk). With `--connections 4` "
+        "sdhub opens extra connections only when the first one is slower than 200 MB/s (a throttled CDN); "
+        "the last column says how many it used.",
         "",
         *table,
         "",
-        f"Acceptance: sdhub >= 0.9x curl: **{'yes' if rows[1][4] >= 0.9 else 'no'}** ({rows[1][4]:.2f}x); "
-        f"`--connections 4` not slower than one connection (best times, 5% tolerance for noise): "
-        f"**{'yes' if rows[2][1] <= rows[1][1] * 1.05 else 'no'}** ({rows[2][1]:.2f}s vs {rows[1][1]:.2f}s).",
+        f"Acceptance, by best and by median time: sdhub >= 0.9x curl: best **{_yes(rows[1][4] >= 0.9)}** "
+        f"({rows[1][4]:.2f}x), median **{_yes(rows[1][5] >= 0.9)}** ({rows[1][5]:.2f}x); `--connections 4` not "
+        f"slower than one connection (5% tolerance for noise): best **{_yes(rows[2][1] <= rows[1][1] * 1.05)}** "
+        f"({rows[2][1]:.2f}s vs {rows[1][1]:.2f}s), median **{_yes(rows[2][2] <= rows[1][2] * 1.05)}** "
+        f"({rows[2][2]:.2f}s vs {rows[1][2]:.2f}s).",
     ])
     print(text)
     if not args.no_doc:

@@ -73,3 +73,20 @@ def run_cli(tmp_path: Path):
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pipeline_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A tiny SD1 diffusers pipeline as diffusers saves it: each file's path inside the folder -> bytes."""
+    from diffusers import StableDiffusionPipeline
+
+    from sdhub.testing import factory
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    checkpoint = factory.sd1_checkpoint(folder / "sd1.safetensors")
+    config = factory.diffusers_config_dir(folder / "sd1-config")
+    pipeline = StableDiffusionPipeline.from_single_file(str(checkpoint), config=str(config), local_files_only=True,
+                                                        safety_checker=None)
+    saved = folder / "saved"
+    pipeline.save_pretrained(saved)
+    return {p.relative_to(saved).as_posix(): p.read_bytes() for p in sorted(saved.rglob("*")) if p.is_file()}

@@ -2,7 +2,8 @@
 
 ``Catalog(home)`` is the one entry point: scan the home's folders, look assets up by any
 reference, list and search them, find and free duplicates, and record what sources, tests and
-conversions learn about a file. The tables are documented in docs/catalog.md.
+conversions learn about a file. An asset is one model file, or one diffusers pipeline folder.
+The tables are documented in docs/catalog.md.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from sdhub.catalog import dedupe, queries, store
-from sdhub.catalog.analysis import FileIdentity, analyse_file, is_model_file_name
+from sdhub.catalog.analysis import (
+    PIPELINE_INDEX,
+    FileAnalysis,
+    FileIdentity,
+    analyse_file,
+    analyse_folder,
+    is_model_file_name,
+    is_pipeline_folder,
+    path_identity,
+)
 from sdhub.catalog.db import connect, write_transaction
 from sdhub.catalog.records import (
     Asset,
@@ -28,14 +39,17 @@ from sdhub.catalog.records import (
     ScanReport,
     json_list,
 )
-from sdhub.catalog.remote import remote_fields
+from sdhub.catalog.remote import SOURCES, remote_fields
 from sdhub.catalog.scanner import Scanner
 from sdhub.catalog.schema import migrate
 from sdhub.catalog.sidecars import sd_version, write_sidecars
 from sdhub.catalog.walker import FoundFile, sidecar_stamps
 from sdhub.config import LAYOUTS, Home
-from sdhub.errors import NotFoundError, SdhubError, UsageError
+from sdhub.errors import NotFoundError, SdhubError, UsageError, VerificationError
 from sdhub.progress import NULL_PROGRESS, Progress
+
+if TYPE_CHECKING:
+    from sdhub.ops.hashing import FileHashes
 
 __all__ = ["Asset", "AssetDetails", "Catalog", "DedupeReport", "DuplicatesReport", "RemoveReport", "Root",
            "ScanReport", "SidecarExportReport"]
@@ -147,24 +161,62 @@ class Catalog:
         return best[1]
 
     def add_file(self, path: str | os.PathLike[str], progress: Progress = NULL_PROGRESS, *,
-                 check_values: bool = False) -> Asset:
-        """Catalog one file now (a download that just landed); unchanged files are not read again."""
+                 check_values: bool = False, hashes: FileHashes | None = None,
+                 expected_sha256: str | None = None) -> Asset:
+        """Catalog one file now (a download that just landed); unchanged files are not read again.
+
+        ``hashes``: every hash of the file, computed by the caller from these bytes in a pass it
+        made anyway (while copying it); they are stored as given and the file is not read for
+        them. ``expected_sha256``: the SHA-256 the caller verified (a download checked against its
+        published hash); the file is read once for the other hashes, and a file whose SHA-256
+        differs has changed since: refused with VerificationError, nothing recorded.
+        """
         file = Path(path).expanduser().absolute()
         if not file.is_file():
             raise NotFoundError(f"{file} does not exist or is not a file")
         if not is_model_file_name(file.name):
             raise UsageError(f"{file.name} is not a model file name (or is a temporary/partial file)")
-        identity = FileIdentity.of(file.stat())
+
+        def read() -> FileAnalysis:
+            analysis = analyse_file(file, progress, check_values=check_values, hashes=hashes)
+            if expected_sha256 and analysis.sha256 != expected_sha256.lower():
+                raise VerificationError(f"{file} has SHA-256 {analysis.sha256[:16]}..., not the "
+                                        f"{expected_sha256[:16].lower()}... it was verified with: it changed since")
+            return analysis
+
+        return self._add(file, FileIdentity.of(file.stat()), read, sidecar_stamps(file), folder=False)
+
+    def add_folder(self, path: str | os.PathLike[str], progress: Progress = NULL_PROGRESS, *,
+                   check_values: bool = False, known_sha256: Mapping[str, str] | None = None) -> Asset:
+        """Catalog a diffusers pipeline folder now, as one asset; an unchanged folder is not read again.
+
+        ``known_sha256`` maps paths inside the folder ('/'-separated) to the SHA-256 the caller
+        computed while writing those files (a Hugging Face repo just placed); only the other files
+        are read. When the folder changed, only the files that changed are read.
+        """
+        folder = Path(path).expanduser().absolute()
+        if not folder.is_dir():
+            raise NotFoundError(f"{folder} does not exist or is not a folder")
+        if not is_pipeline_folder(folder):
+            raise UsageError(f"{folder} is not a diffusers pipeline folder (it has no {PIPELINE_INDEX})")
+        cached = store.folder_files(self.db, str(folder))
+
+        def read() -> FileAnalysis:
+            return analyse_folder(folder, progress, check_values=check_values, known_sha256=known_sha256,
+                                  cached=cached)
+
+        return self._add(folder, path_identity(folder), read, {}, folder=True)
+
+    def _add(self, path: Path, identity: FileIdentity, read: Callable[[], FileAnalysis],
+             sidecars: dict[str, str], *, folder: bool) -> Asset:
         row = self.db.execute("SELECT asset_id, size, mtime_ns, inode, device FROM files WHERE path = ?",
-                              [str(file)]).fetchone()
+                              [str(path)]).fetchone()
         if row is not None and FileIdentity(*row[1:]) == identity:
             return queries.get_asset(self.db, row[0])
-        scanner = Scanner(self.db, progress=progress)
-        found = FoundFile(str(file), identity, self._folder_kind(file), sidecar_stamps(file))
-        analysis = analyse_file(file, progress, check_values=check_values)
-        found.identity = analysis.identity
+        analysis = read()
+        found = FoundFile(str(path), analysis.identity, self._folder_kind(path), sidecars, folder=folder)
         with write_transaction(self.db):
-            asset_id = scanner.record_analysis(found, analysis, row is not None, {})
+            asset_id = Scanner(self.db).record_analysis(found, analysis, row is not None, {})
         return queries.get_asset(self.db, asset_id)
 
     # -- looking things up ----------------------------------------------------------------------
@@ -177,6 +229,29 @@ class Catalog:
         """The asset with this SHA-256, or None."""
         row = self.db.execute("SELECT id FROM assets WHERE sha256 = ?", [str(sha256).lower()]).fetchone()
         return queries.get_asset(self.db, row[0]) if row else None
+
+    def local_copy(self, sha256: str) -> Path | None:
+        """A file of the library holding this content or, failing that, one made from it (the
+        safetensors conversion of a pickle), as the catalog last saw it; None when there is none."""
+        sha256 = str(sha256).lower()
+        assets = queries.load_assets(self.db, "a.sha256 = ? OR a.source_sha256 = ?", [sha256, sha256], "a.id")
+        for asset in sorted(assets, key=lambda a: a.sha256 != sha256):
+            for record in asset.present_files:
+                try:
+                    unchanged = path_identity(record.path) == FileIdentity(record.size, record.mtime_ns,
+                                                                           record.inode, record.device)
+                except OSError:
+                    continue
+                if unchanged and os.path.isfile(record.path):
+                    return Path(record.path)
+        return None
+
+    def without_remote(self, source: str) -> list[Asset]:
+        """Model-file assets that no record from ``source`` describes, oldest first (what
+        ``civitai sync`` looks up by hash; folder assets are left out: sources know files)."""
+        if source not in SOURCES:
+            raise UsageError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")
+        return queries.without_remote(self.db, source)
 
     def list_assets(self, kind: str | None = None, base: str | None = None, sort: str = "name") -> list[Asset]:
         """All assets, optionally of one kind and base model, sorted by name, size or date added."""
@@ -213,7 +288,10 @@ class Catalog:
         if files:
             for record in asset.present_files:
                 try:
-                    os.unlink(record.path)
+                    if asset.is_folder and not os.path.islink(record.path):
+                        shutil.rmtree(record.path)
+                    else:
+                        os.unlink(record.path)
                 except FileNotFoundError:
                     continue
                 except OSError as error:
@@ -259,6 +337,16 @@ class Catalog:
             store.propagate_to_derived(self.db, asset.sha256)
         return queries.get_asset(self.db, asset.id)
 
+    def add_preview(self, sha256: str, *, source: str, path: str | os.PathLike[str] | None = None,
+                    url: str | None = None) -> Asset:
+        """Remember a preview image of an asset: a local file (``catalog/previews/...``), its URL, or both."""
+        asset = self._require(sha256)
+        if path is None and url is None:
+            raise UsageError("a preview needs a path or a URL")
+        with write_transaction(self.db):
+            store.add_preview(self.db, asset.id, source=source, path=None if path is None else str(path), url=url)
+        return queries.get_asset(self.db, asset.id)
+
     def record_test(self, sha256: str, result: Any) -> Asset:
         """Store a reference-generation result; its verdict becomes the asset's status."""
         asset = self._require(sha256)
@@ -295,7 +383,8 @@ class Catalog:
     def export_sidecars(self, progress: Progress = NULL_PROGRESS) -> SidecarExportReport:
         """Write ``.civitai.info``, ``.json`` and preview sidecars next to every present model file."""
         report = SidecarExportReport()
-        assets = [a for a in self.list_assets() if a.present_files]
+        # Sidecars are a convention for model files; a diffusers folder has none.
+        assets = [a for a in self.list_assets() if a.present_files and not a.is_folder]
         task = progress.task("Writing sidecars", total=len(assets), unit="models")
         for asset in assets:
             civitai = self._civitai_json(asset.id)

@@ -3,28 +3,31 @@
 Before touching a copy, its size, mtime and inode must still be what the catalog recorded, so a
 file changed since the last scan is never replaced on the strength of a stale hash. Linking
 never removes a path: a temporary hard link to the kept copy is made next to the duplicate and
-renamed over it in one atomic step.
+renamed over it in one atomic step. Diffusers folders are never linked (hard links join files);
+deleting a folder copy removes the whole folder.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 
 import sqlite_utils
 
-from sdhub.catalog.analysis import FileIdentity
+from sdhub.catalog.analysis import FileIdentity, path_identity
 from sdhub.catalog.db import write_transaction
 from sdhub.catalog.records import Asset, DedupeReport, DuplicatesReport, FileRecord
 
 
 def _unchanged(record: FileRecord) -> os.stat_result | None:
-    """The file's stat if it still matches the catalog row, else None."""
+    """The file's (or folder's) stat if it still matches the catalog row, else None."""
     try:
         stat = os.stat(record.path)
+        identity = path_identity(record.path)
     except OSError:
         return None
-    if FileIdentity.of(stat) != FileIdentity(record.size, record.mtime_ns, record.inode, record.device):
+    if identity != FileIdentity(record.size, record.mtime_ns, record.inode, record.device):
         return None
     return stat
 
@@ -52,6 +55,10 @@ def link_duplicates(db: sqlite_utils.Database, report: DuplicatesReport) -> Dedu
     result = DedupeReport(action="link")
     for group in report.groups:
         real, _ = _real_copies(group.asset)
+        if group.asset.is_folder:
+            result.skipped += [{"path": copy.path, "reason": "a diffusers folder; hard links join files, not folders"}
+                               for copy in real[1:]]
+            continue
         by_device: dict[int, list[FileRecord]] = {}
         for record in real:
             by_device.setdefault(record.device, []).append(record)
@@ -134,11 +141,14 @@ def delete_duplicates(db: sqlite_utils.Database, report: DuplicatesReport) -> De
                 result.skipped.append({"path": copy.path, "reason": "changed since the last scan; scan again"})
                 continue
             try:
-                os.unlink(copy.path)
+                if group.asset.is_folder:
+                    shutil.rmtree(copy.path)
+                else:
+                    os.unlink(copy.path)
             except OSError as error:
                 result.skipped.append({"path": copy.path, "reason": error.strerror or str(error)})
                 continue
-            if stat.st_nlink == 1:
+            if group.asset.is_folder or stat.st_nlink == 1:  # a folder's link count counts its subfolders
                 result.bytes_freed += copy.size
             with write_transaction(db):
                 db.execute("DELETE FROM files WHERE id = ?", [copy.id])

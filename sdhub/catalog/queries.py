@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import sqlite_utils
 
-from sdhub.catalog.analysis import model_stem
+from sdhub.catalog.analysis import FOLDER_FORMAT, model_stem
 from sdhub.catalog.records import (
     Asset,
     AssetDetails,
@@ -195,12 +195,24 @@ def asset_details(db: sqlite_utils.Database, asset: Asset) -> AssetDetails:
         row["details"] = json_dict(row["details"])
         tests.append(row)
     inspect_row = db.execute("SELECT inspect FROM assets WHERE id = ?", [asset.id]).fetchone()
+    # A folder asset's files, as recorded for the first of its copies that has them.
+    folder_files = list(db.query(
+        "SELECT ff.path, ff.size, ff.sha256 FROM folder_files ff WHERE ff.file_id = "
+        "(SELECT min(f.id) FROM files f JOIN folder_files g ON g.file_id = f.id WHERE f.asset_id = ?) "
+        "ORDER BY ff.path", [asset.id]))
     return AssetDetails(
         asset=asset, hashes=hashes, remote=remote, previews=previews, tests=tests,
         ancestors=_lineage_links(db, asset.sha256, upward=True),
         derived=_lineage_links(db, asset.sha256, upward=False),
-        inspect=json_dict(inspect_row[0] if inspect_row else None),
+        inspect=json_dict(inspect_row[0] if inspect_row else None), folder_files=folder_files,
     )
+
+
+def without_remote(db: sqlite_utils.Database, source: str) -> list[Asset]:
+    """Model-file assets with no record (own or inherited) from ``source``, oldest first."""
+    return load_assets(db, "a.format IS NOT ? AND NOT EXISTS "
+                           "(SELECT 1 FROM remote r WHERE r.asset_id = a.id AND r.source = ?)",
+                       [FOLDER_FORMAT, source], "a.id")
 
 
 def duplicates(db: sqlite_utils.Database) -> DuplicatesReport:

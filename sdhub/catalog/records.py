@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sdhub.catalog.analysis import FOLDER_FORMAT
+
 
 def json_list(text: str | None) -> list[Any]:
     """A JSON list column as a Python list (empty for NULL or bad JSON written by hand)."""
@@ -101,6 +103,11 @@ class Asset:
         return self.sha256[:10]
 
     @property
+    def is_folder(self) -> bool:
+        """True for a diffusers pipeline folder (its paths are folders, its SHA-256 is of its file list)."""
+        return self.format == FOLDER_FORMAT
+
+    @property
     def present_files(self) -> list[FileRecord]:
         return [f for f in self.files if not f.missing]
 
@@ -141,13 +148,14 @@ class AssetDetails:
     ancestors: list[AssetLink]
     derived: list[AssetLink]
     inspect: dict[str, Any]
+    folder_files: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = self.asset.to_dict()
         data.update(
             hashes=self.hashes, remote=self.remote, previews=self.previews, tests=self.tests,
             ancestors=[a.to_dict() for a in self.ancestors], derived=[d.to_dict() for d in self.derived],
-            inspect=self.inspect,
+            inspect=self.inspect, folder_files=self.folder_files,
         )
         return data
 

@@ -101,7 +101,8 @@ def civitai_fields(data: dict[str, Any], sha256: str) -> RemoteFields:
 
 
 def huggingface_fields(data: dict[str, Any]) -> RemoteFields:
-    """Catalog fields from a Hugging Face record: ``repo`` (or ``repo_id``), ``revision``, ``filename``."""
+    """Catalog fields from a Hugging Face record: ``repo`` (or ``repo_id``), ``revision``, ``filename``
+    (none for a whole repo, a diffusers folder), ``url``."""
     repo = _text(data.get("repo") or data.get("repo_id"))
     if not repo:
         raise UsageError("Hugging Face data needs a 'repo'")
@@ -110,6 +111,8 @@ def huggingface_fields(data: dict[str, Any]) -> RemoteFields:
     url = _text(data.get("url"))
     if url is None and filename:
         url = f"https://huggingface.co/{repo}/blob/{revision or 'main'}/{filename}"
+    elif url is None:
+        url = f"https://huggingface.co/{repo}" + (f"/tree/{revision}" if revision else "")
     return RemoteFields(source="huggingface", repo=repo, revision=revision, url=url,
                         name=_text(data.get("name")), description=_text(data.get("description")))
 

@@ -6,6 +6,7 @@ hard-linked: also not read. Everything else is hashed and inspected on a pool of
 hash functions release the GIL, so several files are read at once), then written in small
 batches of short transactions so other writers are never blocked for long. A file that has gone
 is marked missing, never forgotten; when its content turns up at another path, its row moves there.
+A diffusers pipeline folder is one entry like a file; when it changes, only its changed files are read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from typing import Any, Callable, Iterable
 import sqlite_utils
 
 from sdhub.catalog import store
-from sdhub.catalog.analysis import FileAnalysis, FileIdentity, analyse_file
+from sdhub.catalog.analysis import (
+    FileAnalysis,
+    FileIdentity,
+    FolderMember,
+    analyse_file,
+    analyse_folder,
+    is_pipeline_folder,
+    path_identity,
+)
 from sdhub.catalog.db import write_transaction
 from sdhub.catalog.records import ScanReport
 from sdhub.catalog.sidecars import read_sidecars
@@ -85,6 +94,13 @@ class _ForwardedBytes:
         pass
 
 
+def analyse(found: FoundFile, progress: Progress, check_values: bool, cached: list[FolderMember]) -> FileAnalysis:
+    """Read a found file or folder; ``cached`` are a folder's files as the catalog last recorded them."""
+    if found.folder:
+        return analyse_folder(found.path, progress, check_values=check_values, cached=cached)
+    return analyse_file(found.path, progress, check_values=check_values)
+
+
 def _known_files(db: sqlite_utils.Database) -> dict[str, _KnownFile]:
     known = {}
     for row in db.execute("SELECT id, asset_id, path, size, mtime_ns, inode, device, missing, sidecar_sig, "
@@ -115,8 +131,7 @@ class Scanner:
         roots = [(Path(path), kind) for path, kind in roots]
         self.report.roots = [str(path) for path, _ in roots]
         walk = walk_roots([(p, k) for p, k in roots if p.is_dir()], exclude=exclude, progress=self.progress)
-        self.report.errors += [{"path": s["path"], "error": s["reason"]} for s in walk.skipped
-                               if s["reason"] != "diffusers pipeline folder"]
+        self.report.errors += [{"path": s["path"], "error": s["reason"]} for s in walk.skipped]
         known = _known_files(self.db)
         by_identity = {(k.identity.device, k.identity.inode, k.identity.size, k.identity.mtime_ns): k
                        for k in known.values()}
@@ -173,14 +188,16 @@ class Scanner:
 
     def _check_unwalked(self, row: _KnownFile) -> Any:
         """A catalog row outside the walked folders: 'gone', 'same', or a FoundFile to read again."""
+        folder = os.path.isdir(row.path)
+        if folder and not is_pipeline_folder(row.path):
+            return "gone"
         try:
-            stat = os.stat(row.path)
+            identity = path_identity(row.path)
         except OSError:
             return "gone"
-        identity = FileIdentity.of(stat)
         if identity == row.identity and not self.full:
             return "same"
-        return FoundFile(row.path, identity, row.folder_kind)
+        return FoundFile(row.path, identity, row.folder_kind, folder=folder)
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -227,6 +244,8 @@ class Scanner:
         else:
             store.put_file(self.db, asset_id, found.path, analysis.identity, found.folder_kind, "")
             self.report.files_added += 1
+        if analysis.members is not None:
+            store.put_folder_files(self.db, found.path, analysis.members)
         self._refresh_sidecars(found, asset_id)
         if created:
             store.propagate_to_derived(self.db, analysis.sha256)
@@ -263,7 +282,8 @@ class Scanner:
                     while queue and len(running) < self.workers * 2:
                         found = queue.pop(0)
                         forward = _ForwardedBytes(task)
-                        future = pool.submit(analyse_file, found.path, forward, check_values=self.check_values)
+                        cached = store.folder_files(self.db, found.path) if found.folder and not self.full else []
+                        future = pool.submit(analyse, found, forward, self.check_values, cached)
                         running[future] = (found, forward)
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:

@@ -108,9 +108,20 @@ def _initial_tables(db: sqlite_utils.Database) -> None:
     db["assets"].enable_fts(SEARCH_COLUMNS, create_triggers=True, tokenize="unicode61 remove_diacritics 2")
 
 
+def _folder_files(db: sqlite_utils.Database) -> None:
+    """The files inside each catalogued diffusers folder, so a rescan reads only the ones that changed."""
+    # Written by hand for ON DELETE CASCADE: forgetting a folder's ``files`` row forgets its contents.
+    db.execute(
+        "CREATE TABLE folder_files ("
+        " file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,"
+        " path TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+        " PRIMARY KEY (file_id, path))")
+
+
 #: Applied in order; the database's schema_version is the number applied so far. Append only.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _initial_tables,
+    _folder_files,
 ]
 
 

@@ -1,4 +1,4 @@
-"""Writing to the catalog tables: assets, files, hashes, remote data, sidecars and lineage.
+"""Writing to the catalog tables: assets, files, folder contents, hashes, remote data, sidecars, lineage.
 
 These functions do not open transactions; callers wrap a group of them in
 ``db.write_transaction`` so each group lands whole or not at all.
@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from sdhub.catalog.analysis import FileAnalysis, FileIdentity, model_stem
+from sdhub.catalog.analysis import FOLDER_FORMAT, FileAnalysis, FileIdentity, FolderMember, model_stem
 from sdhub.catalog.records import json_list
 from sdhub.catalog.remote import RemoteFields
 from sdhub.catalog.sidecars import SidecarData, user_metadata_fields
@@ -49,7 +49,7 @@ def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis, folder_kind:
         "kind": kind,
         "architecture": report.get("architecture"),
         "base_model": report.get("base_model"),
-        "format": report.get("format"),
+        "format": report.get("format") or (FOLDER_FORMAT if analysis.is_folder else None),
         "dtype": _text(report.get("dtype")),
         "size": analysis.identity.size,
         "problems": _dumps(analysis.problems),
@@ -62,7 +62,8 @@ def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis, folder_kind:
         db.execute(f"UPDATE assets SET {assignments} WHERE id = ?", [*fields.values(), existing["id"]])
         asset_id, created = existing["id"], False
     else:
-        row = {"sha256": analysis.sha256, "name": model_stem(analysis.path), "name_source": "file",
+        name = os.path.basename(analysis.path) if analysis.is_folder else model_stem(analysis.path)
+        row = {"sha256": analysis.sha256, "name": name, "name_source": "file",
                "added_at": fields["updated_at"], **fields}
         columns = ", ".join(row)
         cursor = db.execute(f"INSERT INTO assets ({columns}) VALUES ({', '.join('?' * len(row))})",
@@ -125,6 +126,21 @@ def move_file(db: sqlite_utils.Database, file_id: int, asset_id: int, path: str,
         return "moved"
     put_file(db, asset_id, path, identity, folder_kind, sidecar_sig)
     return "added"
+
+
+def put_folder_files(db: sqlite_utils.Database, path: str, members: list[FolderMember]) -> None:
+    """Record the files inside the catalogued folder at ``path`` (replacing what was recorded)."""
+    file_id = db.execute("SELECT id FROM files WHERE path = ?", [path]).fetchone()[0]
+    db.execute("DELETE FROM folder_files WHERE file_id = ?", [file_id])
+    db.conn.executemany("INSERT INTO folder_files (file_id, path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?, ?)",
+                        [(file_id, m.path, m.size, m.mtime_ns, m.sha256) for m in members])
+
+
+def folder_files(db: sqlite_utils.Database, path: str) -> list[FolderMember]:
+    """The files recorded inside the catalogued folder at ``path`` (none if it is not one)."""
+    rows = db.execute("SELECT ff.path, ff.size, ff.mtime_ns, ff.sha256 FROM folder_files ff "
+                      "JOIN files f ON f.id = ff.file_id WHERE f.path = ? ORDER BY ff.path", [path]).fetchall()
+    return [FolderMember(*row) for row in rows]
 
 
 def set_missing(db: sqlite_utils.Database, file_ids: list[int], missing: bool) -> None:

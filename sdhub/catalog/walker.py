@@ -2,7 +2,8 @@
 
 Symbolic links are followed, but every directory is entered once (tracked by device and inode),
 so a link loop or two links to one folder cannot make the walk endless or count files twice.
-A folder holding ``model_index.json`` is a diffusers pipeline, not a set of loose models: skipped.
+A folder holding ``model_index.json`` is a diffusers pipeline, not a set of loose models: it is
+found as one whole (a folder asset) and the files inside it are not looked at one by one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from sdhub.catalog.analysis import FileIdentity, is_model_file_name, model_stem
+from sdhub.catalog.analysis import PIPELINE_INDEX, FileIdentity, folder_listing, is_model_file_name, model_stem
 from sdhub.progress import NULL_PROGRESS, Progress
 
 #: Sidecar files other tools keep next to a model, in the order they are preferred.
@@ -22,12 +23,14 @@ SIDECAR_SUFFIXES = (".civitai.info", ".json", ".preview.png", ".png", ".preview.
 
 @dataclass
 class FoundFile:
-    """A model file seen on disk: its path, identity, the folder kind it was found in, its sidecars."""
+    """A model file (or diffusers folder) seen on disk: its path, identity, the kind of the folder it
+    was found in, its sidecars (a folder has none)."""
 
     path: str
     identity: FileIdentity
     folder_kind: str | None
     sidecars: dict[str, str] = field(default_factory=dict)
+    folder: bool = False
 
     @property
     def sidecar_signature(self) -> str:
@@ -75,8 +78,14 @@ def _walk_one(root: str, kind: str | None, root_paths: set[str], excluded: set[s
             result.skipped.append({"path": folder, "reason": error.strerror or str(error)})
             continue
         names = {entry.name for entry in entries}
-        if "model_index.json" in names and folder != root:
-            result.skipped.append({"path": folder, "reason": "diffusers pipeline folder"})
+        if PIPELINE_INDEX in names and folder != root:
+            try:
+                identity, _ = folder_listing(folder)
+            except OSError as error:
+                result.skipped.append({"path": folder, "reason": error.strerror or str(error)})
+                continue
+            result.files.append(FoundFile(folder, identity, kind, folder=True))
+            task.advance(1)
             continue
         for entry in entries:
             try:

@@ -5,33 +5,43 @@ URL, so running the same command again finds it and resumes with ``Range``). A S
 bytes is computed while they arrive; the file is renamed into place only when it is complete
 and matches the published hash. A body that is an HTML or JSON page, or shorter than the server
 announced, never becomes a model file. A lock per download lets several run at once.
+
+Each connection reads into a few reused buffers; a buffer is written (whole blocks straight to the
+disk, see ``part_file``) and then hashed from memory by the hashing thread while the next one fills.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
+import queue
 import re
 import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import requests
-import urllib3
 
 from sdhub.errors import BadInputError, Interrupted, NetworkError, SdhubError, UsageError, VerificationError
 from sdhub.progress import NULL_PROGRESS, Progress
 from sdhub.sources.filenames import SAFE_EXTENSIONS, content_disposition_filename, sanitize_filename, url_filename
-from sdhub.sources.http import TRANSIENT_ERRORS, HttpClient, generic_error, redact
+from sdhub.sources.http import BODY_READ_ERRORS, TRANSIENT_ERRORS, HttpClient, ResponseBody, generic_error, redact
+from sdhub.sources.part_file import DIRECT_ALIGNMENT, PartFile, new_buffer
 from sdhub.sources.placing import PART_PREFIX, exclusive_lock, place_file, sha256_file
 from sdhub.sources.prefix_hash import PrefixHasher
 
-CHUNK_SIZE = 1 << 20
+#: Each connection receives into a few buffers of this size, reused once written and hashed.
+CHUNK_SIZE = 4 << 20
+BUFFERS_PER_CONNECTION = 6
+#: A buffer that is not full yet is written anyway after this long, so a slow server shows progress.
+FLUSH_SECONDS = 0.25
 #: Parallel downloads fetch blocks of at least this size, one range request each.
 MIN_SEGMENT_BYTES = 16 << 20
 MAX_BLOCKS = 1024
@@ -47,6 +57,30 @@ ErrorDescriber = Callable[[requests.Response], SdhubError]
 
 class _Dropped(Exception):
     """The connection ended before the bytes we were promised."""
+
+
+class _Buffers:
+    """One connection's receive buffers, each reused once written and hashed: receiving allocates nothing."""
+
+    def __init__(self, count: int = BUFFERS_PER_CONNECTION, size: int = CHUNK_SIZE) -> None:
+        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        self._left_to_make = count
+        self._size = size
+
+    def take(self, stop_waiting: Callable[[], bool]) -> mmap.mmap | None:
+        """A free buffer, or None once ``stop_waiting()`` says so while all are busy."""
+        if self._left_to_make and self._free.empty():
+            self._left_to_make -= 1
+            return new_buffer(self._size)
+        while True:
+            try:
+                return self._free.get(timeout=0.1)
+            except queue.Empty:
+                if stop_waiting():
+                    return None
+
+    def give_back(self, buffer: mmap.mmap) -> None:
+        self._free.put(buffer)
 
 
 @dataclass
@@ -143,7 +177,7 @@ class _Download:
         self.segment_url = url
         self.abort = threading.Event()
         self._segments_lock = threading.Lock()
-        self._fd = -1
+        self._file: PartFile | None = None
         self._hasher: PrefixHasher | None = None
         self._last_save = 0.0
         self.workers = 1
@@ -238,7 +272,7 @@ class _Download:
             self.segments = [keep] if keep else []
             if keep is not None:
                 keep.start, keep.done = 0, 0
-        os.ftruncate(self._fd, 0)
+        self._file.truncate()  # type: ignore[union-attr]
         if self._hasher is not None:
             self._hasher.restart()
 
@@ -296,14 +330,7 @@ class _Download:
         return [Segment(start, min(start + block, self.total)) for start in range(0, self.total, block)]
 
     # -- fetching -------------------------------------------------------------------------------
-    def _read(self, response: requests.Response, amount: int) -> bytes:
-        try:
-            # read1 hands over what the socket has (one read); read(amount) copies through extra buffers.
-            return response.raw.read1(amount)
-        except (urllib3.exceptions.HTTPError, requests.RequestException, ConnectionError, TimeoutError) as error:
-            raise _Dropped(type(error).__name__) from None
-
-    def _work(self, pending: deque[Segment], segment: Segment | None, response: requests.Response | None,
+    def _work(self, pending: deque[Segment], segment: Segment | None, body: ResponseBody | None,
               leader: bool) -> None:
         """One connection's loop: fetch segments, next in file order first, until none is left.
 
@@ -320,7 +347,8 @@ class _Download:
         with self._segments_lock:
             self.workers_used += 1
         started = time.monotonic()
-        leftover: requests.Response | None = None
+        buffers = _Buffers()
+        leftover: ResponseBody | None = None
         leftover_at = -1  # where ``leftover`` (an answer still open) has got to
         try:
             while not self.abort.is_set():
@@ -331,36 +359,36 @@ class _Download:
                         segment = pending.popleft()
                     # Keep reading the same answer when the next block starts where it has got to.
                     if leftover is not None and leftover_at == segment.position:
-                        response, leftover = leftover, None
+                        body, leftover = leftover, None
                     leftover = _close(leftover)
                 before = segment.done
-                leftover = self._fetch(segment, response)
+                leftover = self._fetch(segment, body, buffers)
                 leftover_at = segment.end
                 if leader and not self._first_block_done.is_set():
                     elapsed = max(time.monotonic() - started, 1e-9)
                     self._first_block_rate = (segment.done - before) / elapsed
                     self._first_block_done.set()
-                segment, response = None, None
+                segment, body = None, None
         finally:
             _close(leftover)
             if leader:
                 self._first_block_done.set()
 
-    def _fetch(self, segment: Segment, response: requests.Response | None) -> requests.Response | None:
-        """Fetch one segment, retrying dropped connections; return the response if it goes on past it."""
+    def _fetch(self, segment: Segment, body: ResponseBody | None, buffers: _Buffers) -> ResponseBody | None:
+        """Fetch one segment, retrying dropped connections; return the answer if it goes on past it."""
         failures = 0
         url = self.segment_url
         while not segment.complete and not self.abort.is_set():
             try:
-                if response is None:
+                if body is None:
                     # A lone segment asks for "the rest" (bytes=N-), as any resuming client would.
                     end = segment.end if len(self.segments) > 1 else None
-                    response = self._open(url, segment.position, end)
-                    self._accept_range_answer(segment, response)
-                self._stream(segment, response)
+                    body = ResponseBody(self._open(url, segment.position, end))
+                    self._accept_range_answer(segment, body.response)
+                self._stream(segment, body, buffers)
                 failures = 0
             except (_Dropped, *TRANSIENT_ERRORS) as error:
-                response = _close(response)
+                body = _close(body)
                 failures += 1
                 if failures >= self.client.policy.attempts:
                     raise NetworkError(
@@ -371,11 +399,11 @@ class _Download:
                 # A signed storage URL may have expired: ask the original address for a fresh one.
                 url = self.url
             except BaseException:
-                _close(response)
+                _close(body)
                 raise
-        if response is not None and segment.complete and (getattr(response.raw, "length_remaining", 0) or 0) > 0:
-            return response  # the rest of the file follows on this connection
-        return _close(response)
+        if body is not None and segment.complete and (body.remaining or 0) > 0:
+            return body  # the rest of the file follows on this connection
+        return _close(body)
 
     def _accept_range_answer(self, segment: Segment, response: requests.Response) -> None:
         """Check that a range request got the range; a lone download may start over instead."""
@@ -390,27 +418,64 @@ class _Download:
             self.progress.message(f"{self.name}: the server cannot resume; starting again from the beginning")
             self._restart(keep=segment)
 
-    def _stream(self, segment: Segment, response: requests.Response) -> None:
-        while not segment.complete:
-            if self.abort.is_set():
+    def _stream(self, segment: Segment, body: ResponseBody, buffers: _Buffers) -> None:
+        """Receive one segment: fill a buffer, write it, hand it to the hasher, and again."""
+        while not segment.complete and not self.abort.is_set():
+            buffer = buffers.take(self._stop_waiting)
+            if buffer is None:
                 return
-            wanted = CHUNK_SIZE if segment.end is None else min(CHUNK_SIZE, segment.end - segment.position)
-            data = self._read(response, wanted)
-            if not data:
-                if segment.end is None:
-                    with self._segments_lock:
-                        segment.end = segment.position
-                        self.total = segment.end
-                    return
-                raise _Dropped("the body ended early")
-            if segment.position == 0 and looks_like_error_page(data[:512]):
-                raise self.describe(response)
+            view = memoryview(buffer)
             offset = segment.position
-            _pwrite_all(self._fd, data, offset)
-            with self._segments_lock:
-                segment.done += len(data)
-            if self._hasher is not None:
-                self._hasher.feed(offset, data)
+            # A resumed .part may end mid-block: fill up to the next block boundary first, so every
+            # later buffer lands on one and can go straight to the disk.
+            wanted = len(view) - offset % DIRECT_ALIGNMENT if offset % DIRECT_ALIGNMENT else len(view)
+            if segment.end is not None:
+                wanted = min(wanted, segment.end - offset)
+            filled, ended, failure = self._fill(body, view[:wanted])
+            if filled and offset == 0 and looks_like_error_page(view[:min(filled, 512)]):
+                raise self.describe(body.response)
+            if filled:
+                self._file.write(view[:filled], offset)  # type: ignore[union-attr]
+                with self._segments_lock:
+                    segment.done += filled
+            if filled and self._hasher is not None:
+                self._hasher.feed(offset, view[:filled], partial(buffers.give_back, buffer))
+            else:
+                buffers.give_back(buffer)
+            if failure is not None:
+                raise failure
+            if ended and not segment.complete:
+                if segment.end is not None:
+                    raise _Dropped("the body ended early")
+                with self._segments_lock:
+                    segment.end = segment.position
+                    self.total = segment.end
+
+    def _fill(self, body: ResponseBody, view: memoryview) -> tuple[int, bool, _Dropped | None]:
+        """Read into ``view`` until it is full, the body ends, or ``FLUSH_SECONDS`` pass.
+
+        Returns the bytes read, whether the body ended, and the failure that stopped it (the
+        bytes read before a failure are kept).
+        """
+        filled = 0
+        deadline = time.monotonic() + FLUSH_SECONDS
+        try:
+            while filled < len(view):
+                count = body.readinto(view[filled:])
+                if not count:
+                    return filled, True, None
+                filled += count
+                if time.monotonic() > deadline or self.abort.is_set():
+                    break
+        except BODY_READ_ERRORS as error:
+            return filled, False, _Dropped(type(error).__name__)
+        return filled, False, None
+
+    def _stop_waiting(self) -> bool:
+        """While a connection waits for a buffer to be hashed: stop if the download is over."""
+        if self._hasher is not None and not self._hasher.is_alive() and self._hasher.error is not None:
+            raise self._hasher.error
+        return self.abort.is_set()
 
     def _run_transfer(self, first: requests.Response | None) -> None:
         task = self.progress.task(f"Downloading {self.name}", total=self.total, unit="bytes")
@@ -421,7 +486,8 @@ class _Download:
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sdhub-download") as pool:
                 # The first answer is for the first pending segment: that worker starts with it.
                 opening = pending.popleft() if first is not None else None
-                futures = [pool.submit(self._work, pending, opening, first, True)]
+                body = ResponseBody(first) if first is not None else None
+                futures = [pool.submit(self._work, pending, opening, body, True)]
                 futures += [pool.submit(self._work, pending, None, None, False) for _ in range(self.workers - 1)]
                 first = None
                 try:
@@ -472,7 +538,7 @@ class _Download:
         started = time.monotonic()
         self._load_state()
         resumed_from = self._fetched()
-        self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        self._file = PartFile(self.part)
         try:
             first = self._first_response()
             if self._fetched() == 0:
@@ -488,14 +554,14 @@ class _Download:
             sha256 = self._hasher.finish(size)
             if self.total is not None and size != self.total:
                 raise NetworkError(f"{self.what}: got {size} of {self.total} bytes; run the same command to resume")
-            os.fsync(self._fd)
+            self._file.sync()
         except BaseException:
             if self._fetched() == 0:
                 self.part.unlink(missing_ok=True)
                 self.state_path.unlink(missing_ok=True)
             raise
         finally:
-            os.close(self._fd)
+            self._file.close()
         self.state_path.unlink(missing_ok=True)
         problem = None
         if self.expected_size is not None and size != self.expected_size:
@@ -512,18 +578,11 @@ class _Download:
                               seconds=time.monotonic() - started)
 
 
-def _close(response: requests.Response | None) -> None:
-    """Close an answer if there is one; always returns None (for ``response = _close(response)``)."""
-    if response is not None:
-        response.close()
+def _close(body: ResponseBody | None) -> None:
+    """Close an answer if there is one; always returns None (for ``body = _close(body)``)."""
+    if body is not None:
+        body.close()
     return None
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
 
 
 def download(client: HttpClient, url: str, folder: Path, *, expected_sha256: str | None = None,

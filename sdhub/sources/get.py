@@ -4,6 +4,13 @@ One place for the whole story: resolve the reference (Civitai, Hugging Face, pla
 download when the catalog already holds the published hash, download or copy into the folder
 the home's layout gives the model's kind, convert a pickle through the safe converter, add the
 file to the catalog with its source's metadata and first preview, and write A1111 sidecars.
+A whole Hugging Face repo lands as one folder: a diffusers pipeline is catalogued as one asset,
+the model files of any other repo each as their own.
+
+Hashes already computed on the way in are handed to the catalog, so a placed file is not read
+again for them: every hash of a Hugging Face file (taken while it is read from the Hub cache),
+the SHA-256 of a download (checked against the published one; the catalog reads the file once
+for the other schemes) and the SHA-256 of a pickle (from the download or the converter).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdhub.atomic import atomic_output
 from sdhub.config import ASSET_KINDS, Home
@@ -22,9 +29,13 @@ from sdhub.progress import NULL_PROGRESS, Progress
 from sdhub.sources import huggingface as hub
 from sdhub.sources.civitai import CivitaiChoice, CivitaiClient
 from sdhub.sources.download import DownloadResult, download
-from sdhub.sources.placing import place_file, sha256_file
+from sdhub.sources.placing import place_file
 from sdhub.sources.http import HttpClient, redact
 from sdhub.sources.refs import CivitaiRef, HubRef, UrlRef, hf_endpoint, parse_ref
+
+if TYPE_CHECKING:
+    from sdhub.catalog import Catalog
+    from sdhub.ops.hashing import FileHashes
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PREVIEW_MAX_BYTES = 20 << 20
@@ -123,7 +134,7 @@ def detect_kind(path: Path) -> str | None:
 
 
 # -- the catalog side ---------------------------------------------------------------------------
-def _catalog(home: Home):
+def _catalog(home: Home) -> Catalog:
     from sdhub.catalog import Catalog
 
     return Catalog(home)
@@ -134,40 +145,7 @@ def find_present(home: Home, sha256: str | None) -> Path | None:
     if not sha256 or not home.database_path.exists():
         return None
     with _catalog(home) as catalog:
-        asset = catalog.get(sha256)
-        candidates = [asset] if asset else []
-        rows = catalog.db.execute("SELECT sha256 FROM assets WHERE source_sha256 = ?", [sha256]).fetchall()
-        candidates += [a for a in (catalog.get(row[0]) for row in rows) if a]
-        for candidate in candidates:
-            for record in candidate.present_files:
-                if os.path.isfile(record.path):
-                    return Path(record.path)
-    return None
-
-
-def _add_preview(catalog: Any, asset_id: int, path: Path, source: str, url: str | None) -> None:
-    from sdhub.catalog import store
-    from sdhub.catalog.db import write_transaction
-
-    with write_transaction(catalog.db):
-        store.add_preview(catalog.db, asset_id, source=source, path=str(path), url=url)
-
-
-def _record(home: Home, result: GetResult, source: str | None, data: dict[str, Any] | None,
-            pickle_sha256: str | None, progress: Progress) -> None:
-    with _catalog(home) as catalog:
-        if result.pickle_kept and result.converted_from is not None:
-            catalog.add_file(result.converted_from, progress=progress)
-            if source and data:
-                catalog.set_remote(pickle_sha256, source, data)  # type: ignore[arg-type]
-        asset = catalog.add_file(result.path, progress=progress)
-        result.sha256, result.size = asset.sha256, asset.size
-        if pickle_sha256 and pickle_sha256 != asset.sha256:
-            catalog.record_lineage(asset.sha256, pickle_sha256, "convert")
-        if source and data:
-            catalog.set_remote(asset.sha256, source, data)
-        if result.preview is not None:
-            _add_preview(catalog, asset.id, result.preview, source or "download", result.remote.get("preview_url"))
+        return catalog.local_copy(sha256)
 
 
 def _write_sidecars(result: GetResult, civitai: dict[str, Any] | None) -> None:
@@ -178,19 +156,20 @@ def _write_sidecars(result: GetResult, civitai: dict[str, Any] | None) -> None:
 
 
 # -- steps shared by the sources ----------------------------------------------------------------
-def _convert_pickle(home: Home, path: Path, options: GetOptions, result: GetResult, progress: Progress) -> Path:
+def _convert_pickle(home: Home, path: Path, options: GetOptions, result: GetResult,
+                    progress: Progress) -> tuple[Path, str | None]:
     """Replace a pickle by a safetensors copy made by the safe converter; keep it only if asked.
 
-    A pickle the converter refuses (it would run code, or is not a model) does not stay in the
-    library: it is moved to ``catalog/quarantine/`` and the refusal is raised.
+    Returns the file to catalogue and the pickle's SHA-256 as the converter read it (None when
+    nothing was converted). A pickle the converter refuses (it would run code, or is not a
+    model) does not stay in the library: it is moved to ``catalog/quarantine/`` and the refusal
+    is raised.
     """
-    if path.suffix.lower() not in PICKLE_SUFFIXES:
-        return path
     try:
         from sdhub.ops.convert import convert
     except ImportError:
         result.warnings.append(f"{path.name} is a pickle and sdhub's safe converter is not installed: kept as is")
-        return path
+        return path, None
     target = path.with_suffix(".safetensors")
     number = 2
     while target.exists():
@@ -214,7 +193,7 @@ def _convert_pickle(home: Home, path: Path, options: GetOptions, result: GetResu
         result.pickle_kept = True
     else:
         path.unlink(missing_ok=True)
-    return output
+    return output, report.source_sha256
 
 
 def _save_preview(home: Home, images: list[dict[str, Any]], sha256: str, result: GetResult) -> None:
@@ -301,14 +280,10 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
 
 def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: Progress) -> GetResult:
     files = hub.fetch(ref, allow_patterns=options.include or None, progress=progress)
-    data = {"repo": ref.repo_id, "revision": files.commit, "filename": ref.path,
-            "url": f"{hf_endpoint()}/{ref.repo_id}" + (f"/blob/{files.commit}/{ref.path}" if ref.path else "")}
     if ref.path is None:
-        kind = options.kind or "checkpoint"
-        folder = options.to or home.folder(kind)
-        path, reused = hub.place_hub_folder(files, folder, ref.repo_id.split("/")[-1])
-        return GetResult(ref=text, source="huggingface", path=path, kind=kind, already_present=reused,
-                         remote={**data, "files": files.files})
+        return _get_hub_repo(home, text, ref, files, options, progress)
+    data = {"repo": ref.repo_id, "revision": files.commit, "filename": ref.path,
+            "url": f"{hf_endpoint()}/{ref.repo_id}/blob/{files.commit}/{ref.path}"}
     cached = files.root / ref.path
     kind = options.kind or detect_kind(cached)
     if kind is None and options.to is None:
@@ -318,11 +293,37 @@ def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: 
     result = GetResult(ref=text, source="huggingface", path=folder, kind=kind or "other", remote=data)
     blob = Path(os.path.realpath(cached)).name
     present = find_present(home, blob if len(blob) == 64 else None)
+    hashes = None
     if present is not None:
         result.path, result.already_present = present, True
     else:
-        result.path, _, _, result.already_present = hub.place_hub_file(files, ref.path, folder)
-    _finish(home, result, options, "huggingface", data, [], progress)
+        result.path, hashes, result.already_present = hub.place_hub_file(files, ref.path, folder, progress)
+    _finish(home, result, options, "huggingface", data, [], progress, hashes=hashes)
+    return result
+
+
+def _get_hub_repo(home: Home, text: str, ref: HubRef, files: hub.HubFiles, options: GetOptions,
+                  progress: Progress) -> GetResult:
+    """A whole repo as one folder: a diffusers pipeline becomes one asset, else each model file is one."""
+    from sdhub.catalog.analysis import PIPELINE_INDEX, is_model_file_name
+
+    kind = options.kind or "checkpoint"
+    placed = hub.place_hub_folder(files, options.to or home.folder(kind), ref.repo_id.split("/")[-1], progress)
+    data = {"repo": ref.repo_id, "revision": files.commit, "url": f"{hf_endpoint()}/{ref.repo_id}/tree/{files.commit}"}
+    result = GetResult(ref=text, source="huggingface", path=placed.path, kind=kind, already_present=placed.reused,
+                       size=sum(h.size for h in placed.hashes.values()), remote={**data, "files": files.files})
+    with _catalog(home) as catalog:
+        if PIPELINE_INDEX in placed.hashes:
+            asset = catalog.add_folder(placed.path, progress,
+                                       known_sha256={Path(name).as_posix(): h.sha256 for name, h in placed.hashes.items()})
+            asset = catalog.set_remote(asset.sha256, "huggingface", data)
+            result.sha256, result.size, result.kind = asset.sha256, asset.size, asset.kind
+            return result
+        for name, hashes in sorted(placed.hashes.items()):
+            if is_model_file_name(Path(name).name) and not any(p.startswith(".") for p in Path(name).parts):
+                asset = catalog.add_file(placed.path / name, progress, hashes=hashes)
+                catalog.set_remote(asset.sha256, "huggingface", {
+                    **data, "filename": name, "url": f"{hf_endpoint()}/{ref.repo_id}/blob/{files.commit}/{name}"})
     return result
 
 
@@ -356,16 +357,36 @@ def _get_url(home: Home, text: str, ref: UrlRef, options: GetOptions, progress: 
 
 
 def _finish(home: Home, result: GetResult, options: GetOptions, source: str | None, data: dict[str, Any] | None,
-            images: list[dict[str, Any]], progress: Progress) -> None:
-    """Convert a pickle, save the preview, catalogue the file and write its sidecars."""
-    pickle_sha256 = None
+            images: list[dict[str, Any]], progress: Progress, *, hashes: FileHashes | None = None) -> None:
+    """Convert a pickle, catalogue the file with its source's metadata and preview, write its sidecars.
+
+    ``hashes`` are every hash of the placed file when the source computed them (a Hugging Face file).
+    """
+    verified = None if result.already_present else (
+        hashes.sha256 if hashes else result.download.sha256 if result.download else None)
+    pickle: tuple[Path, FileHashes | None, str | None] | None = None  # path, hashes, SHA-256
     if not result.already_present and result.path.suffix.lower() in PICKLE_SUFFIXES:
-        pickle_sha256 = sha256_file(result.path)
-        result.path = _convert_pickle(home, result.path, options, result, progress)
-    if images:
-        sha = pickle_sha256 or (result.download.sha256 if result.download else None) or sha256_file(result.path)
-        _save_preview(home, images, sha, result)
-    _record(home, result, source, data, pickle_sha256, progress)
+        converted, read_sha256 = _convert_pickle(home, result.path, options, result, progress)
+        if converted != result.path:
+            pickle = (result.path, hashes, read_sha256 or verified)
+            result.path, hashes, verified = converted, None, None
+    with _catalog(home) as catalog:
+        if pickle is not None and result.pickle_kept:
+            catalog.add_file(pickle[0], progress, hashes=pickle[1], expected_sha256=pickle[2])
+        asset = catalog.add_file(result.path, progress, hashes=hashes, expected_sha256=verified)
+        result.sha256, result.size = asset.sha256, asset.size
+        if pickle is not None and pickle[2] and pickle[2] != asset.sha256:
+            # Recorded even when the pickle is gone: the link waits, and tells where the file came from.
+            catalog.record_lineage(asset.sha256, pickle[2], "convert")
+        if source and data:
+            if pickle is not None and result.pickle_kept and pickle[2]:
+                catalog.set_remote(pickle[2], source, data)
+            catalog.set_remote(asset.sha256, source, data)
+        if images:
+            _save_preview(home, images, pickle[2] if pickle and pickle[2] else asset.sha256, result)
+            if result.preview is not None:
+                catalog.add_preview(asset.sha256, source=source or "download", path=result.preview,
+                                    url=result.remote.get("preview_url"))
     if options.sidecars and source == "civitai":
         _write_sidecars(result, data)
     elif options.sidecars and result.preview is not None:
@@ -410,40 +431,39 @@ def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL
     """Look up every catalogued asset without Civitai metadata by its SHA-256 and fill it in."""
     report = SyncResult()
     with _catalog(home) as catalog:
-        rows = catalog.db.execute(
-            "SELECT sha256 FROM assets a WHERE NOT EXISTS "
-            "(SELECT 1 FROM remote r WHERE r.asset_id = a.id AND r.source = 'civitai') ORDER BY a.id").fetchall()
+        assets = catalog.without_remote("civitai")
         client = CivitaiClient()
-        task = progress.task("Looking up on Civitai", total=len(rows), unit="files")
+        task = progress.task("Looking up on Civitai", total=len(assets), unit="files")
         try:
-            for (sha256,) in rows:
+            for asset in assets:
                 report.checked += 1
-                asset = catalog.get(sha256)
                 try:
-                    version = client.by_hash(sha256)
+                    version = client.by_hash(asset.sha256)
                 except NotFoundError:
-                    report.not_found.append(sha256)
+                    report.not_found.append(asset.sha256)
                     task.advance(1)
                     continue
                 except SdhubError as error:
                     if isinstance(error, (AuthError, UsageError)):
                         raise
-                    report.errors.append({"sha256": sha256, "error": str(error)})
+                    report.errors.append({"sha256": asset.sha256, "error": str(error)})
                     task.advance(1)
                     continue
-                result = GetResult(ref=sha256, source="civitai", path=Path(asset.present_files[0].path)
-                                   if asset and asset.present_files else home.root, kind=asset.kind if asset else "")
-                _save_preview(home, version.get("images") or [], sha256, result)
-                catalog.set_remote(sha256, "civitai", version)
-                if result.preview is not None and asset is not None:
-                    _add_preview(catalog, asset.id, result.preview, "civitai", result.remote.get("preview_url"))
-                if sidecars and asset is not None:
+                present = asset.present_files
+                result = GetResult(ref=asset.sha256, source="civitai",
+                                   path=Path(present[0].path) if present else home.root, kind=asset.kind)
+                _save_preview(home, version.get("images") or [], asset.sha256, result)
+                catalog.set_remote(asset.sha256, "civitai", version)
+                if result.preview is not None:
+                    catalog.add_preview(asset.sha256, source="civitai", path=result.preview,
+                                        url=result.remote.get("preview_url"))
+                if sidecars:
                     from sdhub.catalog.sidecars import write_sidecars
 
-                    for record in asset.present_files:
+                    for record in present:
                         write_sidecars(record.path, civitai=version, user={},
                                        preview=str(result.preview) if result.preview else None)
-                report.matched.append({"sha256": sha256, "name": asset.name if asset else None,
+                report.matched.append({"sha256": asset.sha256, "name": asset.name,
                                        "model": (version.get("model") or {}).get("name"),
                                        "version": version.get("name"), "version_id": version.get("id")})
                 task.advance(1)

@@ -9,12 +9,15 @@ dropped connections are retried with exponential backoff, honouring ``Retry-Afte
 from __future__ import annotations
 
 import email.utils
+import http.client
+import io
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from sdhub import __version__
 from sdhub.config import env
@@ -177,3 +180,55 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+#: Failures while reading a body: the connection dropped, stalled past the timeout or broke the protocol.
+BODY_READ_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
+
+
+class ResponseBody:
+    """The body of a streamed answer, read into the caller's own buffers.
+
+    A body with a Content-Length and no transfer coding is read from the connection's buffered
+    socket straight into the caller's buffer: no bytes object per read and no copy. Any other
+    body goes through urllib3 and is copied in. Either way a read returns what the connection has
+    (at most one socket read), so a slow server still delivers small pieces promptly.
+    """
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        answer = getattr(response.raw, "_fp", None)  # urllib3 keeps http.client's answer here (1.x and 2.x)
+        self._answer: http.client.HTTPResponse | None = None
+        if (isinstance(answer, http.client.HTTPResponse) and not answer.chunked
+                and isinstance(answer.length, int) and isinstance(answer.fp, io.BufferedReader)):
+            self._answer = answer
+
+    @property
+    def remaining(self) -> int | None:
+        """Bytes the server announced that have not been read yet; None when it did not say."""
+        if self._answer is None:
+            return getattr(self.response.raw, "length_remaining", None)
+        return self._answer.length
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Read up to ``len(buffer)`` bytes into ``buffer``; 0 at the end of the body (or of the connection).
+
+        Raises one of ``BODY_READ_ERRORS`` when the connection fails.
+        """
+        answer = self._answer
+        if answer is None:
+            data = self.response.raw.read1(len(buffer))
+            buffer[:len(data)] = data
+            return len(data)
+        if not answer.length or answer.fp is None or not buffer:
+            return 0
+        count = answer.fp.readinto1(buffer[:answer.length])
+        answer.length -= count  # http.client's own count, kept so it knows when the body is over
+        if not answer.length:
+            # The whole body is read: the connection can serve the next request, as urllib3 does itself.
+            answer.close()
+            self.response.raw.release_conn()
+        return count
+
+    def close(self) -> None:
+        self.response.close()

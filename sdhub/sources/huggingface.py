@@ -8,7 +8,6 @@ say what to do (a gated repo needs access granted on its page and ``HF_TOKEN``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -17,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from sdhub.atomic import fsync_directory
 from sdhub.config import env
 from sdhub.errors import AuthError, NetworkError, NotFoundError, SdhubError, VerificationError
+from sdhub.ops.hashing import FileHashes, hash_file
 from sdhub.progress import NULL_PROGRESS, Progress
-from sdhub.sources.placing import PART_PREFIX, place_file
+from sdhub.sources.placing import PART_PREFIX, place_file, sha256_file
 from sdhub.sources.filenames import sanitize_filename
 from sdhub.sources.refs import HubRef, hf_endpoint
 
-COPY_BLOCK = 8 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -142,80 +142,107 @@ def fetch(ref: HubRef, *, allow_patterns: Iterable[str] | None = None, progress:
     return HubFiles(repo_id=ref.repo_id, revision=ref.revision, root=root, files=files, commit=root.name)
 
 
-def _copy_hashing(source: Path, folder: Path) -> tuple[Path, str, int]:
-    """Copy ``source`` to a temporary file in ``folder`` (fsynced), hashing as it goes."""
-    digest = hashlib.sha256()
-    size = 0
-    fd, temp = tempfile.mkstemp(prefix=PART_PREFIX, suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as handle:
-            while block := handle.read(COPY_BLOCK):
-                digest.update(block)
-                out.write(block)
-                size += len(block)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return Path(temp), digest.hexdigest(), size
+def _hashed(files: HubFiles, relative: str, progress: Progress) -> tuple[FileHashes, os.stat_result]:
+    """Every hash of a cached Hub file, checked against its LFS SHA-256 when the Hub published one.
 
-
-def place_hub_file(files: HubFiles, relative: str, folder: Path) -> tuple[Path, str, int, bool]:
-    """Copy one cached Hub file into a library folder, verified against its LFS SHA-256 when known.
-
-    Returns (path, sha256, size, reused): ``reused`` when identical bytes were already there.
+    Blobs in the Hub cache are never rewritten in place, so these are the hashes of the copy made
+    from it next (``_copy_into`` checks the blob did not change meanwhile).
     """
     cached = files.root / relative
-    folder.mkdir(parents=True, exist_ok=True)
-    temp, sha256, size = _copy_hashing(cached, folder)
+    before = os.stat(cached)
+    hashes = hash_file(cached, progress)
     blob_etag = Path(os.path.realpath(cached)).name
-    if _SHA256.match(blob_etag) and blob_etag != sha256:
-        temp.unlink(missing_ok=True)
+    if _SHA256.match(blob_etag) and blob_etag != hashes.sha256:
         raise VerificationError(f"{files.repo_id}/{relative} in the Hugging Face cache does not match its "
                                 f"published SHA-256; delete {cached} and download again")
-    name = sanitize_filename(Path(relative).name)
-    path, reused = place_file(temp, folder, name, sha256, size)
-    return path, sha256, size, reused
+    return hashes, before
 
 
-def place_hub_folder(files: HubFiles, folder: Path, name: str) -> tuple[Path, bool]:
-    """Copy a fetched repo snapshot into ``folder/name`` as a whole (a diffusers folder), atomically."""
+def _copy_into(source: Path, target: Path, before: os.stat_result) -> None:
+    """Copy ``source`` to ``target`` (the kernel copies, nothing is hashed again) and fsync it."""
+    shutil.copyfile(source, target)
+    with open(target, "rb") as handle:
+        os.fsync(handle.fileno())
+    after = os.stat(source)
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino):
+        raise VerificationError(f"{source} changed in the Hugging Face cache while it was being copied; try again")
+
+
+def place_hub_file(files: HubFiles, relative: str, folder: Path,
+                   progress: Progress = NULL_PROGRESS) -> tuple[Path, FileHashes, bool]:
+    """Copy one cached Hub file into a library folder, verified against its LFS SHA-256 when known.
+
+    Returns (path, hashes, reused): every hash of the placed bytes, from the one read of the
+    cached file; ``reused`` when identical bytes were already there.
+    """
+    hashes, before = _hashed(files, relative, progress)
     folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=PART_PREFIX, suffix=".part", dir=folder))
+    fd, name = tempfile.mkstemp(prefix=PART_PREFIX, suffix=".part", dir=folder)
+    os.close(fd)
+    temp = Path(name)
     try:
-        for relative in files.files:
-            target = staging / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(files.root / relative, target)
-            with open(target, "rb") as handle:
-                os.fsync(handle.fileno())
-        base = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._-") or "hub-model"
-        number = 1
+        _copy_into(files.root / relative, temp, before)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    path, reused = place_file(temp, folder, sanitize_filename(Path(relative).name), hashes.sha256, hashes.size)
+    return path, hashes, reused
+
+
+@dataclass
+class PlacedFolder:
+    """A Hub repo copied into the library as one folder, with every hash of each file copied."""
+
+    path: Path
+    reused: bool
+    hashes: dict[str, FileHashes]
+
+
+def place_hub_folder(files: HubFiles, folder: Path, name: str, progress: Progress = NULL_PROGRESS) -> PlacedFolder:
+    """Copy a fetched repo snapshot into ``folder/name`` as a whole (a diffusers folder), atomically.
+
+    Each file is read once, from the Hub cache, for its hashes; a folder already holding exactly
+    these files is reused without copying anything.
+    """
+    hashed = {relative: _hashed(files, relative, progress) for relative in files.files}
+    hashes = {relative: value for relative, (value, _) in hashed.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._-") or "hub-model"
+    staging: Path | None = None
+    number = 1
+    try:
         while True:
             candidate = folder / (base if number == 1 else f"{base}-{number}")
             if candidate.exists():
-                if _same_tree(candidate, staging):
-                    shutil.rmtree(staging)
-                    return candidate, True
+                if _holds(candidate, hashes):
+                    return PlacedFolder(candidate, True, hashes)
                 number += 1
                 continue
+            if staging is None:
+                staging = Path(tempfile.mkdtemp(prefix=PART_PREFIX, suffix=".part", dir=folder))
+                for relative, (_, before) in hashed.items():
+                    target = staging / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _copy_into(files.root / relative, target, before)
             try:
                 os.rename(staging, candidate)
             except OSError:
-                if candidate.exists():
+                if candidate.exists():  # another process placed a folder there meanwhile: look at it
                     continue
                 raise
-            return candidate, False
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            staging = None
+            fsync_directory(folder)
+            return PlacedFolder(candidate, False, hashes)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
-def _same_tree(left: Path, right: Path) -> bool:
-    names_left = sorted(str(p.relative_to(left)) for p in left.rglob("*") if p.is_file())
-    names_right = sorted(str(p.relative_to(right)) for p in right.rglob("*") if p.is_file())
-    if names_left != names_right:
+def _holds(candidate: Path, hashes: dict[str, FileHashes]) -> bool:
+    """True when ``candidate`` is a folder holding exactly these files with these contents."""
+    if not candidate.is_dir():
         return False
-    return all((left / n).stat().st_size == (right / n).stat().st_size and
-               (left / n).read_bytes() == (right / n).read_bytes() for n in names_left)
+    present = sorted(str(p.relative_to(candidate)) for p in candidate.rglob("*") if p.is_file())
+    if present != sorted(hashes) or any((candidate / r).stat().st_size != h.size for r, h in hashes.items()):
+        return False
+    return all(sha256_file(candidate / relative) == value.sha256 for relative, value in hashes.items())

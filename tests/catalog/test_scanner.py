@@ -162,15 +162,6 @@ def test_symlinks_are_followed_once_without_loops(catalog: Catalog, stocked, tmp
     assert len(linked) == 1
 
 
-def test_diffusers_pipeline_folders_are_not_taken_apart(catalog: Catalog, stocked, asset_cache) -> None:
-    pipeline = stocked.home.folder("checkpoint") / "my-pipeline"
-    (pipeline / "unet").mkdir(parents=True)
-    (pipeline / "model_index.json").write_text("{}")
-    (pipeline / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(asset_cache["lora"])
-    report = catalog.scan()
-    assert report.files_seen == len(stocked.paths)
-
-
 def test_extra_roots_are_scanned(catalog: Catalog, stocked, tmp_path, asset_cache) -> None:
     downloads = tmp_path / "Downloads"
     downloads.mkdir()

@@ -26,7 +26,7 @@ def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:
     assert migrate(db) == len(MIGRATIONS)
     assert migrate(db) == len(MIGRATIONS)
     assert schema_version(db) == len(MIGRATIONS)
-    assert {"assets", "files", "hashes", "remote", "previews", "tests", "roots", "lineage",
+    assert {"assets", "files", "folder_files", "hashes", "remote", "previews", "tests", "roots", "lineage",
             "assets_fts"} <= set(db.table_names())
 
 
@@ -39,11 +39,30 @@ def test_a_catalog_from_a_newer_sdhub_is_refused(tmp_path: Path) -> None:
         migrate(db)
 
 
+def test_a_catalog_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    from sdhub.catalog.db import write_transaction
+    from sdhub.config import init_home
+
+    home = init_home(tmp_path / "home", "sdhub")
+    db = connect(home.database_path)
+    with write_transaction(db):
+        MIGRATIONS[0](db)
+        db.execute("INSERT INTO settings (key, value) VALUES ('schema_version', '1')")
+        db.execute("INSERT INTO assets (sha256, kind, size, name, added_at, updated_at) "
+                   "VALUES (?, 'lora', 3, 'old', 'then', 'then')", ["a" * 64])
+    db.close()
+    with Catalog(home) as catalog:
+        assert schema_version(catalog.db) == len(MIGRATIONS) > 1
+        assert "folder_files" in catalog.db.table_names()
+        assert catalog.find("old").sha256 == "a" * 64
+
+
 def test_every_table_and_column_is_documented(tmp_path: Path) -> None:
     text = DOCS.read_text()
     db = connect(tmp_path / "c.db")
     migrate(db)
-    for table in ("settings", "assets", "files", "hashes", "remote", "previews", "tests", "roots", "lineage"):
+    for table in ("settings", "assets", "files", "folder_files", "hashes", "remote", "previews", "tests", "roots",
+                  "lineage"):
         section = re.search(rf"^### `{table}`\n(.*?)(?=^### |\Z)", text, re.S | re.M)
         assert section, f"docs/catalog.md has no section for {table}"
         for column in db[table].columns_dict:

@@ -141,3 +141,88 @@ def factory_unknown_safetensors() -> bytes:
     from safetensors.torch import save
 
     return save({"some.other.network.weight": torch.zeros(4, 4)})
+
+
+def _scanned_like(home: Home, path: Path, tmp_path: Path) -> dict:
+    """What a plain scan of a copy of ``path`` in a fresh home stores: the reference for a fetched asset."""
+    import shutil
+
+    from sdhub.catalog import Catalog
+    from sdhub.config import init_home
+
+    other = init_home(tmp_path / "scanned-home", home.layout)
+    target = other.folder("checkpoint") / path.name
+    (shutil.copytree if path.is_dir() else shutil.copyfile)(path, target)
+    with Catalog(other) as catalog:
+        catalog.scan()
+        return catalog.show(str(target)).to_dict()
+
+
+STORED = ("sha256", "kind", "architecture", "base_model", "format", "dtype", "size", "problems", "hashes",
+          "folder_files")
+
+
+def test_a_diffusers_repo_is_one_catalogued_asset_with_its_hub_page(
+        hub: HubServer, tmp_home: Home, tmp_path: Path, pipeline_files: dict[str, bytes]) -> None:
+    from sdhub.catalog import Catalog
+
+    repo = hub.add_repo("org/tiny-sd", {**pipeline_files, ".gitattributes": b"*.safetensors filter=lfs\n",
+                                        "README.md": b"# tiny"})
+    result = get(tmp_home, "hf:org/tiny-sd")
+    assert result.path == tmp_home.folder("checkpoint") / "tiny-sd"
+    assert (result.kind, result.size) == ("checkpoint", sum(len(d) for d in pipeline_files.values()) + len(b"# tiny"))
+    with Catalog(tmp_home) as catalog:
+        details = catalog.show(str(result.path)).to_dict()
+        assert len(catalog.list_assets()) == 1  # the folder, not its weight files
+    assert details["sha256"] == result.sha256 and (details["format"], details["architecture"]) == ("diffusers", "sd1")
+    [remote] = details["remote"]
+    assert (remote["source"], remote["repo"], remote["revision"]) == ("huggingface", "org/tiny-sd", repo.commit)
+    assert remote["url"] == f"{hub.url}/org/tiny-sd/tree/{repo.commit}"
+    assert ".gitattributes" not in [f["path"] for f in details["folder_files"]]
+    scanned = _scanned_like(tmp_home, result.path, tmp_path)
+    assert {k: details[k] for k in STORED} == {k: scanned[k] for k in STORED}
+
+    again = get(tmp_home, "hf:org/tiny-sd")
+    assert again.already_present and (again.path, again.sha256) == (result.path, result.sha256)
+    with Catalog(tmp_home) as catalog:
+        report = catalog.scan()
+        assert (report.files_read, report.assets_added) == (0, 0)
+
+
+def test_a_repo_of_model_files_catalogues_each_with_its_hub_page(hub: HubServer, tmp_home: Home, vae_bytes: bytes,
+                                                                  tmp_path: Path) -> None:
+    from sdhub.catalog import Catalog
+
+    repo = hub.add_repo("org/vaes", {"vae/a.safetensors": vae_bytes, "b.safetensors": vae_bytes,
+                                     "README.md": b"# two"})
+    result = get(tmp_home, "hf:org/vaes", kind="vae", include=["*.safetensors"])
+    assert result.path == tmp_home.folder("vae") / "vaes"
+    with Catalog(tmp_home) as catalog:
+        [asset] = catalog.list_assets()  # both files hold the same bytes: one asset at two paths
+        details = catalog.show(asset.sha256).to_dict()
+    assert sorted(f.path for f in asset.files) == [str(result.path / "b.safetensors"),
+                                                   str(result.path / "vae" / "a.safetensors")]
+    assert asset.kind == "vae" and details["remote"][0]["repo"] == "org/vaes"
+    assert details["remote"][0]["url"].startswith(f"{hub.url}/org/vaes/blob/{repo.commit}/")
+    scanned = _scanned_like(tmp_home, result.path / "b.safetensors", tmp_path)
+    assert {k: details[k] for k in STORED} == {k: scanned[k] for k in STORED}
+
+
+def test_a_hub_file_is_hashed_once_and_stored_as_a_scan_would(hub: HubServer, tmp_home: Home, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save
+
+    big = save({"lora_unet_down.lora_down.weight": torch.arange(1_200_000, dtype=torch.float32).reshape(1200, 1000),
+                "lora_unet_down.lora_up.weight": torch.ones(1000, 4)})  # over 4 MiB: hashing shows a bar
+    hub.add_repo("org/big", {"big.safetensors": big})
+    progress = RecordingProgress()
+    result = get(tmp_home, "hf:org/big/big.safetensors", kind="lora", progress=progress)
+    hashing = [t for t in progress.tasks if t.unit == "bytes" and t.description.startswith("Hashing")]
+    assert [t.completed for t in hashing] == [len(big)]  # read once from the Hub cache, not again by the catalog
+    from sdhub.catalog import Catalog
+
+    with Catalog(tmp_home) as catalog:
+        details = catalog.show(result.sha256).to_dict()
+    assert details["hashes"]["sha256"] == hashlib.sha256(big).hexdigest()
+    scanned = _scanned_like(tmp_home, result.path, tmp_path)
+    assert {k: details[k] for k in STORED} == {k: scanned[k] for k in STORED}

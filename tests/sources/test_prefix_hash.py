@@ -45,13 +45,17 @@ def _hash_while_writing(tmp_path: Path, order: list[int], offer: float, seed: in
     hasher = PrefixHasher(path, writer.frontier)
     hasher.start()
     chooser = random.Random(seed + 1)
+    offered, released = [], []
     for offset in order:
         chunk = writer.write(offset)
         if chooser.random() < offer:
-            hasher.feed(offset, chunk)
+            offered.append(offset)
+            hasher.feed(offset, chunk, lambda offset=offset: released.append(offset))
     digest = hasher.finish(len(data))
     os.close(writer.fd)
     assert digest == hashlib.sha256(data).hexdigest()
+    # Every buffer handed over comes back to its owner, hashed, parked as a copy, or left to be read back.
+    assert sorted(released) == sorted(offered)
     return digest
 
 
