@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-import click
 import typer
 
 from sdhub import __version__
@@ -97,12 +96,12 @@ def main(argv: list[str] | None = None) -> None:
         result = command.main(args=args, prog_name="sdhub", standalone_mode=False)
         if isinstance(result, int):
             sys.exit(result)
-    except click.exceptions.Exit as exit_:
+    except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except click.ClickException as error:
-        error.show()
+    except typer.TyperException as error:  # typer's own click: usage errors (exit 2) and the like
+        error.show() if hasattr(error, "show") else typer.echo(f"sdhub: error: {error}", err=True)
         sys.exit(error.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("sdhub: interrupted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:
