@@ -179,8 +179,9 @@ def _one_torch_thread() -> Iterator[None]:
     """Run torch single-threaded while writing.
 
     Casting cache-sized pieces gains nothing from torch's thread pool, and its idle workers spin
-    on the cores the source's background hashing needs: pruning a 7.7 GB checkpoint took 10.2 s
-    with two torch threads and 8.3 s with one (2-core VM).
+    on the cores the source's background SHA-256 needs (convert and prune hash while writing):
+    pruning a 7.7 GB checkpoint took 10.2 s with two torch threads and 8.3 s with one, casts of
+    small tensors ran 3x slower (2-core VM).
     """
     import torch
 

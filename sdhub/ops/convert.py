@@ -8,12 +8,11 @@ metadata can record it. Peak memory is bounded by one tensor, not the file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sdhub import __version__
 from sdhub.errors import Interrupted, NotFoundError, SdhubError, UsageError, VerificationError
@@ -106,8 +105,7 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
             }
             if target is not None:
                 metadata["sdhub.dtype"] = target
-            with _one_torch_thread(target is not None):
-                write_safetensors(output, specs, metadata, progress, overwrite=overwrite)
+            write_safetensors(output, specs, metadata, progress, overwrite=overwrite)
             sha256 = digest.result()
             report = ConvertReport(
                 source=str(source), output=str(output), status="converted", source_format=model.format,
@@ -129,23 +127,6 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
         report.deleted_original = True
     report.seconds = time.monotonic() - started
     return report
-
-
-@contextlib.contextmanager
-def _one_torch_thread(active: bool) -> Iterator[None]:
-    """Cast with one torch thread: the SHA-256 thread has the other core, and torch's pool
-    spinning against it costs more than it gains (3x slower on small tensors, measured)."""
-    if not active:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _specs(model: ModelFile, target: str | None) -> list[TensorSpec]:
