@@ -244,6 +244,14 @@ class _Download:
             error = self.describe(response)
             response.close()
             raise error
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Asked for the bytes as they are (Accept-Encoding: identity): a compressed body's bytes,
+            # offsets and length are not the file's, so it can be neither resumed nor verified.
+            response.close()
+            raise NetworkError(f"{self.what}: {redact(response.url)} sent the file compressed "
+                               f"(Content-Encoding: {encoding}) although sdhub asked for it as is; "
+                               "nothing was saved. Try again later or download it another way")
 
     def _open(self, url: str, start: int, end: int | None) -> requests.Response:
         response = self.client.open(url, headers=self._headers(start, end), stream=True, what=self.what)

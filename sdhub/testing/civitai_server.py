@@ -15,6 +15,7 @@ connection mid-body, trickle bytes, ignore ``Range``, publish a wrong hash or se
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import hmac
 import os
@@ -56,6 +57,8 @@ class ServedFile:
     body_override: tuple[bytes, str] | None = None
     #: Send the whole file with chunked transfer encoding: no Content-Length, no ranges.
     chunked: bool = False
+    #: Send the whole file gzip-compressed (``Content-Encoding: gzip``) whatever the client asked for.
+    gzip: bool = False
 
     @property
     def size(self) -> int:
@@ -450,6 +453,11 @@ class _StorageHandler(ImitationHandler[CivitaiServer]):
             return
         if served.chunked:
             self._serve_chunked(served, served.disposition or disposition)
+            return
+        if served.gzip:
+            body = gzip.compress(served.read(0, served.size))
+            self._send(200, body, "application/octet-stream",
+                       {"Content-Encoding": "gzip", "Content-Disposition": served.disposition or disposition})
             return
         self._serve_bytes(served, served.disposition or disposition)
 

@@ -370,6 +370,16 @@ def test_a_body_of_unknown_length_is_taken_whole(served: CivitaiServer, tmp_path
     assert progress.tasks[-1].completed == len(model_bytes)
 
 
+def test_a_compressed_body_despite_asking_for_identity_is_refused_and_nothing_saved(
+        served: CivitaiServer, tmp_path: Path) -> None:
+    served.served(SAFETENSORS_ID).gzip = True
+    with pytest.raises(NetworkError, match="Content-Encoding: gzip"):
+        fetch(tmp_path)
+    assert files_in(tmp_path) == []
+    storage = served.requests_to("storage")
+    assert storage and all(r.headers.get("Accept-Encoding") == "identity" for r in storage)
+
+
 def test_retry_after_may_be_an_http_date() -> None:
     import email.utils
     import time as clock
