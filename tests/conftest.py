@@ -7,11 +7,13 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from sdhub.cli.state import STATE
 from sdhub.config import Home, init_home
+from sdhub.testing.hub_server import HubServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -90,3 +92,16 @@ def pipeline_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]
     saved = folder / "saved"
     pipeline.save_pretrained(saved)
     return {p.relative_to(saved).as_posix(): p.read_bytes() for p in sorted(saved.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A running imitation Hugging Face Hub; HF_ENDPOINT points at it and offline mode is off."""
+    import huggingface_hub.constants
+
+    with HubServer() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        # huggingface_hub reads HF_HUB_OFFLINE once at import; this conftest sets it for every other test.
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        yield server

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
 
 from sdhub.generate.infotext import read_png_parameters
-from sdhub.testing.hub_server import HubServer
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +105,6 @@ def test_doctor_reports_missing_tokenizers_with_the_fix(run_cli, tmp_home):
     assert checks["CLIP tokenizer"]["fix"].startswith("sdhub doctor --fetch-tokenizers")
     assert checks["catalog"]["status"] == "ok" and checks["config sdxl"]["status"] == "ok"
     assert checks["diffusers"]["status"] == "ok"
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """An imitation Hugging Face Hub on 127.0.0.1 that huggingface_hub downloads from."""
-    import huggingface_hub.constants
-
-    with HubServer() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        yield server
 
 
 def test_doctor_fetches_the_tokenizers_then_finds_them(run_cli, tmp_home, hub, tmp_path):

@@ -9,7 +9,6 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from sdhub.testing.civitai_server import CivitaiServer
-from sdhub.testing.hub_server import HubServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "civitai"
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
@@ -38,14 +37,3 @@ def civitai(monkeypatch: pytest.MonkeyPatch) -> Iterator[CivitaiServer]:
         yield server
 
 
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A running imitation Hugging Face Hub; HF_ENDPOINT points at it and offline mode is off."""
-    import huggingface_hub.constants
-
-    with HubServer() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        # huggingface_hub reads HF_HUB_OFFLINE once at import; the root conftest set it for every other test.
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        yield server
