@@ -100,13 +100,20 @@ def run(size: str, repeat: int) -> tuple[Path, list[Result]]:
         ("sdhub convert", [SDHUB, "convert", str(source), "-o", str(out), "--overwrite"]),
         ("sdhub convert --dtype fp16", [SDHUB, "convert", str(source), "-o", str(out), "--overwrite", "--dtype", "fp16"]),
     ]
+    # Rounds go through every method in turn, so a change in the host's disk speed during the
+    # run (this VM's cp of the same file ranged 2.3-6.8 s within minutes) lands on all of them.
+    runs: dict[str, list[Result]] = {name: [] for name, _ in methods}
+    for round_number in range(repeat):
+        for name, command in methods:
+            result = measure(name, command, out)
+            runs[name].append(result)
+            print(f"round {round_number + 1}: {name:55s} {result.wall:7.2f} s  {result.peak_mb:8.0f} MB peak",
+                  file=sys.stderr)
     results = []
-    for name, command in methods:
-        runs = [measure(name, command, out) for _ in range(repeat)]
-        wall = statistics.median(r.wall for r in runs)
-        peak = max(r.peak_mb for r in runs)
-        results.append(Result(name, wall, peak, runs[0].output_mb))
-        print(f"{name:55s} {wall:7.2f} s  {peak:8.0f} MB peak", file=sys.stderr)
+    for name, _ in methods:
+        wall = statistics.median(r.wall for r in runs[name])
+        peak = max(r.peak_mb for r in runs[name])
+        results.append(Result(name, wall, peak, runs[name][0].output_mb))
     return source, results
 
 
@@ -116,7 +123,7 @@ def table(source: Path, results: list[Result], repeat: int, size: str) -> str:
     mmap_form = by_name["torch.load(mmap=True, weights_only=True) + save_file"].wall
     lines = [
         f"Source: `{source.name}`, {source.stat().st_size / 1e9:.2f} GB (factory `sd1_checkpoint(size=\"{size}\", "
-        f"fmt=\"ckpt\")`, random fp32 weights). Median of {repeat} run(s) each, page cache warm, "
+        f"fmt=\"ckpt\")`, random fp32 weights). Median of {repeat} round(s), each round running every method in turn; page cache warm, "
         f"`/usr/bin/time -v` peak RSS (mapped file pages included). Machine: {os.cpu_count()} CPUs, "
         f"{platform.machine()}, Python {platform.python_version()}; measured {time.strftime('%Y-%m-%d %H:%M')}.",
         "",

@@ -8,12 +8,13 @@ cast. bf16 uses torch's conversion, which rounds to nearest-even. A value that f
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sdhub.errors import VerificationError
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
+
+if TYPE_CHECKING:  # torch is imported where a tensor is cast: `convert` without --dtype never needs it
+    import torch
 
 #: What users may pass as ``--dtype``: a type, or "keep" for no cast.
 DTYPE_CHOICES = ("fp16", "bf16", "fp32", "keep")
@@ -38,6 +39,8 @@ def output_dtype(source: Any, target: str | None) -> str:
 
 def fp16_overflow_count(tensor: torch.Tensor) -> int:
     """How many finite values of a floating tensor become ±inf in fp16."""
+    import torch
+
     if not tensor.is_floating_point() or tensor.dtype == torch.float16 or _within_fp16(tensor):
         return 0
     overflow = torch.isinf(tensor.to(torch.float16)) & torch.isfinite(tensor)
@@ -46,6 +49,8 @@ def fp16_overflow_count(tensor: torch.Tensor) -> int:
 
 def _within_fp16(tensor: torch.Tensor) -> bool:
     """True when no value can round to inf in fp16 (one fast min/max pass; NaN answers False)."""
+    import torch
+
     if tensor.numel() == 0:
         return True
     low, high = torch.aminmax(tensor)
@@ -58,6 +63,8 @@ def cast_tensor(tensor: torch.Tensor, target: str | None, *, name: str = "tensor
     wanted = output_dtype(tensor.dtype, target)
     if dtype_name(tensor.dtype) == wanted:
         return tensor
+    import torch
+
     dtype = torch_dtype(wanted)
     result = tensor.to(dtype)
     if dtype == torch.float16 and not _within_fp16(tensor):
