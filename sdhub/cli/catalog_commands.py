@@ -117,6 +117,8 @@ def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
                ("nsfw", asset.nsfw), ("description", asset.description), ("notes", asset.notes)]
     for record in asset.files:
         fields.append(("file", record.path + ("  (missing)" if record.missing else "")))
+    for member in details.folder_files:
+        fields.append(("  contains", f"{member['path']}  {human_size(member['size'])}"))
     for remote in details.remote:
         via = f"  (inherited from {remote['inherited_from'][:10]})" if remote["inherited_from"] else ""
         fields.append((remote["source"], (remote["url"] or remote["repo"] or "") + via))

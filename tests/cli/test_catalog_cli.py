@@ -154,3 +154,17 @@ def test_commands_explain_themselves(run_cli) -> None:
     for command in ("scan", "ls", "search", "show", "dupes", "rm", "tag", "roots", "export-sidecars"):
         result = run_cli(command, "--help")
         assert result.exit_code == 0 and "Example:" in result.stdout, command
+
+
+def test_show_lists_the_files_of_a_pipeline_folder(run_cli, home: Path, pipeline_files: dict[str, bytes]) -> None:
+    folder = home / "models/Stable-diffusion/tiny-pipeline"
+    for name, data in pipeline_files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    scan(run_cli, home)
+    table = run_cli("--home", home, "show", "tiny-pipeline")
+    assert table.exit_code == 0, table.stderr
+    lines = table.stdout.splitlines()
+    unet = next(line for line in lines if "unet/diffusion_pytorch_model.safetensors" in line)
+    assert "contains" in unet
+    assert sum("contains" in line for line in lines) == len(pipeline_files)
