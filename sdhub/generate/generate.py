@@ -19,6 +19,7 @@ from sdhub.config import Home
 from sdhub.errors import BadInputError, NotFoundError, UsageError
 from sdhub.generate.extra_networks import LORA_NETWORKS, extract_extra_networks
 from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with_parameters
+from sdhub.generate.folder_loading import is_pipeline_folder
 from sdhub.generate.loading import LoadedModel, dtype_name, load_checkpoint, select_device, select_dtype
 from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
 from sdhub.generate.rng import INFOTEXT_RNG
@@ -38,7 +39,7 @@ class ResolvedFile:
 
     @property
     def name(self) -> str:
-        return self.path.stem
+        return self.path.name if self.path.is_dir() else self.path.stem
 
     @property
     def autov2(self) -> str | None:
@@ -93,6 +94,8 @@ def resolve_file(home: Home, ref: str, kind: str) -> ResolvedFile:
     from sdhub.catalog import Catalog
 
     candidate = Path(ref).expanduser()
+    if kind == "checkpoint" and is_pipeline_folder(candidate):
+        return _resolve_folder(home, candidate.absolute())
     if candidate.is_file():
         candidate = candidate.absolute()
         if home.database_path.is_file():
@@ -115,7 +118,13 @@ def resolve_file(home: Home, ref: str, kind: str) -> ResolvedFile:
         raise NotFoundError(f"{ref!r} is not a file and the home {home.root} has no catalog; "
                             "give a path or run `sdhub scan`")
     with Catalog(home) as catalog:
-        asset = catalog.find(ref)
+        try:
+            asset = catalog.find(ref)
+        except NotFoundError:
+            if candidate.is_dir():
+                raise BadInputError(f"{candidate} is a folder but not a diffusers pipeline (no model_index.json); "
+                                    f"give a {kind} file") from None
+            raise
         if asset.kind not in (kind, "unknown"):
             raise UsageError(f"{ref!r} is a {asset.kind} ({asset.name}), not a {kind}")
         present = asset.present_files
@@ -123,6 +132,21 @@ def resolve_file(home: Home, ref: str, kind: str) -> ResolvedFile:
             raise NotFoundError(f"{asset.name} ({asset.autov2}) is in the catalog but no copy is on disk any more; "
                                 "run `sdhub scan`")
         return ResolvedFile(Path(present[0].path), asset.sha256, _legacy_hash(catalog, asset.id))
+
+
+def _resolve_folder(home: Home, folder: Path) -> ResolvedFile:
+    """A pipeline folder given by path: its catalog identity when scanned (there is no A1111 hash)."""
+    from sdhub.catalog import Catalog
+
+    if home.database_path.is_file():
+        with Catalog(home) as catalog:
+            try:
+                asset = catalog.find(str(folder))
+            except NotFoundError:
+                asset = None
+            if asset is not None and any(Path(record.path) == folder for record in asset.files):
+                return ResolvedFile(folder, asset.sha256)
+    return ResolvedFile(folder)
 
 
 def _legacy_hash(catalog: Any, asset_id: int) -> str | None:
@@ -141,8 +165,7 @@ def load_model_cached(model: ResolvedFile, vae: ResolvedFile | None, device: str
     """The loaded model for these files and settings, reusing the last one when nothing changed."""
     target_device = select_device(device)
     target_dtype = select_dtype(target_device, dtype)
-    stat = model.path.stat()
-    key = (str(model.path), stat.st_size, stat.st_mtime_ns, str(vae.path) if vae else None,
+    key = (str(model.path), _signature(model.path), str(vae.path) if vae else None,
            str(target_device), target_dtype, vae_dtype)
     with _CACHE_LOCK:
         if _CACHE.get("key") == key:
@@ -156,6 +179,12 @@ def load_model_cached(model: ResolvedFile, vae: ResolvedFile | None, device: str
     with _CACHE_LOCK:
         _CACHE.update(key=key, model=loaded)
     return loaded, loaded.load_seconds
+
+
+def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Size and modification time of a model file, or of every file in a pipeline folder."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
 def _reset_vae_dtype(loaded: LoadedModel, vae_dtype: str | None) -> None:

@@ -27,7 +27,7 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 # Where each text encoder lives in the single-file layouts, per architecture.
-_TEXT_ENCODER_PREFIXES = {
+TEXT_ENCODER_PREFIXES = {
     "sd1": {"text_encoder": ("clip", "cond_stage_model.transformer.")},
     "sd2": {"text_encoder": ("openclip", "cond_stage_model.model.")},
     "sd2-v": {"text_encoder": ("openclip", "cond_stage_model.model.")},
@@ -128,16 +128,21 @@ class LoadedModel:
 
 def load_checkpoint(path: str | Path, *, vae: str | Path | None = None, device: str | torch.device | None = None,
                     dtype: str | torch.dtype | None = None, progress: Progress = NULL_PROGRESS) -> LoadedModel:
-    """Load a single-file SD checkpoint (and optionally a replacement VAE) for generation."""
+    """Load a single-file SD checkpoint, or a diffusers pipeline folder, (and optionally a replacement
+    VAE) for generation."""
     from sdhub.formats import open_model
     from sdhub.models.detect import detect, read_sidecar_config
 
     started = time.perf_counter()
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path} is not a file")
     target_device = device if isinstance(device, torch.device) else select_device(device)
     target_dtype = dtype if isinstance(dtype, torch.dtype) else select_dtype(target_device, dtype)
+    if path.is_dir():
+        from sdhub.generate.folder_loading import load_pipeline_folder
+
+        return load_pipeline_folder(path, vae=vae, device=target_device, dtype=target_dtype, progress=progress)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file or pipeline folder")
     with open_model(path) as model_file:
         detection = detect(model_file.tensors, model_file.metadata, sidecar_config=read_sidecar_config(path))
         if detection.kind != "checkpoint" or detection.architecture is None:
@@ -148,17 +153,17 @@ def load_checkpoint(path: str | Path, *, vae: str | Path | None = None, device: 
             raise BadInputError(f"{path.name} has no UNet input convolution; the file is incomplete")
         config = pipeline_config(detection.architecture, int(input_conv.shape[0]), int(input_conv.shape[1]))
         tokenizers = load_tokenizers(config)
-        used = (_UNET_PREFIX, *(prefix for _, prefix in _TEXT_ENCODER_PREFIXES[config.arch].values()),
+        used = (_UNET_PREFIX, *(prefix for _, prefix in TEXT_ENCODER_PREFIXES[config.arch].values()),
                 *(() if vae is not None else (_VAE_PREFIX,)))
         total = sum(1 for name, info in model_file.tensors.items()
                     if name.startswith(used) and info.dtype.is_floating_point)
         task = progress.task(f"Loading {path.name}", total=total, unit="tensors")
         state = _LazyState(model_file)
-        materialize = state.materializer(target_device, target_dtype, task.advance)
+        materialize = materializer(target_device, target_dtype, task.advance)
         unet = _build_unet(config, state.with_prefix(_UNET_PREFIX), materialize, path)
         text_encoders = {
             name: _build_text_encoder(config, name, kind, prefix, state.with_prefix(prefix), materialize, path)
-            for name, (kind, prefix) in _TEXT_ENCODER_PREFIXES[config.arch].items()
+            for name, (kind, prefix) in TEXT_ENCODER_PREFIXES[config.arch].items()
         }
         if vae is None:
             baked_vae = state.with_prefix(_VAE_PREFIX)
@@ -200,7 +205,7 @@ def load_vae(path: str | Path, config: PipelineConfig, *, device: torch.device, 
             tensors = state.with_prefix("", roots=("encoder.", "decoder.", "quant_conv.", "post_quant_conv."))
         if not tensors:
             raise BadInputError(f"{path.name} holds no VAE weights (no encoder./decoder. tensors)")
-        return _build_vae(config, tensors, state.materializer(device, dtype, lambda amount=1: None), path)
+        return _build_vae(config, tensors, materializer(device, dtype, lambda amount=1: None), path)
 
 
 class _LazyState:
@@ -218,24 +223,27 @@ class _LazyState:
                 selected[name] = self._file.load(name)
         return selected
 
-    def materializer(self, device: torch.device, dtype: torch.dtype, advance: Callable[..., None]
-                     ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Cast and move one tensor. On the CPU in the file's own dtype the tensor stays mapped from
-        the file (copy-on-write, as diffusers' loader does): the weights exist once, in the page cache."""
-
-        def materialize(tensor: torch.Tensor) -> torch.Tensor:
-            moved = tensor.to(device=device, dtype=dtype)
-            if not moved.is_contiguous():
-                moved = moved.contiguous()
-            advance(1)
-            return moved
-
-        return materialize
 
 
-def _assign(model: torch.nn.Module, converted: dict[str, torch.Tensor],
-            materialize: Callable[[torch.Tensor], torch.Tensor], component: str, path: Path,
-            ignore_unexpected: Callable[[str], bool] = lambda name: False) -> torch.nn.Module:
+def materializer(device: torch.device, dtype: torch.dtype, advance: Callable[..., None]
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Cast and move one tensor. On the CPU in the file's own dtype the tensor stays mapped from
+    the file (copy-on-write, as diffusers' loader does): the weights exist once, in the page cache."""
+
+    def materialize(tensor: torch.Tensor) -> torch.Tensor:
+        moved = tensor.to(device=device, dtype=dtype)
+        if not moved.is_contiguous():
+            moved = moved.contiguous()
+        advance(1)
+        return moved
+
+    return materialize
+
+
+def assign_weights(model: torch.nn.Module, converted: dict[str, torch.Tensor],
+                   materialize: Callable[[torch.Tensor], torch.Tensor], component: str, path: Path
+                   ) -> torch.nn.Module:
+    """Put ``converted`` (diffusers names) into a meta-device ``model``, checking every name and shape."""
     expected = model.state_dict(keep_vars=True)
     missing = [name for name in expected if name not in converted]
     if missing:
@@ -271,45 +279,63 @@ def _fill_non_persistent_buffers(model: torch.nn.Module, component: str, path: P
                                     "cannot be rebuilt offline")
 
 
-def _build_unet(config: PipelineConfig, tensors: dict[str, torch.Tensor],
-                materialize: Callable[[torch.Tensor], torch.Tensor], path: Path) -> Any:
+def empty_unet(config: PipelineConfig) -> Any:
+    """The UNet of ``config`` on the meta device: its shape, no memory, weights still to assign."""
     from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(config.components["unet"])
+        return UNet2DConditionModel.from_config(config.components["unet"])
+
+
+def empty_vae(config: PipelineConfig) -> Any:
+    """The VAE of ``config`` on the meta device."""
+    from diffusers import AutoencoderKL
+
+    with torch.device("meta"):
+        return AutoencoderKL.from_config(config.components["vae"])
+
+
+def empty_text_encoder(config: PipelineConfig, name: str) -> Any:
+    """Text encoder ``name`` of ``config`` on the meta device (text_encoder_2 has SDXL's projection)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    settings = {key: value for key, value in config.components[name].items() if key != "architectures"}
+    model_class = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
+    with torch.device("meta"):
+        return model_class(CLIPTextConfig(**settings))
+
+
+def _build_unet(config: PipelineConfig, tensors: dict[str, torch.Tensor],
+                materialize: Callable[[torch.Tensor], torch.Tensor], path: Path) -> Any:
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    unet = empty_unet(config)
     converted = convert_ldm_unet_checkpoint(tensors, unet.config)
     tensors.clear()
-    return _assign(unet, converted, materialize, "UNet", path)
+    return assign_weights(unet, converted, materialize, "UNet", path)
 
 
 def _build_vae(config: PipelineConfig, tensors: dict[str, torch.Tensor],
                materialize: Callable[[torch.Tensor], torch.Tensor], path: Path) -> Any:
-    from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    with torch.device("meta"):
-        vae = AutoencoderKL.from_config(config.components["vae"])
+    vae = empty_vae(config)
     if any(".down_blocks." in name or ".mid_block." in name for name in tensors):
         # already in diffusers naming (e.g. an sdxl-vae-fp16-fix download)
         converted = {name.removeprefix(_VAE_PREFIX): tensor for name, tensor in tensors.items()}
     else:
         converted = convert_ldm_vae_checkpoint(tensors, vae.config)
     tensors.clear()
-    return _assign(vae, converted, materialize, "VAE", path)
+    return assign_weights(vae, converted, materialize, "VAE", path)
 
 
 def _build_text_encoder(config: PipelineConfig, name: str, kind: str, prefix: str, tensors: dict[str, torch.Tensor],
                         materialize: Callable[[torch.Tensor], torch.Tensor], path: Path) -> Any:
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     if not tensors:
         raise BadInputError(f"{path.name} has no {name.replace('_', ' ')} weights; the checkpoint is incomplete")
-    settings = {key: value for key, value in config.components[name].items() if key != "architectures"}
-    model_class = CLIPTextModelWithProjection if name == "text_encoder_2" else CLIPTextModel
-    with torch.device("meta"):
-        model = model_class(CLIPTextConfig(**settings))
+    model = empty_text_encoder(config, name)
     # The converters recognise the layout by the file's own prefix (SD2's ignores its unused projection).
     if kind == "clip":
         converted = convert_ldm_clip_checkpoint(tensors, remove_prefix=prefix)
@@ -322,4 +348,4 @@ def _build_text_encoder(config: PipelineConfig, name: str, kind: str, prefix: st
     wants_text_model = any(key.startswith("text_model.") for key in model.state_dict())
     if not wants_text_model:
         converted = {key.removeprefix("text_model."): value for key, value in converted.items()}
-    return _assign(model, converted, materialize, name.replace("_", " "), path)
+    return assign_weights(model, converted, materialize, name.replace("_", " "), path)

@@ -150,7 +150,7 @@ def load_tokenizers(config: PipelineConfig, cache_dir: Path | None = None) -> di
         name = encoder.replace("text_encoder", "tokenizer")
         folder = config.tokenizer_dirs.get(name) or resolve_tokenizer_dir(name, cache_dir)
         extra = {"model_max_length": 77}
-        if name == "tokenizer_2" and not config.tiny:
-            extra["pad_token"] = "!"
+        if name == "tokenizer_2" and name not in config.tokenizer_dirs:
+            extra["pad_token"] = "!"  # SDXL pads its second prompt with "!"; a pipeline's own tokenizer says so itself
         tokenizers[name] = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True, **extra)
     return tokenizers

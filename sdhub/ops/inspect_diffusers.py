@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from sdhub.errors import BadInputError
 from sdhub.formats import open_model
 from sdhub.models import components as comp
-from sdhub.models.detect import CROSS_ATTENTION_BASE, INPUT_CHANNEL_VARIANTS, Detection, family
+from sdhub.models.pipeline_folder import detect_from_configs, read_json_object, weight_files
 from sdhub.ops.inspect import (
     ComponentSummary,
     InspectReport,
@@ -25,89 +24,13 @@ from sdhub.progress import NULL_PROGRESS, Progress
 _WEIGHT_COMPONENTS = (comp.UNET, comp.VAE, comp.TEXT_ENCODER, comp.TEXT_ENCODER_2)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadInputError(f"{path}: not readable JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise BadInputError(f"{path}: expected a JSON object")
-    return value
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The files holding one component's weights: a sharded index, or the plain (non-variant) file."""
-    if not folder.is_dir():
-        return []
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    for suffix in (".safetensors", ".bin"):
-        indexes = [p for p in files if p.name.endswith(f"{suffix}.index.json") and p.name.count(".") == 3]
-        if indexes:
-            weight_map = _read_json(indexes[0]).get("weight_map", {})
-            shards = sorted({str(v) for v in weight_map.values()})
-            resolved = [(folder / shard).resolve() for shard in shards]
-            if any(folder.resolve() not in path.parents for path in resolved):
-                raise BadInputError(f"{indexes[0]}: names a shard outside its folder")
-            return resolved
-        plain = [p for p in files if p.suffix == suffix and p.name.count(".") == 1]
-        if plain:
-            return plain[:1]
-    variants = [p for p in files if p.suffix in (".safetensors", ".bin")]
-    return variants[:1]
-
-
-def _component_present(model_index: dict[str, Any], name: str) -> bool:
-    entry = model_index.get(name)
-    return isinstance(entry, list) and len(entry) == 2 and entry[0] is not None
-
-
-def detect_from_configs(folder: Path, model_index: dict[str, Any]) -> Detection:
-    """Architecture of a pipeline folder from model_index.json and the component configs."""
-    evidence = [f"diffusers pipeline {model_index.get('_class_name', '?')}"]
-    unet_config_path = folder / "unet" / "config.json"
-    unet = _read_json(unet_config_path) if unet_config_path.is_file() else {}
-    has_te = _component_present(model_index, comp.TEXT_ENCODER)
-    has_te2 = _component_present(model_index, comp.TEXT_ENCODER_2)
-    architecture: str | None
-    if has_te2 and not has_te:
-        architecture = "sdxl-refiner"
-        evidence.append("only text_encoder_2 (SDXL refiner)")
-    elif has_te2 or unet.get("addition_embed_type") == "text_time":
-        architecture = "sdxl"
-        evidence.append("two text encoders / size-conditioned UNet (SDXL)")
-    elif unet.get("use_linear_projection"):
-        architecture = "sd2"
-        evidence.append("UNet uses linear attention projections (SD2)")
-    elif unet:
-        architecture = "sd1"
-        evidence.append("UNet uses 1x1 convolution attention projections (SD1)")
-    else:
-        architecture = None
-        evidence.append("no unet/config.json")
-    width = unet.get("cross_attention_dim")
-    if isinstance(width, int) and width in CROSS_ATTENTION_BASE:
-        evidence.append(f"cross-attention width {width} ({CROSS_ATTENTION_BASE[width]})")
-    detection = Detection("checkpoint" if unet else "unknown", architecture=architecture, evidence=evidence)
-    channels = unet.get("in_channels")
-    if isinstance(channels, int) and channels in INPUT_CHANNEL_VARIANTS:
-        detection.variant = INPUT_CHANNEL_VARIANTS[channels][0]
-        evidence.append(f"UNet input has {channels} channels: {detection.variant}")
-    scheduler_path = folder / "scheduler" / "scheduler_config.json"
-    if architecture == "sd2" and scheduler_path.is_file():
-        if _read_json(scheduler_path).get("prediction_type") == "v_prediction":
-            detection.architecture = "sd2-v"
-            evidence.append("scheduler prediction_type = v_prediction")
-    detection.base_model = family(architecture)
-    return detection
-
-
 def inspect_diffusers_folder(folder: Path, *, check_values: bool = True,
                              progress: Progress = NULL_PROGRESS) -> InspectReport:
     """Inspect a diffusers pipeline folder: one report over all its components."""
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise BadInputError(f"{folder} is a folder but not a diffusers pipeline (no model_index.json)")
-    model_index = _read_json(index_path)
+    model_index = read_json_object(index_path)
     detection = detect_from_configs(folder, model_index)
     summaries: list[ComponentSummary] = []
     scan = ValueScan() if check_values else None
