@@ -95,21 +95,13 @@ def resolve_file(home: Home, ref: str, kind: str) -> ResolvedFile:
 
     candidate = Path(ref).expanduser()
     if kind == "checkpoint" and is_pipeline_folder(candidate):
-        return _resolve_folder(home, candidate.absolute())
+        folder = candidate.absolute()
+        return _catalogued(home, folder) or ResolvedFile(folder)  # a folder has no A1111 hash of its own
     if candidate.is_file():
         candidate = candidate.absolute()
-        if home.database_path.is_file():
-            with Catalog(home) as catalog:
-                try:
-                    asset = catalog.find(str(candidate))
-                except NotFoundError:
-                    asset = None
-                stat = candidate.stat()
-                fresh = asset is not None and any(
-                    Path(record.path) == candidate and record.size == stat.st_size
-                    and record.mtime_ns == stat.st_mtime_ns for record in asset.files)
-                if fresh:
-                    return ResolvedFile(candidate, asset.sha256, _legacy_hash(catalog, asset.id))
+        known = _catalogued(home, candidate)
+        if known is not None:
+            return known
         from sdhub.ops.hashing import hash_file
 
         hashes = hash_file(candidate)
@@ -134,19 +126,24 @@ def resolve_file(home: Home, ref: str, kind: str) -> ResolvedFile:
         return ResolvedFile(Path(present[0].path), asset.sha256, _legacy_hash(catalog, asset.id))
 
 
-def _resolve_folder(home: Home, folder: Path) -> ResolvedFile:
-    """A pipeline folder given by path: its catalog identity when scanned (there is no A1111 hash)."""
+def _catalogued(home: Home, path: Path) -> ResolvedFile | None:
+    """``path`` with its catalog hashes, when the catalog knows it as it is now (a file unchanged since
+    the scan; a pipeline folder by its path), else None."""
     from sdhub.catalog import Catalog
 
-    if home.database_path.is_file():
-        with Catalog(home) as catalog:
-            try:
-                asset = catalog.find(str(folder))
-            except NotFoundError:
-                asset = None
-            if asset is not None and any(Path(record.path) == folder for record in asset.files):
-                return ResolvedFile(folder, asset.sha256)
-    return ResolvedFile(folder)
+    if not home.database_path.is_file():
+        return None
+    stat = path.stat()
+    with Catalog(home) as catalog:
+        try:
+            asset = catalog.find(str(path))
+        except NotFoundError:
+            return None
+        for record in asset.files:
+            if Path(record.path) == path and (path.is_dir() or (record.size, record.mtime_ns) == (
+                    stat.st_size, stat.st_mtime_ns)):
+                return ResolvedFile(path, asset.sha256, _legacy_hash(catalog, asset.id))
+    return None
 
 
 def _legacy_hash(catalog: Any, asset_id: int) -> str | None:
