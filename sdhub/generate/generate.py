@@ -18,8 +18,8 @@ import torch
 from sdhub.config import Home
 from sdhub.errors import BadInputError, NotFoundError, UsageError
 from sdhub.generate.extra_networks import LORA_NETWORKS, extract_extra_networks
-from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with_parameters
 from sdhub.generate.folder_loading import is_pipeline_folder
+from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with_parameters
 from sdhub.generate.loading import LoadedModel, dtype_name, load_checkpoint, select_device, select_dtype
 from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
 from sdhub.generate.rng import INFOTEXT_RNG

@@ -224,7 +224,6 @@ class _LazyState:
         return selected
 
 
-
 def materializer(device: torch.device, dtype: torch.dtype, advance: Callable[..., None]
                  ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Cast and move one tensor. On the CPU in the file's own dtype the tensor stays mapped from
