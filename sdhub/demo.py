@@ -108,8 +108,14 @@ def _build_models(home: Home, pickle_path: Path) -> tuple[list[str], dict[str, A
     from sdhub.testing import factory
 
     factory.sd1_checkpoint(pickle_path, fmt="ckpt", ema=True, training_state=True, seed=7)
-    lora = factory.lora(home.folder("lora") / DEMO_LORA_NAME, base="sd1", seed=8)
-    embedding = factory.embedding(home.folder("embedding") / DEMO_EMBEDDING_NAME, base="sd1", fmt="pt", seed=9)
+    # An earlier run's LoRA and embedding are kept: written again they would differ in their bytes
+    # (safetensors orders header metadata at random), and the catalog would list the old ones as missing.
+    lora = home.folder("lora") / DEMO_LORA_NAME
+    if not lora.is_file():
+        factory.lora(lora, base="sd1", seed=8)
+    embedding = home.folder("embedding") / DEMO_EMBEDDING_NAME
+    if not embedding.is_file():
+        factory.embedding(embedding, base="sd1", fmt="pt", seed=9)
     lines = [
         f"{pickle_path.name}: an SD1-layout training checkpoint (.ckpt pickle) with EMA weights, "
         f"optimizer state and a Lightning callback, {_size(pickle_path)}",
@@ -161,7 +167,7 @@ def _refuse_trap(folder: Path) -> tuple[list[str], dict[str, Any]]:
 def _convert(path: Path) -> tuple[list[str], dict[str, Any]]:
     from sdhub.ops.convert import convert
 
-    report = convert(path, verify=True)
+    report = convert(path, verify=True, overwrite=True)  # the demo's own file, from an earlier run
     lines = [f"{Path(report.output).name}: {report.tensors} tensors, {_size(Path(report.output))}, "
              f"every tensor verified against the pickle"]
     if report.placeholders:
@@ -191,7 +197,7 @@ def _inspect(path: Path) -> tuple[list[str], dict[str, Any]]:
 def _prune(path: Path, out: Path) -> tuple[list[str], dict[str, Any]]:
     from sdhub.ops.prune import PruneOptions, prune
 
-    report = prune(path, out, PruneOptions(ema="use", dtype="fp16"))
+    report = prune(path, out, PruneOptions(ema="use", dtype="fp16"), overwrite=True)
     lines = [f"{out.name}: {report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB "
              f"({report.ema_tensors_used} EMA tensors used as the model's weights, {report.dtype})"]
     return lines, report.to_dict()

@@ -10,7 +10,14 @@ def test_demo_runs_the_whole_workflow_and_leaves_models_to_play_with(tmp_path: P
     home = tmp_path / "demo-home"
     result = run_cli("--home", home, "demo", "--json")
     assert result.exit_code == 0, result.stderr
+    first_listing = json.loads(run_cli("--home", home, "ls", "--json").stdout)
+    # scripts/demo runs in the repository's own home, so a second run must work there too.
+    result = run_cli("--home", home, "demo", "--json")
+    assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
+    listing = json.loads(run_cli("--home", home, "ls", "--json").stdout)
+    assert sorted((a["name"], a["sha256"]) for a in listing) == sorted((a["name"], a["sha256"]) for a in first_listing)
+    assert len(listing) == 3 and not any(a["missing"] for a in listing)
     steps = {step["title"]: step["data"] for step in report["steps"]}
 
     trap = next(data for title, data in steps.items() if "booby-trapped" in title)
