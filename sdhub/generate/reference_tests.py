@@ -80,7 +80,8 @@ def _record(home: Home, model_path: str, result: ReferenceTestResult) -> None:
 
     try:
         with Catalog(home) as catalog:
-            asset = catalog.add_file(model_path)
+            add = catalog.add_folder if Path(model_path).is_dir() else catalog.add_file  # a pipeline folder
+            asset = add(model_path)
             catalog.record_test(asset.sha256, {
                 "kind": result.kind, "verdict": result.verdict, "image_path": result.image_path,
                 "seconds": result.seconds, "reasons": result.reasons, "similarity": result.similarity,

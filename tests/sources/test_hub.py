@@ -189,6 +189,22 @@ def test_a_diffusers_repo_is_one_catalogued_asset_with_its_hub_page(
         assert (report.files_read, report.assets_added) == (0, 0)
 
 
+def test_a_downloaded_diffusers_repo_is_smoke_tested_by_its_name(
+        hub: HubServer, tmp_home: Home, pipeline_files: dict[str, bytes]) -> None:
+    """The whole journey for a Hub pipeline: get it, then prove it works, with the verdict catalogued."""
+    from sdhub.catalog import Catalog
+    from sdhub.generate.reference_tests import run_smoke
+
+    hub.add_repo("org/tiny-sd", pipeline_files)
+    got = get(tmp_home, "hf:org/tiny-sd")
+    [result] = run_smoke(tmp_home, ["tiny-sd"], steps=2)
+    assert result.model["path"] == str(got.path) and result.model["sha256"] == got.sha256
+    assert result.verdict in ("pass", "warn", "fail") and Path(result.image_path).is_file()
+    with Catalog(tmp_home) as catalog:
+        tests = catalog.show("tiny-sd").tests
+    assert [(t["kind"], t["verdict"]) for t in tests] == [("smoke", result.verdict)]
+
+
 def test_a_repo_of_model_files_catalogues_each_with_its_hub_page(hub: HubServer, tmp_home: Home, vae_bytes: bytes,
                                                                   tmp_path: Path) -> None:
     from sdhub.catalog import Catalog
