@@ -202,3 +202,19 @@ async def test_ctrl_r_scans_new_files_in_and_marks_vanished_ones_missing(library
         status = {row.cells[0]: row.cells[5] for row in table.rows}
         assert status["fresh-style"] == ""
         assert status["dreamy-anime-v1"] == "missing"
+
+
+def test_the_details_of_a_pipeline_folder_list_its_files(tmp_home: Home, pipeline_files: dict[str, bytes]) -> None:
+    from sdhub.catalog import Catalog
+    from sdhub.tui.widgets.asset_detail import details_text
+
+    folder = tmp_home.folder("checkpoint") / "tiny-pipeline"
+    for name, data in pipeline_files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    with Catalog(tmp_home) as catalog:
+        catalog.scan()
+        body = details_text(catalog.show("tiny-pipeline")).plain
+    assert str(folder) in body
+    for name in pipeline_files:
+        assert f"  {name}  " in body

@@ -85,6 +85,8 @@ def details_text(details: AssetDetails) -> Text:
     for record in asset.files:
         text.append(f"{record.path}", style="dim strike" if record.missing else "")
         text.append("  (missing)\n" if record.missing else "\n", style="yellow")
+    for member in details.folder_files:  # a pipeline folder's own files
+        text.append(f"  {member['path']}  {human_size(member['size'])}\n", style="dim")
 
     _heading(text, "Hashes (y copies SHA-256)")
     _field(text, "sha256", asset.sha256)
