@@ -7,6 +7,7 @@ reads weights.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +27,49 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return value
 
 
+# Which variant's weights stand in when a component has no plain ones: the inference weights in
+# half precision first; "non_ema" (SD1.5's raw training weights) only when nothing else is there.
+_VARIANT_ORDER = ("fp16", "bf16", "fp32")
+
+
 def weight_files(folder: Path) -> list[Path]:
-    """The files holding one component's weights: a sharded index, or the plain (non-variant) file."""
+    """The files holding one component's weights, .safetensors before .bin: the plain weights
+    (one file or the shards an index names), else one variant's (``model.fp16.safetensors``,
+    sharded or not), fp16 first."""
     if not folder.is_dir():
         return []
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
     for suffix in (".safetensors", ".bin"):
-        indexes = [p for p in files if p.name.endswith(f"{suffix}.index.json") and p.name.count(".") == 3]
-        if indexes:
-            weight_map = read_json_object(indexes[0]).get("weight_map", {})
-            shards = sorted({str(v) for v in weight_map.values()})
-            resolved = [(folder / shard).resolve() for shard in shards]
-            if any(folder.resolve() not in path.parents for path in resolved):
-                raise BadInputError(f"{indexes[0]}: names a shard outside its folder")
-            return resolved
-        plain = [p for p in files if p.suffix == suffix and p.name.count(".") == 1]
-        if plain:
-            return plain[:1]
-    variants = [p for p in files if p.suffix in (".safetensors", ".bin")]
-    return variants[:1]
+        ext = re.escape(suffix)
+        choices: dict[str, list[Path]] = {}  # variant ("" for none) -> its files
+        for name in names:
+            if index := re.fullmatch(rf"[^.]+{ext}\.index(?:\.([^.]+))?\.json", name):
+                choices.setdefault(index.group(1) or "", _index_shards(folder, folder / name))
+        for name in names:
+            if single := re.fullmatch(rf"[^.]+(?:\.([^.-]+))?{ext}", name):
+                choices.setdefault(single.group(1) or "", [folder / name])
+        if choices:
+            return choices[min(choices, key=_variant_rank)]
+    return []
+
+
+def _variant_rank(variant: str) -> tuple[int, str]:
+    """Sort key: plain weights, then ``_VARIANT_ORDER``, then any other variant, "non_ema" last."""
+    known = ("", *_VARIANT_ORDER)
+    if variant in known:
+        return known.index(variant), variant
+    return len(known) + (variant == "non_ema"), variant
+
+
+def _index_shards(folder: Path, index: Path) -> list[Path]:
+    """The shard files a ``*.index.json`` names, all inside ``folder``."""
+    weight_map = read_json_object(index).get("weight_map", {})
+    if not isinstance(weight_map, dict):
+        raise BadInputError(f"{index}: weight_map is not a JSON object")
+    resolved = [(folder / str(shard)).resolve() for shard in sorted({str(v) for v in weight_map.values()})]
+    if any(folder.resolve() not in path.parents for path in resolved):
+        raise BadInputError(f"{index}: names a shard outside its folder")
+    return resolved
 
 
 def _component_present(model_index: dict[str, Any], name: str) -> bool:

@@ -100,6 +100,20 @@ def test_sharded_and_pickled_folders_load_through_the_safe_reader(tmp_path: Path
     assert_same_weights(load_checkpoint(pickled, device="cpu"), from_file)
 
 
+def test_a_variant_only_folder_loads_its_fp16_weights_not_the_training_ones(tmp_path: Path) -> None:
+    """Hub repos often hold only ``*.fp16.safetensors`` (sharded or not) beside ``*.non_ema.*`` training weights."""
+    from safetensors.torch import load_file, save_file
+
+    checkpoint, folder = checkpoint_and_folder(tmp_path, "sd1", variant="fp16", max_shard_size="200KB")
+    assert list((folder / "unet").glob("diffusion_pytorch_model.fp16-00001-of-*.safetensors"))
+    assert not list(folder.rglob("diffusion_pytorch_model.safetensors"))
+    for component in ("unet", "vae"):  # training weights that must not be picked
+        decoy = next((folder / component).glob("*.fp16*.safetensors"))
+        save_file({k: torch.zeros_like(v) for k, v in load_file(str(decoy)).items()},
+                  str(folder / component / "diffusion_pytorch_model.non_ema.safetensors"))
+    assert_same_weights(load_checkpoint(folder, device="cpu"), load_checkpoint(checkpoint, device="cpu"))
+
+
 def test_an_incomplete_folder_is_a_one_line_error(tmp_path: Path) -> None:
     _, folder = checkpoint_and_folder(tmp_path, "sd1")
     shutil.rmtree(folder / "vae")
