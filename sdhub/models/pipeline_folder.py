@@ -7,6 +7,7 @@ reads weights.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,11 @@ def _index_shards(folder: Path, index: Path) -> list[Path]:
     weight_map = read_json_object(index).get("weight_map", {})
     if not isinstance(weight_map, dict):
         raise BadInputError(f"{index}: weight_map is not a JSON object")
-    resolved = [(folder / str(shard)).resolve() for shard in sorted({str(v) for v in weight_map.values()})]
-    if any(folder.resolve() not in path.parents for path in resolved):
+    shards = [Path(os.path.normpath(folder / str(shard))) for shard in sorted({str(v) for v in weight_map.values()})]
+    # Judged by name, not by resolving links: a Hugging Face cache snapshot's files are links to its blobs.
+    if any(shard.parent != Path(os.path.normpath(folder)) for shard in shards):
         raise BadInputError(f"{index}: names a shard outside its folder")
-    return resolved
+    return shards
 
 
 def _component_present(model_index: dict[str, Any], name: str) -> bool:

@@ -114,6 +114,25 @@ def test_a_variant_only_folder_loads_its_fp16_weights_not_the_training_ones(tmp_
     assert_same_weights(load_checkpoint(folder, device="cpu"), load_checkpoint(checkpoint, device="cpu"))
 
 
+def test_a_hugging_face_cache_snapshot_with_linked_shards_loads(tmp_path: Path) -> None:
+    """In the Hub cache every file of a snapshot is a link into ``blobs/``; an index must not send reads elsewhere."""
+    checkpoint, folder = checkpoint_and_folder(tmp_path, "sd1", max_shard_size="200KB")
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    for number, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
+        blob = blobs / f"{number:04d}"
+        path.rename(blob)
+        path.symlink_to(blob)
+    assert_same_weights(load_checkpoint(folder, device="cpu"), load_checkpoint(checkpoint, device="cpu"))
+    index = next((folder / "unet").glob("*.index.json"))
+    data = json.loads(index.read_text())
+    data["weight_map"][next(iter(data["weight_map"]))] = "../vae/diffusion_pytorch_model.safetensors"
+    index.unlink()
+    index.write_text(json.dumps(data))
+    with pytest.raises(BadInputError, match="names a shard outside its folder"):
+        load_checkpoint(folder)
+
+
 def test_an_incomplete_folder_is_a_one_line_error(tmp_path: Path) -> None:
     _, folder = checkpoint_and_folder(tmp_path, "sd1")
     shutil.rmtree(folder / "vae")
