@@ -34,7 +34,8 @@ def get_command(
     connections: int = typer.Option(1, "--connections", min=1, max=16,
                                     help="Parallel connections when the server allows ranges."),
     include: List[str] = typer.Option([], "--include", metavar="PATTERN",
-                                      help="For a whole Hugging Face repo: only files matching (repeatable)."),
+                                      help="For a whole Hugging Face repo: only files matching (repeatable; '*' for all). "
+                                           "Without it a diffusers pipeline repo brings only what the pipeline loads."),
     no_sidecars: bool = typer.Option(False, "--no-sidecars", help="Do not write .civitai.info / .preview.png."),
     keep_pickle: bool = typer.Option(False, "--keep-pickle", help="Keep a .ckpt/.pt beside its safetensors copy."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),

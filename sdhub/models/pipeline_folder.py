@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +34,63 @@ def read_json_object(path: Path) -> dict[str, Any]:
 _VARIANT_ORDER = ("fp16", "bf16", "fp32")
 
 
-def weight_files(folder: Path) -> list[Path]:
-    """The files holding one component's weights, .safetensors before .bin: the plain weights
-    (one file or the shards an index names), else one variant's (``model.fp16.safetensors``,
-    sharded or not), fp16 first."""
-    if not folder.is_dir():
-        return []
-    names = sorted(p.name for p in folder.iterdir() if p.is_file())
-    for suffix in (".safetensors", ".bin"):
+#: The weight files diffusers loads from a component folder.
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: Weights of other kinds a pipeline repo may also carry: single-file checkpoints, Flax, ONNX, TF, GGUF.
+OTHER_WEIGHT_SUFFIXES = (".ckpt", ".pt", ".pth", ".msgpack", ".onnx", ".onnx_data", ".pb", ".h5", ".ot", ".gguf")
+
+
+def chosen_weight_names(names: Iterable[str]) -> list[str]:
+    """Of one component folder's file names, the weights to load, .safetensors before .bin: the
+    plain ones (one file, or an index and its shards), else one variant's (``model.fp16.safetensors``,
+    sharded or not), fp16 first and ``non_ema`` last."""
+    names = sorted(names)
+    for suffix in WEIGHT_SUFFIXES:
         ext = re.escape(suffix)
-        choices: dict[str, list[Path]] = {}  # variant ("" for none) -> its files
+        choices: dict[str, list[str]] = {}  # variant ("" for none) -> its files
         for name in names:
             if index := re.fullmatch(rf"[^.]+{ext}\.index(?:\.([^.]+))?\.json", name):
-                choices.setdefault(index.group(1) or "", _index_shards(folder, folder / name))
+                variant = index.group(1) or ""
+                shard = re.compile(rf"[^.]+?{re.escape('.' + variant) if variant else ''}-\d+-of-\d+{ext}")
+                choices.setdefault(variant, [name, *(n for n in names if shard.fullmatch(n))])
         for name in names:
             if single := re.fullmatch(rf"[^.]+(?:\.([^.-]+))?{ext}", name):
-                choices.setdefault(single.group(1) or "", [folder / name])
+                choices.setdefault(single.group(1) or "", [name])
         if choices:
             return choices[min(choices, key=_variant_rank)]
     return []
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The files holding one component's weights (see ``chosen_weight_names``); a sharded set is
+    the shards its index names."""
+    if not folder.is_dir():
+        return []
+    chosen = chosen_weight_names(p.name for p in folder.iterdir() if p.is_file())
+    if chosen and chosen[0].endswith(".json"):
+        return _index_shards(folder, folder / chosen[0])
+    return [folder / name for name in chosen]
+
+
+def pipeline_download_names(names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Of a pipeline repo's file paths, (wanted, skipped): every config, tokenizer and other small
+    file is wanted, but of the weights only each component's ``chosen_weight_names``; single-file
+    checkpoints beside the pipeline and other frameworks' weights are skipped."""
+    names = sorted(names)
+    by_component: dict[str, list[str]] = {}
+    for name in names:
+        component, _, rest = name.partition("/")
+        if rest and "/" not in rest:
+            by_component.setdefault(component, []).append(rest)
+    chosen = {f"{component}/{name}" for component, files in by_component.items()
+              for name in chosen_weight_names(files)}
+    wanted: list[str] = []
+    skipped: list[str] = []
+    for name in names:
+        weights = (name.endswith(WEIGHT_SUFFIXES + OTHER_WEIGHT_SUFFIXES)
+                   or re.search(r"\.(safetensors|bin)\.index(\.[^./]+)?\.json$", name) is not None)
+        (skipped if weights and name not in chosen else wanted).append(name)
+    return wanted, skipped
 
 
 def _variant_rank(variant: str) -> tuple[int, str]:

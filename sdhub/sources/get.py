@@ -15,6 +15,7 @@ for the other schemes) and the SHA-256 of a pickle (from the download or the con
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import re
@@ -279,9 +280,15 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
 
 
 def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: Progress) -> GetResult:
-    files = hub.fetch(ref, allow_patterns=options.include or None, progress=progress)
+    patterns, skipped = options.include or None, ""
+    if ref.path is None and patterns is None:
+        patterns, skipped = _pipeline_patterns(ref)
+    files = hub.fetch(ref, allow_patterns=patterns, progress=progress)
     if ref.path is None:
-        return _get_hub_repo(home, text, ref, files, options, progress)
+        result = _get_hub_repo(home, text, ref, files, options, progress)
+        if skipped:
+            result.warnings.append(skipped)
+        return result
     data = {"repo": ref.repo_id, "revision": files.commit, "filename": ref.path,
             "url": f"{hf_endpoint()}/{ref.repo_id}/blob/{files.commit}/{ref.path}"}
     cached = files.root / ref.path
@@ -300,6 +307,26 @@ def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: 
         result.path, hashes, result.already_present = hub.place_hub_file(files, ref.path, folder, progress)
     _finish(home, result, options, "huggingface", data, [], progress, hashes=hashes)
     return result
+
+
+def _pipeline_patterns(ref: HubRef) -> tuple[list[str] | None, str]:
+    """For a diffusers pipeline repo, the files its pipeline loads (configs, tokenizers, one set of
+    weights per component) and a line saying what was left out; (None, "") for any other repo."""
+    from sdhub.models.pipeline_folder import pipeline_download_names
+
+    try:
+        sizes = hub.list_files(ref)
+    except NetworkError:
+        return None, ""  # offline: the cached snapshot, as it is
+    if "model_index.json" not in sizes:
+        return None, ""
+    wanted, skipped = pipeline_download_names(sizes)
+    if not skipped:
+        return None, ""
+    left_out = sum(sizes[name] for name in skipped)
+    note = (f"left out {len(skipped)} files ({left_out / 1e9:.2f} GB) the pipeline does not load: "
+            f"{', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''}; --include '*' fetches every file")
+    return [glob.escape(name) for name in wanted], note
 
 
 def _get_hub_repo(home: Home, text: str, ref: HubRef, files: hub.HubFiles, options: GetOptions,

@@ -110,6 +110,20 @@ def _translate(error: Exception, ref: HubRef, token: str | None) -> SdhubError:
     return NetworkError(f"downloading {what} from {hf_endpoint()} failed: {type(error).__name__}")
 
 
+def list_files(ref: HubRef) -> dict[str, int]:
+    """Every file of a Hub repo at ``ref``'s revision: path -> size in bytes (one API call)."""
+    import huggingface_hub
+
+    token = env("HF_TOKEN")
+    api = huggingface_hub.HfApi(endpoint=hf_endpoint(), token=token if token else None)
+    try:
+        entries = api.list_repo_tree(ref.repo_id, recursive=True, revision=ref.revision, repo_type=ref.repo_type)
+        return {entry.path: int(getattr(entry, "size", 0) or 0) for entry in entries
+                if isinstance(entry, huggingface_hub.hf_api.RepoFile)}
+    except Exception as error:  # the same translations as downloads
+        raise _translate(error, ref, token) from None
+
+
 def fetch(ref: HubRef, *, allow_patterns: Iterable[str] | None = None, progress: Progress = NULL_PROGRESS) -> HubFiles:
     """Bring a Hub file (or a whole repo, filtered by ``allow_patterns``) into the Hub cache."""
     import huggingface_hub

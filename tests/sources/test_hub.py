@@ -72,6 +72,32 @@ def test_a_repo_folder_with_allow_patterns(hub: HubServer, tmp_home: Home) -> No
     assert [p.name for p in result.path.parent.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_pipeline_repo_brings_only_what_its_pipeline_loads(hub: HubServer, tmp_home: Home,
+                                                               pipeline_files: dict[str, bytes]) -> None:
+    """Like SD1.5's repo: root checkpoints, .bin twins, fp16 and non_ema variants, Flax weights."""
+    from sdhub.generate.loading import load_checkpoint
+
+    unet = pipeline_files["unet/diffusion_pytorch_model.safetensors"]
+    extras = {"v1-5-pruned.ckpt": b"c" * 5000, "v1-5-pruned-emaonly.safetensors": b"s" * 4000,
+              "unet/diffusion_pytorch_model.bin": b"b" * 3000, "unet/diffusion_pytorch_model.fp16.safetensors": unet,
+              "unet/diffusion_pytorch_model.non_ema.safetensors": unet, "unet/diffusion_flax_model.msgpack": b"f" * 100,
+              "text_encoder/model.fp16.safetensors": b"t" * 100}
+    hub.add_repo("org/sd-like", {**pipeline_files, **extras, "README.md": b"# like SD1.5"})
+    result = get(tmp_home, "hf:org/sd-like")
+    placed = sorted(p.relative_to(result.path).as_posix() for p in result.path.rglob("*") if p.is_file())
+    assert placed == sorted([*pipeline_files, "README.md"])
+    assert not any(r.path.rsplit("/", 1)[-1] in {name.rsplit("/", 1)[-1] for name in extras}
+                   for r in hub.log if "/resolve/" in r.path)
+    [note] = [w for w in result.warnings if w.startswith("left out")]
+    assert f"left out {len(extras)} files" in note and "--include '*'" in note
+    assert load_checkpoint(result.path, device="cpu").arch == "sd1"
+
+    everything = get(tmp_home, "hf:org/sd-like", include=["*"], to=tmp_home.root / "all")
+    placed = sorted(p.relative_to(everything.path).as_posix() for p in everything.path.rglob("*") if p.is_file())
+    assert placed == sorted([*pipeline_files, *extras, "README.md"])
+    assert not [w for w in everything.warnings if w.startswith("left out")]
+
+
 def test_a_revision_is_honoured(hub: HubServer, tmp_home: Home, vae_bytes: bytes) -> None:
     repo = hub.add_repo("org/vae", {"v.safetensors": vae_bytes})
     result = get(tmp_home, f"hf:org/vae/v.safetensors@{repo.commit}")
