@@ -25,7 +25,8 @@ def prune_command(
     dtype: str = typer.Option("fp16", "--dtype", metavar="fp16|bf16|fp32|keep",
                               help="Precision of floating tensors (integers are never cast)."),
     vae: str = typer.Option("keep", "--vae", metavar="keep|drop|bake",
-                            help="Keep the baked-in VAE, drop it, or bake in VAE_FILE (--vae bake VAE_FILE)."),
+                            help="Keep the baked-in VAE, drop it, or bake in VAE_FILE (--vae bake VAE_FILE; "
+                                 "A1111 or diffusers layout)."),
     vae_dtype: str = typer.Option("same", "--vae-dtype", metavar="fp32|same",
                                   help="Keep the VAE in fp32, or give it the same precision as the rest."),
     fix_clip: bool = typer.Option(False, "--fix-clip", help="Repair broken CLIP position_ids (rewrite 0..76)."),

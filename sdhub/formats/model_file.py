@@ -182,24 +182,28 @@ class ModelFile:
         return flat.as_strided(src.shape, src.stride)
 
     def spec(self, name: str, dtype: Any = None, transform: Callable[[Any], Any] | None = None,
-             out_name: str | None = None) -> TensorSpec:
+             out_name: str | None = None, out_shape: tuple[int, ...] | None = None) -> TensorSpec:
         """A writer spec for tensor ``name``: raw bytes when contiguous, else a one-tensor producer.
 
-        ``transform`` must be elementwise and return ``dtype`` (default: the tensor's own dtype).
+        ``transform`` must be elementwise and return ``dtype`` (default: the tensor's own dtype);
+        ``out_shape`` writes the same elements in another shape (a reshape, never a transpose).
         """
         src = self.source(name)
         out_dtype = dtype_name(dtype) if dtype is not None else src.dtype
         if transform is None and out_dtype != src.dtype:
             raise UsageError(f"tensor {name!r}: a dtype change needs a transform")
+        shape = tuple(src.shape) if out_shape is None else tuple(out_shape)
+        if math.prod(shape) != math.prod(src.shape):
+            raise UsageError(f"tensor {name!r} of shape {tuple(src.shape)} cannot be written as {shape}")
         raw = self.raw_source(name)
         if raw is not None:
-            return TensorSpec(out_name or name, out_dtype, src.shape, raw=raw, transform=transform)
+            return TensorSpec(out_name or name, out_dtype, shape, raw=raw, transform=transform)
 
         def produce() -> Any:
             tensor = self.load(name)
-            return transform(tensor) if transform is not None else tensor.contiguous()
+            return (transform(tensor) if transform is not None else tensor.contiguous()).reshape(shape)
 
-        return TensorSpec(out_name or name, out_dtype, src.shape, producer=produce)
+        return TensorSpec(out_name or name, out_dtype, shape, producer=produce)
 
 
 def _byteswapped(flat: Any) -> Any:

@@ -21,6 +21,7 @@ from sdhub.formats import DeferredValue, ModelFile, TensorSpec, open_model, writ
 from sdhub.formats.dtypes import DTYPES
 from sdhub.models import components as comp
 from sdhub.models.detect import PREDICTION_METADATA_KEY, Detection, detect, read_sidecar_config
+from sdhub.models.vae_keys import is_diffusers_vae, ldm_vae_names, ldm_vae_shape
 from sdhub.ops.cast import cast_tensor, output_dtype, target_dtype
 from sdhub.ops.hashing import BackgroundSha256
 from sdhub.progress import NULL_PROGRESS, Progress
@@ -217,16 +218,16 @@ def plan_prune(model: ModelFile, detection: Detection, options: PruneOptions, va
 
 def _baked_vae(model: ModelFile, vae_model: ModelFile, vae_target: str | None) -> list[PlannedTensor]:
     """The VAE file's weights under the checkpoint's ``first_stage_model.`` names."""
+    # The discriminator and loss of a VAE training checkpoint are not the VAE.
+    canonical = {name: comp.canonical_key(name) for name in vae_model.tensors if comp.component_of(name) == comp.VAE}
+    if is_diffusers_vae(canonical.values()):  # e.g. a Hub diffusion_pytorch_model.safetensors
+        original = ldm_vae_names(canonical.values())
+        canonical = {name: original[key] for name, key in canonical.items()}
     planned = []
-    for name, info in vae_model.tensors.items():
-        if comp.component_of(name) != comp.VAE:
-            continue  # the discriminator and loss of a VAE training checkpoint
-        canonical = comp.canonical_key(name)
-        if ".down_blocks." in canonical or ".up_blocks." in canonical or ".mid_block." in canonical:
-            raise UsageError(f"{vae_model.path.name} uses diffusers names; bake needs an original-layout "
-                             "(A1111) VAE file")
-        planned.append(PlannedTensor("first_stage_model." + canonical, name, output_dtype(info.dtype_name, vae_target),
-                                     info.shape, from_vae_file=True))
+    for name, key in canonical.items():
+        info = vae_model.tensors[name]
+        planned.append(PlannedTensor("first_stage_model." + key, name, output_dtype(info.dtype_name, vae_target),
+                                     ldm_vae_shape(key, tuple(info.shape)), from_vae_file=True))
     if not planned:
         raise BadInputError(f"{vae_model.path.name} holds no VAE weights")
     existing = {n: i.shape for n, i in model.tensors.items() if comp.component_of(n) == comp.VAE}
@@ -331,9 +332,9 @@ def _spec(model: ModelFile, vae_model: ModelFile | None, planned: PlannedTensor,
     source_file = vae_model if planned.from_vae_file else model
     source_dtype = source_file.tensors[planned.source].dtype_name
     if source_dtype == planned.dtype:
-        return source_file.spec(planned.source, out_name=planned.name)
+        return source_file.spec(planned.source, out_name=planned.name, out_shape=planned.shape)
 
     def cast(chunk: Any) -> Any:
         return cast_tensor(chunk, planned.dtype, name=planned.source, force=force, source_file=source_file.path.name)
 
-    return source_file.spec(planned.source, planned.dtype, cast, out_name=planned.name)
+    return source_file.spec(planned.source, planned.dtype, cast, out_name=planned.name, out_shape=planned.shape)

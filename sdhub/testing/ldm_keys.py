@@ -10,6 +10,8 @@ import re
 
 import torch
 
+from sdhub.models.vae_keys import ldm_vae_names, ldm_vae_shape
+
 _UNET_RESNET = {
     "norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
     "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection",
@@ -19,7 +21,6 @@ _UNET_TOP = {
     "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
     "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
 }
-_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
 
 def unet_to_ldm(state: dict[str, torch.Tensor], layers_per_block: int) -> dict[str, torch.Tensor]:
@@ -66,39 +67,8 @@ def _resnet_rest(rest: str) -> str:
 
 def vae_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """AutoencoderKL names -> names under ``first_stage_model.`` (without that prefix)."""
-    levels = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"decoder\.up_blocks\.(\d+)\.", k)))
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state.items():
-        new_key = _vae_key(key, levels)
-        if ".mid.attn_1." in new_key and new_key.endswith("weight") and tensor.ndim == 2:
-            tensor = tensor.reshape(*tensor.shape, 1, 1)  # LDM's VAE attention uses 1x1 convolutions
-        out[new_key] = tensor
-    return out
-
-
-def _vae_key(key: str, levels: int) -> str:
-    if m := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)", key):
-        return f"{m.group(1)}.mid.block_{int(m.group(2)) + 1}.{_vae_resnet_rest(m.group(3))}"
-    if m := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)\.(weight|bias)$", key):
-        return f"{m.group(1)}.mid.attn_1.{_VAE_ATTENTION[m.group(2)]}.{m.group(3)}"
-    if m := re.match(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"encoder.down.{m.group(1)}.block.{m.group(2)}.{_vae_resnet_rest(m.group(3))}"
-    if m := re.match(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
-        return f"encoder.down.{m.group(1)}.downsample.conv.{m.group(2)}"
-    # LDM numbers the decoder's levels from the highest resolution, diffusers from the lowest.
-    if m := re.match(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", key):
-        return f"decoder.up.{levels - 1 - int(m.group(1))}.block.{m.group(2)}.{_vae_resnet_rest(m.group(3))}"
-    if m := re.match(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", key):
-        return f"decoder.up.{levels - 1 - int(m.group(1))}.upsample.conv.{m.group(2)}"
-    if m := re.match(r"(encoder|decoder)\.conv_norm_out\.(.*)", key):
-        return f"{m.group(1)}.norm_out.{m.group(2)}"
-    if re.match(r"(encoder|decoder)\.conv_(in|out)\.|(post_)?quant_conv\.", key):
-        return key
-    raise ValueError(f"no LDM name for VAE key {key!r}")
-
-
-def _vae_resnet_rest(rest: str) -> str:
-    return rest.replace("conv_shortcut.", "nin_shortcut.")
+    names = ldm_vae_names(state)
+    return {names[key]: tensor.reshape(ldm_vae_shape(names[key], tuple(tensor.shape))) for key, tensor in state.items()}
 
 
 def clip_to_hf_layout(state: dict[str, torch.Tensor], positions: int) -> dict[str, torch.Tensor]:

@@ -189,3 +189,30 @@ def test_v_prediction_survives_pruning(tmp_path: Path) -> None:
     model = factory.sd2_checkpoint(tmp_path / "sd2-768-v.ckpt", fmt="ckpt", v_prediction=True)
     report = prune(model, tmp_path / "sd2-768-v-pruned.safetensors")
     assert inspect_file(report.output, check_values=False).architecture == "sd2-v"  # no .yaml beside it
+
+
+def test_a_diffusers_layout_vae_is_baked_under_the_original_names(tmp_path: Path) -> None:
+    """Hub VAEs (``diffusion_pytorch_model.safetensors``) have diffusers names; checkpoints need the original ones."""
+    import json
+
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    model = factory.sd1_checkpoint(tmp_path / "model.safetensors", seed=1)
+    original_file = factory.vae(tmp_path / "vae.safetensors", seed=5)
+    original = load_file(str(original_file))
+    config = json.loads((factory.diffusers_config_dir(tmp_path / "config") / "vae" / "config.json").read_text())
+    renamed = convert_ldm_vae_checkpoint(dict(original), AutoencoderKL.from_config(config).config)  # diffusers' own
+    assert any(".up_blocks." in name for name in renamed) and any(t.dim() == 2 for t in renamed.values())
+    hub_file = tmp_path / "diffusion_pytorch_model.safetensors"
+    save_file({name: tensor.contiguous() for name, tensor in renamed.items()}, str(hub_file))
+
+    for dtype, cast in (("keep", lambda t: t), ("fp16", lambda t: t.to(torch.float16))):
+        baked = prune(model, tmp_path / f"baked-{dtype}.safetensors",
+                      PruneOptions(dtype=dtype, vae="bake", vae_file=str(hub_file)))
+        written = load_file(baked.output)
+        vae_names = {name for name in written if name.startswith("first_stage_model.")}
+        assert vae_names == {"first_stage_model." + name for name in original}
+        for name, tensor in original.items():
+            assert torch.equal(written["first_stage_model." + name], cast(tensor)), name
+    assert hash_components(tmp_path / "baked-keep.safetensors")["vae"] == hash_components(original_file)["vae"]
