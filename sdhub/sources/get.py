@@ -316,8 +316,8 @@ def _pipeline_patterns(ref: HubRef) -> tuple[list[str] | None, str]:
 
     try:
         sizes = hub.list_files(ref)
-    except NetworkError:
-        return None, ""  # offline: the cached snapshot, as it is
+    except SdhubError:
+        return None, ""  # offline, gated, missing...: the download itself says so, or uses the cache
     if "model_index.json" not in sizes:
         return None, ""
     wanted, skipped = pipeline_download_names(sizes)

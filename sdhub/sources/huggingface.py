@@ -117,7 +117,9 @@ def list_files(ref: HubRef) -> dict[str, int]:
     token = env("HF_TOKEN")
     api = huggingface_hub.HfApi(endpoint=hf_endpoint(), token=token if token else None)
     try:
-        entries = api.list_repo_tree(ref.repo_id, recursive=True, revision=ref.revision, repo_type=ref.repo_type)
+        # The same two calls snapshot_download makes: the revision's commit, then its file tree.
+        commit = api.repo_info(ref.repo_id, revision=ref.revision, repo_type=ref.repo_type).sha
+        entries = api.list_repo_tree(ref.repo_id, recursive=True, revision=commit, repo_type=ref.repo_type)
         return {entry.path: int(getattr(entry, "size", 0) or 0) for entry in entries
                 if isinstance(entry, huggingface_hub.hf_api.RepoFile)}
     except Exception as error:  # the same translations as downloads
