@@ -324,7 +324,7 @@ def _pipeline_patterns(ref: HubRef) -> tuple[list[str] | None, str]:
     if not skipped:
         return None, ""
     left_out = sum(sizes[name] for name in skipped)
-    note = (f"left out {len(skipped)} files ({left_out / 1e9:.2f} GB) the pipeline does not load: "
+    note = (f"left out {len(skipped)} file{'s' if len(skipped) != 1 else ''} ({left_out / 1e9:.2f} GB) the pipeline does not load: "
             f"{', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''}; --include '*' fetches every file")
     return [glob.escape(name) for name in wanted], note
 

@@ -43,6 +43,7 @@ class DownloadJob:
     speed: float | None = None
     error: str | None = None
     path: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the library said besides "done"
     progress: TuiProgress | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -101,6 +102,7 @@ class DownloadJobs:
         if result is not None:
             job.path = str(result.path)
             job.label = result.path.name
+            job.warnings = list(result.warnings)
             if job.total is not None:
                 job.completed = job.total
         job.status, job.error, job.speed, job.step = status, error, None, status
@@ -114,6 +116,8 @@ class DownloadJobs:
         self._changed(job, persist=False)
         if job.status == "done":
             self.app.notify(f"{job.label} is in the library", title="Download finished")
+            for warning in job.warnings:
+                self.app.notify(warning, title=job.label, severity="warning", timeout=15)
             self.app.catalog_changed()
         elif job.status == "failed":
             self.app.notify(job.error or "download failed", title=f"Download failed: {job.label}",

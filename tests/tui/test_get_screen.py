@@ -198,3 +198,20 @@ async def test_changing_a_search_filter_searches_civitai_again(tmp_home: Home, c
         await wait_until(lambda: models.row_count == 2, pilot)
         screen.query_one("#type").value = "Checkpoint"
         await wait_until(lambda: models.row_count == 1 and str(models.get_row_at(0)[0]) == "Synthwave Punk", pilot)
+
+
+async def test_what_a_download_left_out_is_shown_as_a_warning(tmp_home: Home, hub,
+                                                              pipeline_files: dict[str, bytes]) -> None:
+    hub.add_repo("org/sd-like", {**pipeline_files, "v1-5-pruned.ckpt": b"c" * 5000})
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.click("#get")
+        await wait_until(lambda: isinstance(app.screen, GetScreen), pilot)
+        await pilot.press(*"hf:org/sd-like", "enter")
+        await watch_download(app, pilot)
+        await wait_until(lambda: any(n.severity == "warning" for n in app._notifications), pilot)
+        warning = next(n for n in app._notifications if n.severity == "warning")
+        assert warning.title == "sd-like" and "left out 1 file (" in warning.message
+        assert "v1-5-pruned.ckpt" in warning.message
+    assert not (tmp_home.folder("checkpoint") / "sd-like" / "v1-5-pruned.ckpt").exists()
