@@ -227,7 +227,7 @@ def table(size: str, loads: list[tuple[str, dict]], steps: dict, step_counts: tu
         f"`sd1_checkpoint(size=\"{size}\", dtype=torch.float16)`, random weights, SD1.5 shapes), loaded to fp16 "
         f"on the CPU. Median of {repeat} fresh process(es) each, page cache warm; peak = the process's `VmHWM` "
         f"(mapped file pages included), 'after imports' = the process before loading started. "
-        f"Machine: {os.cpu_count()} CPUs (shared with other work), {platform.machine()}, "
+        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, "
         f"Python {platform.python_version()}; measured {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         "| loader | load (s) | load + read every weight once (s) | peak RSS (MB) | after imports (MB) | UNet params |",
@@ -251,7 +251,8 @@ def table(size: str, loads: list[tuple[str, dict]], steps: dict, step_counts: tu
     checks = [
         ("load time <= 1.2x diffusers' (" + best_name + ")", ours["seconds"] <= 1.2 * best["seconds"],
          f"{ours['seconds'] / best['seconds']:.2f}x"),
-        ("load + read all weights <= 1.2x diffusers'", ours["ready_seconds"] <= 1.2 * best["ready_seconds"],
+        ("load + read all weights <= 1.2x diffusers' (an extra check, not #7's; see below)",
+         ours["ready_seconds"] <= 1.2 * best["ready_seconds"],
          f"{ours['ready_seconds'] / best['ready_seconds']:.2f}x"),
         ("peak memory <= diffusers'", ours["peak_mb"] <= best["peak_mb"],
          f"{ours['peak_mb']:.0f} MB vs {best['peak_mb']:.0f} MB"),
@@ -262,7 +263,13 @@ def table(size: str, loads: list[tuple[str, dict]], steps: dict, step_counts: tu
     lines += ["", "sdhub builds each module empty (meta device), renames the file's tensors with diffusers' own "
               "LDM converters while they are still memory-mapped, and assigns each tensor once in the target "
               "dtype (kept mapped from the file when no cast is needed, as diffusers does); the diffusers "
-              "baseline is given a local config folder so it runs offline too."]
+              "baseline is given a local config folder so it runs offline too.",
+              "",
+              "Reading every weight once costs about 0.4 s more when the weights are pages of the file's "
+              "mapping than when they sit in anonymous memory (this VM: 1.0-1.2 s against 0.66-0.73 s for "
+              "2.1 GB). sdhub's weights are always mapped, which keeps them in memory once. diffusers' land "
+              "in anonymous memory without accelerate, and with accelerate in some runs but not others, so "
+              "that row's ratio swings between about 1.0x and 1.6x from run to run."]
     return "\n".join(lines)
 
 
