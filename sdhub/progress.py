@@ -5,17 +5,83 @@ Core functions take an optional ``progress: Progress`` argument and call
 print. The CLI passes a rich-backed implementation, the TUI its own, tests a recording one, and
 ``NULL_PROGRESS`` ignores everything. Totals and amounts are plain numbers (bytes, files, steps),
 with ``unit`` saying which, so a renderer can show rates and ETAs.
+
+Cancellation travels the same way: every progress object carries a ``Cancellation`` that a
+front-end sets (the TUI's quit key, a library caller's own thread), and the process has one more,
+``PROCESS_CANCELLATION``, that the CLI's Ctrl-C and SIGTERM handlers set. A task's ``advance`` and
+``update`` raise ``Interrupted`` once either is set, and core code calls ``check_cancelled(progress)``
+between units of work that report nothing, so long work stops within a fraction of a second at a
+point where it can clean up.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from sdhub.errors import Interrupted
+
+
+class Cancellation(threading.Event):
+    """A request to stop long work: set from any thread (or a signal handler), checked by the work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = "interrupted"
+
+    def cancel(self, reason: str = "interrupted") -> None:
+        """Ask the work to stop at its next check; the first reason given is kept."""
+        if not self.is_set():
+            self.reason = reason
+        self.set()
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` (with the reason) if cancellation was asked for."""
+        if self.is_set():
+            raise Interrupted(self.reason)
+
+
+#: Set by the CLI's Ctrl-C and SIGTERM handlers: every check in the process honours it.
+PROCESS_CANCELLATION = Cancellation()
+
+
+def check_cancelled(progress: Any = None) -> None:
+    """Raise ``Interrupted`` if the process was told to stop or ``progress`` was cancelled.
+
+    Core code calls this between units of work that do not report (a file opened, a plan made,
+    right before an output is published). A progress object without ``check`` (one written
+    before cancellation was part of the protocol) is subject to the process-wide check alone.
+    """
+    PROCESS_CANCELLATION.check()
+    check = getattr(progress, "check", None)
+    if check is not None:
+        check()
+
+
+class Cancellable:
+    """Mixin for progress implementations: ``cancel()`` from anywhere, ``check()`` in the work."""
+
+    cancellation: Cancellation
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the work reporting here to stop at its next progress report or check."""
+        self.cancellation.cancel(reason)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this work or the whole process was asked to stop."""
+        return self.cancellation.is_set() or PROCESS_CANCELLATION.is_set()
+
+    def check(self) -> None:
+        """Raise ``Interrupted`` if this work or the whole process was asked to stop."""
+        PROCESS_CANCELLATION.check()
+        self.cancellation.check()
 
 
 class ProgressTask(Protocol):
-    """One unit of long work with a known or unknown total."""
+    """One unit of long work with a known or unknown total; ``advance`` and ``update`` raise
+    ``Interrupted`` once the work was cancelled."""
 
     def advance(self, amount: float = 1) -> None: ...
 
@@ -26,20 +92,26 @@ class ProgressTask(Protocol):
 
 
 class Progress(Protocol):
-    """Something that can start tasks and show messages about long work."""
+    """Something that can start tasks, show messages about long work, and say when to stop."""
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> ProgressTask: ...
 
     def message(self, text: str) -> None: ...
 
+    def check(self) -> None:
+        """Raise ``Interrupted`` if the work was asked to stop (see ``Cancellable``)."""
+
 
 class _NullTask:
+    def __init__(self, owner: "NullProgress") -> None:
+        self._owner = owner
+
     def advance(self, amount: float = 1) -> None:
-        pass
+        self._owner.check()
 
     def update(self, *, completed: float | None = None, total: float | None = None,
                description: str | None = None) -> None:
-        pass
+        self._owner.check()
 
     def finish(self) -> None:
         pass
@@ -51,11 +123,14 @@ class _NullTask:
         self.finish()
 
 
-class NullProgress:
-    """Progress that goes nowhere: the default for library calls."""
+class NullProgress(Cancellable):
+    """Progress that shows nothing: the default for library calls (a fresh one can be cancelled)."""
+
+    def __init__(self) -> None:
+        self.cancellation = Cancellation()
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> _NullTask:
-        return _NullTask()
+        return _NullTask(self)
 
     def message(self, text: str) -> None:
         pass
@@ -75,14 +150,23 @@ class RecordedTask:
     finished: bool = False
     updates: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    owner: Cancellable | None = field(default=None, repr=False, compare=False)
+
+    def _check(self) -> None:
+        if self.owner is not None:
+            self.owner.check()
+        else:
+            PROCESS_CANCELLATION.check()
 
     def advance(self, amount: float = 1) -> None:
+        self._check()
         with self._lock:
             self.completed += amount
             self.updates += 1
 
     def update(self, *, completed: float | None = None, total: float | None = None,
                description: str | None = None) -> None:
+        self._check()
         with self._lock:
             if completed is not None:
                 self.completed = completed
@@ -103,14 +187,15 @@ class RecordedTask:
 
 
 @dataclass
-class RecordingProgress:
-    """Progress that remembers every task and message (thread-safe)."""
+class RecordingProgress(Cancellable):
+    """Progress that remembers every task and message (thread-safe); ``cancel()`` stops the work."""
 
     tasks: list[RecordedTask] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    cancellation: Cancellation = field(default_factory=Cancellation, repr=False, compare=False)
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> RecordedTask:
-        recorded = RecordedTask(description, total, unit)
+        recorded = RecordedTask(description, total, unit, owner=self)
         self.tasks.append(recorded)
         return recorded
 

@@ -36,7 +36,7 @@ from sdhub.catalog.records import ScanReport
 from sdhub.catalog.sidecars import read_sidecars
 from sdhub.catalog.walker import FoundFile, walk_roots
 from sdhub.errors import SdhubError
-from sdhub.progress import NULL_PROGRESS, Progress, ProgressTask
+from sdhub.progress import NULL_PROGRESS, Progress, ProgressTask, check_cancelled
 
 #: Results are written in one transaction per this many files (or per second, whichever first).
 BATCH_FILES = 64
@@ -59,12 +59,17 @@ def default_workers() -> int:
 
 
 class _ForwardedBytes:
-    """Progress handed to ``hash_file``: its byte counts feed the scan's one bytes bar."""
+    """Progress handed to ``hash_file``: its byte counts feed the scan's one bytes bar, its checks
+    are the scan's (so cancelling the scan stops every file being read)."""
 
-    def __init__(self, task: ProgressTask) -> None:
+    def __init__(self, task: ProgressTask, progress: Progress) -> None:
         self._task = task
+        self._progress = progress
         self.reported = 0
         self._lock = threading.Lock()
+
+    def check(self) -> None:
+        check_cancelled(self._progress)
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> "_ForwardedBytes":
         return self
@@ -183,6 +188,7 @@ class Scanner:
             with write_transaction(self.db):
                 store.set_missing(self.db, newly_missing, True)
         self.report.files_missing = len(newly_missing)
+        self.report.broken = store.broken_files(self.db)
         self.report.seconds = round(time.monotonic() - started, 3)
         return self.report
 
@@ -281,7 +287,7 @@ class Scanner:
                 while queue or running:
                     while queue and len(running) < self.workers * 2:
                         found = queue.pop(0)
-                        forward = _ForwardedBytes(task)
+                        forward = _ForwardedBytes(task, self.progress)
                         cached = store.folder_files(self.db, found.path) if found.folder and not self.full else []
                         future = pool.submit(analyse, found, forward, self.check_values, cached)
                         running[future] = (found, forward)

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.text import Text
 
 from sdhub.cli.render import stderr
+from sdhub.progress import Cancellable, Cancellation
 
 
 class _AmountColumn(ProgressColumn):
@@ -41,16 +42,19 @@ class _AmountColumn(ProgressColumn):
 
 
 class RichTask:
-    def __init__(self, bars: Progress, task_id: TaskID) -> None:
-        self._bars = bars
+    def __init__(self, owner: "RichProgress", task_id: TaskID) -> None:
+        self._owner = owner
+        self._bars = owner._bars
         self._id = task_id
         self._finished = False
 
     def advance(self, amount: float = 1) -> None:
+        self._owner.check()
         self._bars.advance(self._id, amount)
 
     def update(self, *, completed: float | None = None, total: float | None = None,
                description: str | None = None) -> None:
+        self._owner.check()
         self._bars.update(self._id, completed=completed, total=total, description=description)
 
     def finish(self) -> None:
@@ -65,10 +69,14 @@ class RichTask:
         self.finish()
 
 
-class RichProgress:
-    """Progress bars with rate and ETA on stderr; silent when stderr is not a terminal."""
+class RichProgress(Cancellable):
+    """Progress bars with rate and ETA on stderr; silent when stderr is not a terminal.
+
+    Ctrl-C and SIGTERM cancel it through the process-wide cancellation (see ``sdhub.cli.signals``).
+    """
 
     def __init__(self, enabled: bool = True) -> None:
+        self.cancellation = Cancellation()
         self._bars = Progress(
             SpinnerColumn(),
             TextColumn("[progress.description]{task.description}"),
@@ -89,7 +97,7 @@ class RichProgress:
         self._bars.stop()
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> RichTask:
-        return RichTask(self._bars, self._bars.add_task(description, total=total, unit=unit))
+        return RichTask(self, self._bars.add_task(description, total=total, unit=unit))
 
     def message(self, text: str) -> None:
         self._bars.console.print(text, highlight=False)

@@ -10,7 +10,7 @@ import time
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from sdhub.errors import Interrupted
+from sdhub.progress import Cancellable, Cancellation
 
 #: Minimum seconds between two progress messages of one task: enough for a smooth bar
 #: without flooding the event loop with one message per downloaded chunk.
@@ -118,13 +118,13 @@ class TuiTask:
         self._owner.target.post_message(message)
 
 
-class TuiProgress:
+class TuiProgress(Cancellable):
     """Implements ``sdhub.progress.Progress`` for one job; cancelling makes the next report raise."""
 
     def __init__(self, target: MessagePump, job: str) -> None:
         self.target = target
         self.job = job
-        self.cancel_requested = threading.Event()
+        self.cancellation = self.cancel_requested = Cancellation()
         self.tasks: list[TuiTask] = []
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> TuiTask:
@@ -135,12 +135,11 @@ class TuiProgress:
     def message(self, text: str) -> None:
         self.target.post_message(ProgressText(self.job, text))
 
-    def cancel(self) -> None:
-        """Ask the work to stop at its next progress report."""
-        self.cancel_requested.set()
+    def cancel(self, reason: str = "") -> None:
+        """Ask the work to stop at its next progress report or check."""
+        self.cancellation.cancel(reason or f"{self.job}: cancelled")
 
     def check_cancelled(self) -> None:
         # Core code reports progress between chunks, so raising here stops it at a safe point
         # where it cleans up (a download keeps its resumable .part).
-        if self.cancel_requested.is_set():
-            raise Interrupted(f"{self.job}: cancelled")
+        self.check()
