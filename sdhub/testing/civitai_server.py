@@ -21,9 +21,10 @@ import hmac
 import os
 import re
 import socket
+import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -53,6 +54,9 @@ class ServedFile:
     ignore_range: bool = False
     #: Bytes per second, to make a download slow enough to interrupt.
     trickle: int | None = None
+    #: Stop sending at this body offset until ``release`` is set, so a test decides when a download goes on.
+    hold_at: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
     #: Send these bytes (and content type) instead of the file, e.g. an error page with status 200.
     body_override: tuple[bytes, str] | None = None
     #: Send the whole file with chunked transfer encoding: no Content-Length, no ranges.
@@ -497,6 +501,12 @@ class _StorageHandler(ImitationHandler[CivitaiServer]):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _write_range(self, served: ServedFile, start: int, stop: int) -> None:
+        if served.hold_at is not None and start < served.hold_at < stop:
+            self._write_range(served, start, served.hold_at)
+            self.wfile.flush()
+            if not served.release.wait(timeout=300):
+                raise BrokenPipeError("the test never released the held download")
+            start = served.hold_at
         if served.trickle:
             step = max(1, served.trickle // 20)
             position = start

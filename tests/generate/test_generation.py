@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sdhub.catalog import Catalog
 from sdhub.errors import NotFoundError, UsageError
 from sdhub.generate.generate import clear_model_cache, generate, rerun_png
 from sdhub.generate.infotext import Infotext, read_png_parameters
 from sdhub.generate.pipeline import GenerationParams
+from sdhub.testing.images import assert_same_picture, pixels
 
 
 def params(**overrides) -> GenerationParams:
     base = dict(prompt="a (red:1.2) cat on a chair", negative_prompt="blurry", steps=3, sampler="Euler a",
                 seed=1234, width=64, height=64)
     return GenerationParams(**{**base, **overrides})
-
-
-def pixels(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 @pytest.fixture
@@ -51,7 +45,7 @@ def test_same_seed_and_settings_give_bit_identical_images(tmp_home, tiny_models,
 def test_safetensors_and_ckpt_of_the_same_weights_draw_the_same_image(tmp_home, tiny_models):
     from_safetensors = generate(tmp_home, str(tiny_models["sd1"]), params())
     from_ckpt = generate(tmp_home, str(tiny_models["sd1_ckpt"]), params())
-    assert np.array_equal(pixels(from_safetensors.images[0]), pixels(from_ckpt.images[0]))
+    assert_same_picture(from_safetensors.images[0], from_ckpt.images[0])
     assert from_ckpt.model.sha256 != from_safetensors.model.sha256
 
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -22,6 +21,7 @@ from sdhub.formats import open_model
 from sdhub.ops.convert import convert, convert_paths
 from sdhub.progress import RecordingProgress
 from sdhub.testing import factory
+from sdhub.testing.images import assert_same_picture
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_converted_sd1_draws_the_same_image_in_diffusers(tmp_path: Path) -> None
         images.append(pipe("a photo of a cat", num_inference_steps=3, height=64, width=64, output_type="np",
                            generator=torch.Generator().manual_seed(0)).images[0])
     assert images[0].std() > 0.01
-    np.testing.assert_array_equal(images[0], images[1])
+    assert_same_picture(images[0], images[1])
 
 
 @pytest.mark.parametrize("choice, dtype", [("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp32", torch.float32)])

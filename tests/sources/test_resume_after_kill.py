@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -19,6 +20,20 @@ from sdhub.testing.civitai_server import CivitaiServer
 def _sdhub(home: Home, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "sdhub", "--home", str(home.root), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+
+
+def _read_until(process: subprocess.Popen, text: bytes, timeout: float) -> bytes:
+    """Read the process's stderr until ``text`` shows (or it exits, or ``timeout`` passes); return what was read."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        if ready:
+            chunk = os.read(process.stderr.fileno(), 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
 
 
 def test_a_killed_download_resumes_and_verifies(civitai: CivitaiServer, fixture_json, tmp_home: Home,
@@ -66,16 +81,20 @@ def test_two_processes_getting_the_same_model_fetch_it_once(civitai: CivitaiServ
                                                             tmp_path: Path) -> None:
     model = factory.sd1_checkpoint(tmp_path / "made.safetensors")
     civitai.add_model(fixture_json("model"), {194: model, 5149: b"unused"})
-    civitai.served(194).trickle = model.stat().st_size // 2
+    served = civitai.served(194)
+    served.hold_at = model.stat().st_size // 2  # the first download stops half-way until the second is waiting
     first = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json")
     folder = tmp_home.folder("checkpoint")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not (folder.exists() and list(folder.glob(".sdhub-*.part"))) and time.monotonic() < deadline:
+        assert first.poll() is None, first.communicate()
         time.sleep(0.05)  # the first one holds the lock once its .part exists
     second = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json")
+    waiting = _read_until(second, b"waiting for another sdhub", timeout=120)
+    served.release.set()
     outputs = [process.communicate(timeout=120) for process in (first, second)]
     assert [process.returncode for process in (first, second)] == [0, 0], outputs
-    assert b"waiting for another sdhub" in outputs[1][1]
+    assert b"waiting for another sdhub" in waiting
     assert b'"already_present": true' in outputs[1][0]
     assert len([r for r in civitai.requests_to("storage") if r.path.startswith("/models/")]) == 1
     assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["synthwavepunk_v3Alpha.safetensors"]
