@@ -24,7 +24,7 @@ from sdhub.formats.safetensors_file import looks_like_safetensors, read_safetens
 from sdhub.formats.safetensors_writer import RawSource, TensorSpec
 from sdhub.formats.torch_legacy import looks_like_legacy, read_legacy
 from sdhub.formats.torch_zip import ZIP_MAGIC, read_data_pickle, read_zip, storage_loader
-from sdhub.formats.weights import find_weights
+from sdhub.formats.weights import byte_swapped, find_weights
 
 
 class TensorInfo:
@@ -281,24 +281,26 @@ def _open_zip(path: Path, file: Any, size: int, source: str, limits: Limits) -> 
     if end != len(data):
         raise UnsafeFileError(f"{source}: data.pkl has {len(data) - end} bytes after its end; refusing it")
     starts = {key[len("data/"):]: rec.offset for key, rec in container.records.items() if key.startswith("data/")}
-    return _build(path, file, size, "torch-zip", value, unpickler.report, starts, source,
+    return _build(path, file, size, "torch-zip", value, unpickler.report, starts, source, limits,
                   big_endian=container.byteorder == "big")
 
 
 def _open_legacy(path: Path, file: Any, size: int, source: str, limits: Limits) -> ModelFile:
     with mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as mapped:
         legacy = read_legacy(mapped, size, source, limits)
-    return _build(path, file, size, "torch-legacy", legacy.value, legacy.report, legacy.storage_offsets, source)
+    return _build(path, file, size, "torch-legacy", legacy.value, legacy.report, legacy.storage_offsets, source,
+                  limits)
 
 
 def _build(path: Path, file: Any, size: int, format: str, value: Any, pickle_report: PickleReport,
-           storage_starts: dict[str, int], source: str, big_endian: bool = False) -> ModelFile:
-    found = find_weights(value, source)
+           storage_starts: dict[str, int], source: str, limits: Limits, big_endian: bool = False) -> ModelFile:
+    found = find_weights(value, source, file_size=size, limits=limits, objects=pickle_report.objects)
     sources: dict[str, TensorSource] = {}
     for name, ref in found.tensors.items():
         storage = ref.storage
         sources[name] = TensorSource(ref.dtype, ref.shape, ref.stride, ref.offset,
-                                     storage_starts[storage.key] + storage.base_offset, storage.key, big_endian)
+                                     storage_starts[storage.key] + storage.base_offset, storage.key,
+                                     byte_swapped(name, ref, big_endian, source))
     used = [src.storage for src in sources.values()]
     report = ReadReport(
         format,

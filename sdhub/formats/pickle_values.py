@@ -92,6 +92,29 @@ class TensorRef:
     def is_contiguous(self) -> bool:
         return is_contiguous(self.shape, self.stride)
 
+    def overlaps(self) -> bool:
+        """Whether two of the view's indexes may reach the same element (stride 0, or strides
+        that interleave); then its logical size can exceed what its storage holds."""
+        return may_overlap(self.shape, self.stride)
+
+    @property
+    def swap_itemsize(self) -> int:
+        """The element size torch byte-swaps this tensor's storage by in a big-endian archive: the
+        storage's own (1 for a byte storage, which torch never swaps), not the tensor's."""
+        return 1 if self.storage.untyped else DTYPES[self.storage.dtype].itemsize
+
+
+def may_overlap(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    """Conservative overlap test: False only when the view's elements are provably distinct."""
+    if math.prod(shape) == 0:
+        return False
+    extent = 1  # one past the largest offset reachable with the dimensions taken so far
+    for size, step in sorted(((s, st) for s, st in zip(shape, stride) if s > 1), key=lambda d: d[1]):
+        if step < extent:
+            return True
+        extent += (size - 1) * step
+    return False
+
 
 def is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     """Whether a view with this shape and stride is one dense row-major run of elements."""
@@ -108,6 +131,7 @@ class PickleReport:
     """What the unpickler saw: globals by verdict, opcode counts, placeholders made."""
 
     protocol: int = 0
+    objects: int = 0  # values pushed while reading (scales the weights walk budget)
     globals: dict[str, str] = field(default_factory=dict)  # "module.name" -> allowed|placeholder|refused
     opcodes: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)

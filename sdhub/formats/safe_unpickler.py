@@ -37,6 +37,22 @@ class Limits:
     max_ndim: int = 64
     max_tensors: int = 500_000
     max_depth: int = 200
+    #: Bytes the reading may build beyond what the file holds (copies made by allowed callables such
+    #: as ``_codecs.encode`` or ``bytearray``, new containers, container elements): the larger of a
+    #: floor no real checkpoint comes near and a multiple of the pickle's size.
+    build_floor: int = 32 * 1024 * 1024
+    build_factor: int = 8
+    #: Elements hashed for tuple dict keys and set items (tuples do not cache their hash).
+    hash_floor: int = 4_000_000
+    hash_factor: int = 4
+    #: Weights walk: dict/list entries visited while naming tensors.
+    walk_floor: int = 1_000_000
+    #: Tensors may describe more bytes than the file stores (shared storages, stride-0 or
+    #: overlapping views) only up to these bounds unless ``allow_expansion`` is set.
+    expansion_factor: int = 4
+    expansion_floor: int = 64 * 1024 * 1024
+    view_floor: int = 1024 * 1024
+    allow_expansion: bool = False
 
 
 DEFAULT_LIMITS = Limits()
@@ -99,6 +115,12 @@ class SafeUnpickler:
         self.strict = strict
         self.report = PickleReport()
         self.tensors = 0
+        self._built = 0
+        self._build_budget = limits.build_floor
+        self._hashed = 0
+        self._hash_budget = limits.hash_floor
+        self._pickle_bytes = 0
+        self._key_costs: dict[int, tuple[Any, int]] = {}  # id -> (key, elements); each key is checked once
 
     # -- entry point -------------------------------------------------------------------
 
@@ -108,6 +130,9 @@ class SafeUnpickler:
         clipped = end - start > self.limits.max_pickle_bytes
         if clipped:
             end = start + self.limits.max_pickle_bytes
+        self._pickle_bytes = max(0, end - start)
+        self._build_budget = max(self.limits.build_floor, self.limits.build_factor * self._pickle_bytes)
+        self._hash_budget = max(self.limits.hash_floor, self.limits.hash_factor * self._pickle_bytes)
         try:
             return self._run(start, end)
         except _Reject as error:
@@ -121,6 +146,32 @@ class SafeUnpickler:
         except (IndexError, ValueError, TypeError, struct.error, UnicodeDecodeError, OverflowError) as error:
             raise BadInputError(f"{self.source}: corrupt pickle ({type(error).__name__}: {error}); refusing it") from None
 
+    # -- budgets -------------------------------------------------------------------------
+
+    def _spend(self, nbytes: int) -> None:
+        """Count bytes the reading builds beyond the file's own; refuse past the budget."""
+        self._built += nbytes
+        if self._built > self._build_budget:
+            raise _corrupt(
+                f"building its values takes more than {_size(self._build_budget)} (the limit is "
+                f"{self.limits.build_factor} x its {self._pickle_bytes}-byte pickle, at least "
+                f"{_size(self.limits.build_floor)}; a value copied over and over?); refusing it")
+
+    def _check_key(self, value: Any) -> None:
+        """Check a dict key or set item once per object and count the hashing it costs each use."""
+        if isinstance(value, _HASHABLE_SCALARS):
+            return
+        entry = self._key_costs.get(id(value))
+        if entry is None or entry[0] is not value:
+            entry = (value, _hash_cost(value))
+            self._key_costs[id(value)] = entry
+        self._hashed += entry[1]
+        if self._hashed > self._hash_budget:
+            raise _corrupt(
+                f"hashing its dict keys takes more than {self._hash_budget} element hashes (the limit is "
+                f"{self.limits.hash_factor} x its {self._pickle_bytes}-byte pickle, at least "
+                f"{self.limits.hash_floor}; a large tuple key used over and over?); refusing it")
+
     # -- the machine -------------------------------------------------------------------
 
     def _run(self, pos: int, end: int) -> tuple[Any, int]:
@@ -131,6 +182,7 @@ class SafeUnpickler:
         memo: dict[int, Any] = {}
         opcodes = self.report.opcodes
         objects = 0
+        spend = self._spend
 
         def take(n: int) -> bytes:
             nonlocal pos
@@ -212,6 +264,7 @@ class SafeUnpickler:
                     raise _corrupt("STOP inside an open MARK")
                 if len(stack) != 1:
                     raise _corrupt("STOP with an unbalanced stack")
+                self.report.objects += objects
                 return stack[0], pos
             elif name == "MARK":
                 if len(metastack) >= limits.max_mark_depth:
@@ -295,53 +348,72 @@ class SafeUnpickler:
                 push(take(string_length(length)))
             elif name == "BYTEARRAY8":
                 (length,) = struct.unpack("<Q", take(8))
+                spend(length)
                 push(bytearray(take(string_length(length))))
             # -- containers
             elif name == "EMPTY_LIST":
+                spend(_CONTAINER)
                 push([])
             elif name == "EMPTY_DICT":
+                spend(_CONTAINER)
                 push({})
             elif name == "EMPTY_TUPLE":
                 push(())
             elif name == "EMPTY_SET":
+                spend(_CONTAINER)
                 push(set())
             elif name == "TUPLE":
-                push(tuple(pop_mark()))
+                items = pop_mark()
+                spend(_CONTAINER + _ELEMENT * len(items))
+                push(tuple(items))
             elif name == "TUPLE1":
+                spend(_CONTAINER)
                 push((pop(),))
             elif name == "TUPLE2":
+                spend(_CONTAINER)
                 b = pop()
                 a = pop()
                 push((a, b))
             elif name == "TUPLE3":
+                spend(_CONTAINER)
                 c = pop()
                 b = pop()
                 a = pop()
                 push((a, b, c))
             elif name == "LIST":
-                push(list(pop_mark()))
+                items = pop_mark()
+                spend(_CONTAINER + _ELEMENT * len(items))
+                push(items)
             elif name == "DICT":
                 items = pop_mark()
+                spend(_CONTAINER + _ELEMENT * len(items))
                 push(self._dict_from(items))
             elif name == "FROZENSET":
-                push(frozenset(self._hashable_items(pop_mark())))
+                items = pop_mark()
+                spend(_CONTAINER + _SET_ELEMENT * len(items))
+                push(frozenset(self._hashable_items(items)))
             elif name == "APPEND":
+                spend(_ELEMENT)
                 value = pop()
                 self._append(stack, [value])
             elif name == "APPENDS":
                 values = pop_mark()
+                spend(_ELEMENT * len(values))
                 self._append(stack, values)
             elif name == "SETITEM":
+                spend(2 * _ELEMENT)
                 value = pop()
                 key = pop()
                 self._setitems(stack, [key, value])
             elif name == "SETITEMS":
                 items = pop_mark()
+                spend(_ELEMENT * len(items))
                 self._setitems(stack, items)
             elif name == "ADDITEMS":
                 items = pop_mark()
                 if not stack or not isinstance(stack[-1], set):
                     raise _corrupt("ADDITEMS on something that is not a set")
+                spend(_SET_ELEMENT * len(items))
                 stack[-1].update(self._hashable_items(items))
             # -- memo
             elif name == "BINPUT":
@@ -416,10 +488,9 @@ class SafeUnpickler:
         except UnicodeDecodeError:
             return raw.decode("latin-1")
 
-    @staticmethod
-    def _hashable_items(items: list[Any]) -> list[Any]:
+    def _hashable_items(self, items: list[Any]) -> list[Any]:
         for item in items:
-            _check_hashable(item)
+            self._check_key(item)
         return items
 
     def _dict_from(self, items: list[Any]) -> dict:
@@ -451,8 +522,9 @@ class SafeUnpickler:
             return
         if not isinstance(target, dict):
             raise _corrupt(f"SETITEM on a {type(target).__name__}")
+        check = self._check_key
         for key, value in zip(items[::2], items[1::2]):
-            _check_hashable(key)
+            check(key)
             target[key] = value
 
     def _forbidden_opcode(self, name: str, stack: list[Any], pop_mark: Callable, readline: Callable,
@@ -597,13 +669,21 @@ _HASHABLE_SCALARS = (str, int, float, complex, bytes, type(None), Global, Inert,
                      StorageRef, TensorRef)
 _MAX_KEY_DEPTH = 8
 _MAX_KEY_ITEMS = 10_000
+#: What the build budget counts for a new container, for each element put in one, and for a set item.
+_CONTAINER = 64
+_ELEMENT = 8
+_SET_ELEMENT = 32
 
 
-def _check_hashable(value: Any) -> None:
-    """Refuse dict keys and set items that are unhashable or deep or large enough to make hashing
-    them crash the interpreter (C recursion on nested tuples) or run for ever (shared subtuples)."""
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else f"{nbytes} bytes"
+
+
+def _hash_cost(value: Any) -> int:
+    """The elements hashing ``value`` visits; refuse keys that are unhashable, or deep or large
+    enough to crash the interpreter (C recursion on nested tuples) or run for ever (shared subtuples)."""
     if isinstance(value, _HASHABLE_SCALARS):
-        return
+        return 1
     budget = _MAX_KEY_ITEMS
     stack = [(value, 0)]
     while stack:
@@ -616,6 +696,7 @@ def _check_hashable(value: Any) -> None:
         if depth >= _MAX_KEY_DEPTH or budget < 0:
             raise _corrupt("a dict key or set item is nested too deeply or too large")
         stack.extend((element, depth + 1) for element in item)
+    return _MAX_KEY_ITEMS - budget
 
 
 def _as_tensor(value: Any) -> TensorRef:
@@ -679,6 +760,7 @@ def _ordered_dict(self: SafeUnpickler, args: tuple) -> dict:
         return {}
     if len(args) == 1 and isinstance(args[0], (list, tuple)):
         result: dict = {}
+        self._spend(_CONTAINER + 2 * _ELEMENT * len(args[0]))
         for pair in args[0]:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise _corrupt("OrderedDict with malformed items")
@@ -688,7 +770,10 @@ def _ordered_dict(self: SafeUnpickler, args: tuple) -> dict:
 
 
 def _size(self: SafeUnpickler, args: tuple) -> tuple:
-    if len(args) != 1 or not isinstance(args[0], (tuple, list)) or any(type(v) is not int for v in args[0]):
+    if len(args) != 1 or not isinstance(args[0], (tuple, list)):
+        raise _corrupt("torch.Size with unexpected arguments")
+    self._spend(_CONTAINER + _ELEMENT * len(args[0]))
+    if any(type(v) is not int for v in args[0]):
         raise _corrupt("torch.Size with unexpected arguments")
     return tuple(args[0])
 
@@ -704,6 +789,7 @@ def _set(self: SafeUnpickler, args: tuple) -> set:
         return set()
     if len(args) != 1 or not isinstance(args[0], (list, tuple)):
         raise _corrupt("set with unexpected arguments")
+    self._spend(_CONTAINER + _SET_ELEMENT * len(args[0]))
     return set(self._hashable_items(list(args[0])))
 
 
@@ -715,6 +801,7 @@ def _bytearray(self: SafeUnpickler, args: tuple) -> bytearray:
     if not args:
         return bytearray()
     if len(args) == 1 and isinstance(args[0], bytes):
+        self._spend(len(args[0]))
         return bytearray(args[0])
     raise _corrupt("bytearray with unexpected arguments")
 
@@ -727,6 +814,7 @@ def _complex(self: SafeUnpickler, args: tuple) -> complex:
 
 def _codecs_encode(self: SafeUnpickler, args: tuple) -> bytes:
     if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
+        self._spend(len(args[0]))
         return args[0].encode("latin-1")
     raise _corrupt("_codecs.encode with unexpected arguments")
 

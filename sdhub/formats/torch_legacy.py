@@ -54,6 +54,7 @@ def read_legacy(data: Any, size: int, source: str, limits: Limits) -> LegacyFile
         raise BadInputError(f"{source}: big-endian legacy torch files are not supported")
 
     roots: dict[str, StorageRef] = {}
+    views: dict[str, StorageRef] = {}
 
     def persistent_load(pid: tuple) -> StorageRef:
         if len(pid) != 6:
@@ -62,6 +63,8 @@ def read_legacy(data: Any, size: int, source: str, limits: Limits) -> LegacyFile
         if not isinstance(key, str) or not isinstance(location, str) or type(numel) is not int or numel < 0:
             raise UnsafeFileError("malformed storage id")
         ref = _storage_ref(storage_type, key, numel)
+        if key in views:
+            raise UnsafeFileError(f"storage key {key!r} names both a storage and a storage view; refusing it")
         if roots.setdefault(key, ref) != ref:
             raise UnsafeFileError(f"storage {key!r} is described twice with different types or sizes")
         if view is None:
@@ -69,11 +72,19 @@ def read_legacy(data: Any, size: int, source: str, limits: Limits) -> LegacyFile
         if (not isinstance(view, tuple) or len(view) != 3 or not isinstance(view[0], str)
                 or type(view[1]) is not int or type(view[2]) is not int):
             raise UnsafeFileError("malformed storage view")
-        _, view_offset, view_size = view
+        view_key, view_offset, view_size = view
+        if view_key in roots:
+            raise UnsafeFileError(f"storage key {view_key!r} names both a storage and a storage view; refusing it")
+        # torch keeps the first view made under a key and hands it out for every later id with that
+        # key, whatever offset, size or storage the later one names: so does this reader.
+        cached = views.get(view_key)
+        if cached is not None:
+            return cached
         if view_offset < 0 or view_size < 0 or view_offset + view_size > numel:
             raise UnsafeFileError(f"a storage view reaches outside storage {key!r}")
         element = 1 if ref.untyped else DTYPES[ref.dtype].itemsize
-        return StorageRef(key, ref.dtype, view_size, ref.untyped, base_offset=view_offset * element)
+        views[view_key] = StorageRef(key, ref.dtype, view_size, ref.untyped, base_offset=view_offset * element)
+        return views[view_key]
 
     main = SafeUnpickler(data, source, persistent_load, limits=limits)
     value, pos = main.load(pos, size)

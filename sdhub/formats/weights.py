@@ -1,10 +1,16 @@
 """Finding the weights inside an unpickled checkpoint: wrappers, nesting, embeddings.
 
 Lightning/SD ``.ckpt`` files keep tensors under ``state_dict``; others under ``model`` or
-``module``, or as a bare dict. Nested dicts are flattened with dotted names. An A1111
-textual-inversion ``.pt`` becomes the A1111 ``.safetensors`` layout (``emb_params``).
-Everything that is not a tensor is listed as dropped; plain top-level scalars are kept as
-extras for the report.
+``module``, or as a bare dict. Nested dicts, lists and tuples are flattened with dotted names
+by path (``layers.0.weight``, int keys as their number: an A1111 hypernetwork's
+``768.0.linear.0.weight``). An A1111 textual-inversion ``.pt`` (its only tensors under
+``string_to_param``/``string_to_token``) becomes the A1111 ``.safetensors`` layout
+(``emb_params``). Everything that is not a tensor is listed as dropped; plain top-level
+scalars are kept as extras for the report.
+
+The walk is bounded: every container's "holds tensors" answer is computed once (a shared
+sub-dict is not re-walked per path), walk steps are counted against a budget, and the
+tensors together may not describe much more than the file stores (see ``check_expansion``).
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdhub.errors import BadInputError
+from sdhub.formats.dtypes import DTYPES
 from sdhub.formats.pickle_values import Global, Inert, NumpyDType, TensorRef, TorchDType
+from sdhub.formats.safe_unpickler import DEFAULT_LIMITS, Limits
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "params")
 MAX_DEPTH = 64
 MAX_TENSORS = 500_000
+#: Keys beside ``string_to_param`` an A1111 / textual-inversion embedding may hold tensors under.
+_EMBEDDING_TENSOR_KEYS = ("string_to_param", "string_to_token")
 
 
 @dataclass
@@ -53,35 +63,107 @@ def _mapping(value: Any) -> Any:
     return value
 
 
-def _has_tensors(value: Any, source: str) -> bool:
-    stack = [(value, 0)]
-    seen: set[int] = set()  # shared sub-dicts are walked once (a hostile file can share them exponentially)
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, TensorRef):
+def _entries(node: Any) -> Any:
+    """(key, value) pairs of a container the walk enters, or None for anything else."""
+    if isinstance(node, dict):
+        return node.items()
+    if isinstance(node, (list, tuple)):
+        return enumerate(node)
+    return None
+
+
+class _Walker:
+    """Counts walk steps against the budget and remembers which containers hold tensors."""
+
+    def __init__(self, source: str, budget: int) -> None:
+        self.source = source
+        self.budget = budget
+        self.steps = 0
+        self._holds: dict[int, tuple[Any, bool]] = {}  # id -> (container, holds a tensor)
+
+    def step(self, count: int = 1) -> None:
+        self.steps += count
+        if self.steps > self.budget:
+            raise BadInputError(f"{self.source}: naming its tensors takes more than {self.budget} steps "
+                                "(sub-dicts shared many times over?); refusing it")
+
+    def holds_tensors(self, value: Any) -> bool:
+        """Whether a tensor is reachable from ``value``; each container is looked into once."""
+        value = _mapping(value)
+        if isinstance(value, TensorRef):
             return True
-        item = _mapping(item)
-        if isinstance(item, dict) and id(item) not in seen:
-            seen.add(id(item))
-            if depth >= MAX_DEPTH:
-                raise BadInputError(f"{source}: nests dicts more than {MAX_DEPTH} deep; refusing it")
-            stack.extend((v, depth + 1) for v in item.values())
-    return False
+        if _entries(value) is None:
+            return False
+        known = self._holds.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        # Depth-first, post-order; a container met again while still open (a cycle) counts as empty.
+        self._holds[id(value)] = (value, False)
+        stack: list[tuple[Any, Any, bool]] = [(value, iter(_entries(value)), False)]
+        while stack:
+            node, children, found = stack[-1]
+            advanced = False
+            for _, child in children:
+                self.step()
+                child = _mapping(child)
+                if isinstance(child, TensorRef):
+                    found = True
+                    continue
+                if _entries(child) is None:
+                    continue
+                known = self._holds.get(id(child))
+                if known is not None and known[0] is child:
+                    found = found or known[1]
+                    continue
+                if len(stack) >= MAX_DEPTH:
+                    raise BadInputError(f"{self.source}: nests containers more than {MAX_DEPTH} deep; refusing it")
+                self._holds[id(child)] = (child, False)
+                stack[-1] = (node, children, found)
+                stack.append((child, iter(_entries(child)), False))
+                advanced = True
+                break
+            if advanced:
+                continue
+            stack.pop()
+            self._holds[id(node)] = (node, found)
+            if found and stack:
+                parent, parent_children, _ = stack[-1]
+                stack[-1] = (parent, parent_children, True)
+        return self._holds[id(value)][1]
 
 
-def find_weights(value: Any, source: str) -> FoundWeights:
-    """The named tensors in ``value`` (an unpickled checkpoint) plus what was left out."""
+def find_weights(value: Any, source: str, *, file_size: int | None = None, limits: Limits = DEFAULT_LIMITS,
+                 objects: int = 0) -> FoundWeights:
+    """The named tensors in ``value`` (an unpickled checkpoint) plus what was left out.
+
+    ``objects`` (values the pickle built) scales the walk budget; with ``file_size`` the
+    tensors' described size is checked against the file (``check_expansion``).
+    """
+    walker = _Walker(source, max(limits.walk_floor, 2 * objects))
+    found = _find(value, source, walker)
+    if not found.tensors:
+        raise BadInputError(f"{source}: contains no tensors; nothing to convert")
+    if file_size is not None:
+        check_expansion(found.tensors, file_size, source, limits)
+    return found
+
+
+def _find(value: Any, source: str, walker: _Walker) -> FoundWeights:
     if isinstance(value, TensorRef):
         return FoundWeights({"tensor": value})
+    if isinstance(value, (list, tuple)):
+        found = FoundWeights({})
+        _flatten(value, "", found, walker)
+        return found
     if not isinstance(value, dict):
         raise BadInputError(f"{source}: holds a {describe(value)}, not a dict of tensors; nothing to convert")
-    if isinstance(_mapping(value.get("string_to_param")), dict):
+    if _is_embedding(value, walker):
         return _embedding(value, source)
 
     root, prefix_path = value, []
     while True:
-        wrappers = [k for k in WRAPPER_KEYS if isinstance(root.get(k), dict) and _has_tensors(root[k], source)]
-        loose_tensors = any(isinstance(v, TensorRef) for v in root.values())
+        wrappers = [k for k in WRAPPER_KEYS if isinstance(root.get(k), dict) and walker.holds_tensors(root[k])]
+        loose_tensors = any(isinstance(_mapping(v), TensorRef) for v in root.values())
         if len(wrappers) != 1 or loose_tensors:
             break
         prefix_path.append(wrappers[0])
@@ -90,10 +172,16 @@ def find_weights(value: Any, source: str) -> FoundWeights:
     found = FoundWeights({})
     if prefix_path:
         _report_outside(value, prefix_path, found)
-    _flatten(root, "", found, source)
-    if not found.tensors:
-        raise BadInputError(f"{source}: contains no tensors; nothing to convert")
+    _flatten(root, "", found, walker)
     return found
+
+
+def _is_embedding(value: dict, walker: _Walker) -> bool:
+    """An A1111 / textual-inversion embedding: a ``string_to_param`` table and no tensors elsewhere
+    (a checkpoint that happens to hold a ``string_to_param`` entry is still a checkpoint)."""
+    if not isinstance(_mapping(value.get("string_to_param")), dict):
+        return False
+    return not any(walker.holds_tensors(item) for key, item in value.items() if key not in _EMBEDDING_TENSOR_KEYS)
 
 
 def _report_outside(value: dict, path: list[str], found: FoundWeights) -> None:
@@ -113,27 +201,44 @@ def _report_outside(value: dict, path: list[str], found: FoundWeights) -> None:
         prefix += f"{part}."
 
 
-def _flatten(root: dict, prefix: str, found: FoundWeights, source: str) -> None:
+def _key_name(key: Any) -> str | None:
+    """The path component for a container key: strings as they are, ints (list indexes, int dict
+    keys) as their number; None for keys that cannot name a tensor."""
+    if isinstance(key, str):
+        return key
+    if type(key) is int:
+        return str(key)
+    return None
+
+
+def _flatten(root: Any, prefix: str, found: FoundWeights, walker: _Walker) -> None:
+    source = walker.source
     stack = [(root, prefix, 0)]
     while stack:
         node, prefix, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise BadInputError(f"{source}: nests dicts more than {MAX_DEPTH} deep; refusing it")
-        for key, item in node.items():
-            if not isinstance(key, str):
+            raise BadInputError(f"{source}: nests containers more than {MAX_DEPTH} deep; refusing it")
+        for key, item in _entries(node):
+            walker.step()
+            part = _key_name(key)
+            item = _mapping(item)
+            if part is None:
+                if walker.holds_tensors(item):
+                    raise BadInputError(f"{source}: holds tensors under a {type(key).__name__} key "
+                                        f"({repr(prefix)[1:-1]}{repr(key)[:60]}), which cannot name them; "
+                                        "refusing to drop them")
                 found.dropped.append(f"{prefix}{repr(key)[:80]} ({describe(item)})")
                 continue
-            name = prefix + key
-            item = _mapping(item)
+            name = prefix + part
             if isinstance(item, TensorRef):
                 if name in found.tensors:
                     raise BadInputError(f"{source}: two tensors flatten to the same name {name!r}")
                 if len(found.tensors) >= MAX_TENSORS:
                     raise BadInputError(f"{source}: holds more than {MAX_TENSORS} tensors; refusing it")
                 found.tensors[name] = item
-            elif isinstance(item, dict) and _has_tensors(item, source):
+            elif _entries(item) is not None and walker.holds_tensors(item):
                 stack.append((item, name + ".", depth + 1))
-            elif depth == 0 and isinstance(item, (int, float, str, bool)):
+            elif depth == 0 and isinstance(item, (int, float, str, bool)) and isinstance(node, dict):
                 found.extras[name] = item
             else:
                 found.dropped.append(f"{name} ({describe(item)})")
@@ -153,3 +258,54 @@ def _embedding(value: dict, source: str) -> FoundWeights:
         else:
             found.dropped.append(f"{key} ({describe(item)})")
     return found
+
+
+def _human(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def check_expansion(tensors: dict[str, TensorRef], file_size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse tensors that describe far more bytes than the file stores, before anything is read.
+
+    A stride-0 or overlapping view may repeat its storage's elements, and one storage may be
+    named by many keys: reading, hashing or writing such a file costs its described size, not
+    its size on disk. A view may describe at most its storage's bytes (or ``view_floor``); all
+    tensors together at most ``expansion_factor`` x the file (or ``expansion_floor``). With
+    ``limits.allow_expansion`` both are accepted (``--allow-expansion``).
+    """
+    if limits.allow_expansion:
+        return
+    hint = "; refusing it (--allow-expansion accepts it)"
+    total = 0
+    for name, ref in tensors.items():
+        described = ref.nbytes
+        total += described
+        if described > max(ref.storage.nbytes, limits.view_floor) and ref.overlaps():
+            raise BadInputError(
+                f"{source}: tensor {name!r} is a view that repeats its storage's elements (stride "
+                f"{ref.stride}): {_human(described)} described over {_human(ref.storage.nbytes)} stored{hint}")
+    allowed = max(limits.expansion_factor * file_size, limits.expansion_floor)
+    if total > allowed:
+        raise BadInputError(
+            f"{source}: its {len(tensors)} tensors describe {_human(total)} from a {_human(file_size)} file "
+            f"(storages named many times over), more than {limits.expansion_factor} x the file{hint}")
+
+
+def byte_swapped(name: str, ref: TensorRef, big_endian: bool, source: str) -> bool:
+    """Whether tensor ``name`` of a big-endian archive is byte-swapped when read, as torch does it.
+
+    torch swaps each storage by the storage's element size, never a byte storage (the
+    ``UntypedStorage`` behind ``_rebuild_tensor_v3`` dtypes such as fp8 or uint16), whatever
+    dtype the tensor views it as. A tensor viewing a typed storage as a dtype of another size
+    would be swapped in units that split its elements: refused.
+    """
+    if not big_endian or ref.swap_itemsize == 1:
+        return False
+    if ref.swap_itemsize != DTYPES[ref.dtype].itemsize:
+        raise BadInputError(f"{source}: tensor {name!r} reads a {ref.storage.dtype} storage of a big-endian "
+                            f"archive as {ref.dtype}; torch would swap its bytes in {ref.swap_itemsize}-byte "
+                            "units, refusing it")
+    return True
