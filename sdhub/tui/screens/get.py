@@ -13,11 +13,11 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, DataTable, Footer, Header, Input, Label, Select
 from textual.worker import get_current_worker
 
-from sdhub.cli.render import human_size
 from sdhub.tui import keys
 from sdhub.tui.backend import error_message, feature
 from sdhub.tui.messages import DownloadsChanged
 from sdhub.tui.widgets.downloads_panel import DownloadsPanel
+from sdhub.units import human_size
 
 #: Civitai's model types and base models offered in the search form (exact API strings).
 MODEL_TYPES = ("Checkpoint", "LORA", "LoCon", "TextualInversion", "VAE")

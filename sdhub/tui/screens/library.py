@@ -18,7 +18,6 @@ from textual.worker import get_current_worker
 
 from sdhub.catalog.db import connect
 from sdhub.catalog.records import Asset, AssetDetails
-from sdhub.cli.render import human_size
 from sdhub.config import ASSET_KINDS
 from sdhub.errors import UsageError
 from sdhub.progress import Progress
@@ -30,6 +29,7 @@ from sdhub.tui.screens.details import DetailsScreen
 from sdhub.tui.widgets.activity import ActivityBar
 from sdhub.tui.widgets.asset_detail import AssetDetail
 from sdhub.tui.widgets.asset_table import AssetTable, Column, TableRow
+from sdhub.units import human_size
 
 COLUMNS = [
     Column("name", "Name"),

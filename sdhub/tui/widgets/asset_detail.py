@@ -13,8 +13,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from sdhub.catalog.records import AssetDetails
-from sdhub.cli.render import human_size
 from sdhub.tui.widgets.image_view import ImageView
+from sdhub.units import human_size
 
 _HTML_TAG = re.compile(r"<[^>]+>")
 DESCRIPTION_LIMIT = 600

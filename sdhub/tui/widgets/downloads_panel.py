@@ -7,9 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from sdhub.cli.render import human_size
 from sdhub.tui import keys
 from sdhub.tui.download_jobs import DownloadJob
+from sdhub.units import human_size
 
 BAR_WIDTH = 16
 COLUMNS = (("name", "Name"), ("state", "State"), ("progress", "Progress"), ("size", "Size"),
