@@ -81,13 +81,13 @@ def generate_command(
 
 
 def _asuka(model: str, vae: Optional[str], reference: Optional[str], device: Optional[str], dtype: Optional[str],
-           as_json: bool) -> None:
+           as_json: bool, force: bool) -> None:
     from sdhub.generate.reference_tests import run_asuka
 
     home = STATE.open_home()
     with RichProgress() as progress:
         result = run_asuka(home, model, vae_ref=vae, reference=reference, device=device, dtype=dtype,
-                           progress=progress)
+                           progress=progress, force=force)
     if as_json:
         print_json(result)
     else:
@@ -118,12 +118,17 @@ def asuka_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    force: bool = typer.Option(False, "--force", help="Draw even when the model is not the one the test is for "
+                                                      "(its hash is checked first; the verdict is then wrong-model)."),
 ) -> None:
     """Run the Asuka test (NAI-era settings, ENSD 31337) and judge the image; exit 1 unless it passes.
 
+    The model's hash is checked before drawing: another model is refused (exit 1) unless --force.
+    On a CPU the run takes minutes; the time it will take is said after the first step.
+
     Example: sdhub test asuka --model animefull-final-pruned --vae animevae --reference naio.png
     """
-    _asuka(model, vae, reference, device, dtype, as_json)
+    _asuka(model, vae, reference, device, dtype, as_json, force)
 
 
 def smoke_command(

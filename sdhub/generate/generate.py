@@ -261,14 +261,17 @@ def _next_image_paths(folder: Path, seeds: list[int]) -> list[Path]:
     return [folder / f"{start + index:05d}-{seed}.png" for index, seed in enumerate(seeds)]
 
 
-def generate(home: Home, model_ref: str, params: GenerationParams, progress: Progress = NULL_PROGRESS, *,
-             vae_ref: str | None = None, out_dir: str | Path | None = None, device: str | None = None,
-             dtype: str | None = None, vae_dtype: str | None = None, auto_fp32_vae: bool = True,
-             file_prefix: str | None = None) -> GenerationResult:
-    """Generate images from ``params`` with the model ``model_ref`` and write them as PNGs with infotext."""
+def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams,
+             progress: Progress = NULL_PROGRESS, *, vae_ref: str | None = None, out_dir: str | Path | None = None,
+             device: str | None = None, dtype: str | None = None, vae_dtype: str | None = None,
+             auto_fp32_vae: bool = True, file_prefix: str | None = None) -> GenerationResult:
+    """Generate images from ``params`` with the model ``model_ref`` and write them as PNGs with infotext.
+
+    ``model_ref`` may be a ``resolve_file`` result already in hand, so its file is not hashed twice.
+    """
     params.validate()
     params = params.with_seeds()
-    model = resolve_file(home, model_ref, "checkpoint")
+    model = model_ref if isinstance(model_ref, ResolvedFile) else resolve_file(home, model_ref, "checkpoint")
     notes: list[str] = []
     if vae_ref is None and (beside := sidecar_vae(model.path)) is not None:
         vae_ref = str(beside)

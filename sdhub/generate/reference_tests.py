@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sdhub.config import Home
-from sdhub.errors import BadInputError, SdhubError
-from sdhub.generate.generate import GenerationResult, generate, load_model_cached, resolve_file
+from sdhub.errors import BadInputError, SdhubError, VerificationError
+from sdhub.generate.generate import GenerationResult, ResolvedFile, generate, load_model_cached, resolve_file
 from sdhub.generate.pipeline import GenerationParams
 from sdhub.generate.verdicts import Verdict, judge_image
 from sdhub.progress import NULL_PROGRESS, Progress
@@ -30,6 +30,7 @@ ASUKA_PARAMS = GenerationParams(
 )
 #: A1111's legacy (8-hex) hash of NovelAI's animefull-final-pruned, the model the Asuka test is for.
 ASUKA_MODEL_HASH = "925997e9"
+ASUKA_MODEL_NAME = "NovelAI's animefull-final-pruned"
 
 SMOKE_PARAMS = GenerationParams(
     prompt="a photo of a red apple on a wooden table, soft daylight, high detail",
@@ -92,13 +93,38 @@ def _record(home: Home, model_path: str, result: ReferenceTestResult) -> None:
         result.notes.append(f"not recorded in the catalog: {error}")
 
 
+class WrongModelError(VerificationError):
+    """The Asuka test was asked to draw with a model other than the one it is for."""
+
+    def __init__(self, message: str, *, actual_hash: str) -> None:
+        super().__init__(message)
+        self.actual_hash = actual_hash
+
+
+def check_asuka_model(model: ResolvedFile) -> str | None:
+    """Refuse (``WrongModelError``) a model whose A1111 hash is not the Asuka test's; a note when it has none."""
+    actual = model.legacy_hash
+    if not actual:
+        return (f"{model.name} has no A1111 model hash (a pipeline folder): it cannot be checked against "
+                f"{ASUKA_MODEL_NAME} ({ASUKA_MODEL_HASH}) before drawing")
+    if not actual.lower().startswith(ASUKA_MODEL_HASH):
+        raise WrongModelError(
+            f"{model.path.name} has model hash {actual}, not {ASUKA_MODEL_HASH}: the Asuka test is for "
+            f"{ASUKA_MODEL_NAME}, and any other model draws another picture (verdict 'wrong-model'); "
+            "nothing was drawn. Add --force to draw it anyway", actual_hash=actual)
+    return None
+
+
 def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, reference: str | Path | None = None,
               device: str | None = None, dtype: str | None = None, vae_dtype: str | None = None,
               progress: Progress = NULL_PROGRESS, overrides: dict[str, Any] | None = None,
-              record: bool = True) -> ReferenceTestResult:
+              record: bool = True, force: bool = False) -> ReferenceTestResult:
     """The Asuka test: canonical settings, a verdict, the image, and the result stored in the catalog.
 
-    ``overrides`` replaces canonical settings (steps, size) for quick checks; the result says so.
+    The model's hash is checked before anything is drawn: a model other than the test's is refused
+    with ``WrongModelError`` unless ``force``. On a CPU the first step is timed and the time the
+    whole run will take is reported through ``progress.message``. ``overrides`` replaces canonical
+    settings (steps, size) for quick checks; the result says so.
     """
     params = replace(ASUKA_PARAMS, **(overrides or {}))
     notes = []
@@ -106,9 +132,26 @@ def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, referen
         notes.append("non-canonical settings: " + ", ".join(f"{key}={value}" for key, value in overrides.items()))
     reference_image = _open_reference(reference) if reference is not None else None
     started = time.perf_counter()
-    generated = generate(home, model_ref, params, progress, vae_ref=vae_ref,
+    model = resolve_file(home, model_ref, "checkpoint")
+    try:
+        unchecked = check_asuka_model(model)
+    except WrongModelError:
+        if not force:
+            raise
+        progress.message(f"{model.path.name} is not {ASUKA_MODEL_NAME} ({model.legacy_hash} is not "
+                         f"{ASUKA_MODEL_HASH}): drawing anyway (--force); the verdict will be 'wrong-model'")
+    else:
+        if unchecked:
+            notes.append(unchecked)
+    from sdhub.generate.loading import select_device
+
+    if select_device(device).type == "cpu":
+        progress.message(f"the Asuka test draws {params.steps} steps at {params.width}x{params.height} on the CPU, "
+                         "which takes minutes; the first step is timed for an estimate")
+        progress = StepTimeEstimate(progress)
+    generated = generate(home, model, params, progress, vae_ref=vae_ref,
                          out_dir=home.outputs_dir / "tests", device=device, dtype=dtype, vae_dtype=vae_dtype,
-                         file_prefix=f"asuka-{Path(model_ref).stem}")
+                         file_prefix=f"asuka-{model.path.stem}")
     seconds = time.perf_counter() - started
     if generated.device == "cpu" and generated.dtype == "fp32":
         notes.append("ran in fp32 on the CPU; A1111 of 2022 ran fp16 on a GPU, so expect small pixel differences")
@@ -122,6 +165,65 @@ def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, referen
     if record:
         _record(home, str(generated.model.path), result)
     return result
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a short duration a user reads at a glance: '45 s', '8 min 30 s', '1 h 5 min'."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+class StepTimeEstimate:
+    """Passes progress through; when the first sampling step is done, says how long all the steps take."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def task(self, description: str, total: float | None = None, unit: str = "") -> Any:
+        task = self._progress.task(description, total, unit)
+        if unit != "steps" or not total:
+            return task
+        return _TimedSteps(task, total, self._progress.message)
+
+    def message(self, text: str) -> None:
+        self._progress.message(text)
+
+    def __getattr__(self, name: str) -> Any:  # whatever else the wrapped progress offers (cancellation)
+        return getattr(self._progress, name)
+
+
+class _TimedSteps:
+    def __init__(self, task: Any, total: float, say: Any) -> None:
+        self._task = task
+        self._total = total
+        self._say = say
+        self._started = time.perf_counter()
+        self._done = 0.0
+
+    def advance(self, amount: float = 1) -> None:
+        self._task.advance(amount)
+        if self._done == 0 and amount > 0:
+            per_step = (time.perf_counter() - self._started) / amount
+            self._say(f"first step took {per_step:.1f} s: about {format_duration(per_step * self._total)} "
+                      f"for all {self._total:g} steps, then the VAE decode")
+        self._done += amount
+
+    def update(self, *, completed: float | None = None, total: float | None = None,
+               description: str | None = None) -> None:
+        self._task.update(completed=completed, total=total, description=description)
+
+    def finish(self) -> None:
+        self._task.finish()
+
+    def __enter__(self) -> "_TimedSteps":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
 
 
 def _open_reference(path: str | Path) -> Any:
