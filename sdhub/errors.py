@@ -51,6 +51,12 @@ class NotFoundError(SdhubError):
     exit_code = 1
 
 
+class MissingFileError(NotFoundError):
+    """A file or folder named on the command line does not exist: bad input, so exit 2."""
+
+    exit_code = 2
+
+
 class VerificationError(SdhubError):
     """A result did not verify: hash mismatch, tensors differ, image check failed."""
 
