@@ -21,6 +21,10 @@ def convert_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing .safetensors outputs."),
     verify: bool = typer.Option(False, "--verify", help="Re-read the output and compare every tensor with the source."),
     delete_original: bool = typer.Option(False, "--delete-original", help="Remove each source after it converted."),
+    allow_expansion: bool = typer.Option(
+        False, "--allow-expansion",
+        help="Accept tensors that describe far more than the file stores (stride-0 views, one storage under "
+             "many names); the output can be many times the input."),
     json_output: bool = typer.Option(False, "--json", help="Print the reports as JSON."),
 ) -> None:
     """Convert PyTorch pickles to .safetensors without running any code from them.
@@ -31,7 +35,8 @@ def convert_command(
 
     with RichProgress() as progress:
         reports = convert_paths(paths, out, dtype=dtype, overwrite=overwrite, verify=verify,
-                                delete_original=delete_original, progress=progress)
+                                delete_original=delete_original, progress=progress,
+                                allow_expansion=allow_expansion)
     failed = [report for report in reports if report.status == "failed"]
     if json_output:
         print_json(reports)

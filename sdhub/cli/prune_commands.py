@@ -33,6 +33,10 @@ def prune_command(
     keep_training_state: bool = typer.Option(False, "--keep-training-state",
                                              help="Keep training-only tensors (loss, discriminator) and counters."),
     force: bool = typer.Option(False, "--force", help="Clamp values beyond fp16's range instead of stopping."),
+    allow_expansion: bool = typer.Option(
+        False, "--allow-expansion",
+        help="Accept tensors that describe far more than the file stores (stride-0 views, one storage under "
+             "many names)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file (never the input)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -51,7 +55,7 @@ def prune_command(
             raise UsageError(f"prune takes one model file (got {len(paths)}); a second file goes with --vae bake")
         src, vae_file = paths[0], None
     options = PruneOptions(ema=ema, dtype=dtype, vae=vae, vae_file=vae_file, vae_dtype=vae_dtype, fix_clip=fix_clip,
-                           keep_training_state=keep_training_state, force=force)
+                           keep_training_state=keep_training_state, force=force, allow_expansion=allow_expansion)
     with RichProgress() as progress:
         report = prune(src, out, options, progress, overwrite=overwrite)
     if json_output:

@@ -46,7 +46,7 @@ class Limits:
     hash_floor: int = 4_000_000
     hash_factor: int = 4
     #: Weights walk: dict/list entries visited while naming tensors.
-    walk_floor: int = 1_000_000
+    walk_floor: int = 250_000
     #: Tensors may describe more bytes than the file stores (shared storages, stride-0 or
     #: overlapping views) only up to these bounds unless ``allow_expansion`` is set.
     expansion_factor: int = 4
@@ -153,9 +153,9 @@ class SafeUnpickler:
         self._built += nbytes
         if self._built > self._build_budget:
             raise _corrupt(
-                f"building its values takes more than {_size(self._build_budget)} (the limit is "
+                f"building its values takes more than {_amount(self._build_budget)} (the limit is "
                 f"{self.limits.build_factor} x its {self._pickle_bytes}-byte pickle, at least "
-                f"{_size(self.limits.build_floor)}; a value copied over and over?); refusing it")
+                f"{_amount(self.limits.build_floor)}; a value copied over and over?); refusing it")
 
     def _check_key(self, value: Any) -> None:
         """Check a dict key or set item once per object and count the hashing it costs each use."""
@@ -673,9 +673,10 @@ _MAX_KEY_ITEMS = 10_000
 _CONTAINER = 64
 _ELEMENT = 8
 _SET_ELEMENT = 32
+_PAIR = 64
 
 
-def _size(nbytes: int) -> str:
+def _amount(nbytes: int) -> str:
     return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else f"{nbytes} bytes"
 
 
@@ -759,13 +760,14 @@ def _ordered_dict(self: SafeUnpickler, args: tuple) -> dict:
     if not args:
         return {}
     if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        result: dict = {}
-        self._spend(_CONTAINER + 2 * _ELEMENT * len(args[0]))
-        for pair in args[0]:
+        pairs = args[0]
+        self._spend(_CONTAINER + _PAIR * len(pairs))
+        check = self._check_key
+        for pair in pairs:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise _corrupt("OrderedDict with malformed items")
-            self._setitems([result], list(pair))
-        return result
+            check(pair[0])
+        return dict(pairs)
     raise _corrupt("OrderedDict with unexpected arguments")
 
 

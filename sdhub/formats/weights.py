@@ -99,12 +99,12 @@ class _Walker:
             return known[1]
         # Depth-first, post-order; a container met again while still open (a cycle) counts as empty.
         self._holds[id(value)] = (value, False)
+        self.step(len(value))
         stack: list[tuple[Any, Any, bool]] = [(value, iter(_entries(value)), False)]
         while stack:
             node, children, found = stack[-1]
             advanced = False
             for _, child in children:
-                self.step()
                 child = _mapping(child)
                 if isinstance(child, TensorRef):
                     found = True
@@ -118,6 +118,7 @@ class _Walker:
                 if len(stack) >= MAX_DEPTH:
                     raise BadInputError(f"{self.source}: nests containers more than {MAX_DEPTH} deep; refusing it")
                 self._holds[id(child)] = (child, False)
+                self.step(len(child))
                 stack[-1] = (node, children, found)
                 stack.append((child, iter(_entries(child)), False))
                 advanced = True
@@ -218,8 +219,8 @@ def _flatten(root: Any, prefix: str, found: FoundWeights, walker: _Walker) -> No
         node, prefix, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise BadInputError(f"{source}: nests containers more than {MAX_DEPTH} deep; refusing it")
+        walker.step(len(node))
         for key, item in _entries(node):
-            walker.step()
             part = _key_name(key)
             item = _mapping(item)
             if part is None:

@@ -143,10 +143,6 @@ def _specs(model: ModelFile, target: str | None) -> list[TensorSpec]:
     return specs
 
 
-#: The smallest magnitude fp16 rounds to infinity (65504 is the largest finite value).
-_FP16_OVERFLOW = 65520.0
-
-
 def _caster(target: str, name: str, source_file: str, buffers: dict[str, Any] | None = None):
     """An elementwise cast for one tensor; with ``buffers`` it casts into one reused buffer per dtype.
 
@@ -158,15 +154,13 @@ def _caster(target: str, name: str, source_file: str, buffers: dict[str, Any] | 
     def cast(tensor: Any) -> Any:
         import torch
 
-        from sdhub.ops.cast import cast_tensor
+        from sdhub.ops.cast import cast_tensor, fits_fp16
 
         dtype = torch_dtype(target)
         if tensor.numel() == 0 or not tensor.is_floating_point():
             return cast_tensor(tensor, target, name=name, source_file=source_file)
-        if dtype == torch.float16 and tensor.dtype != torch.float16:
-            low, high = torch.aminmax(tensor)
-            if not (low > -_FP16_OVERFLOW and high < _FP16_OVERFLOW):
-                return cast_tensor(tensor, target, name=name, source_file=source_file)
+        if dtype == torch.float16 and tensor.dtype != torch.float16 and not fits_fp16(tensor):
+            return cast_tensor(tensor, target, name=name, source_file=source_file)
         if buffers is None:
             return tensor.to(dtype)
         buffer = buffers.get(target)

@@ -20,7 +20,7 @@ from sdhub.formats import ModelFile, open_model
 from sdhub.formats.dtypes import DTYPES
 from sdhub.models import components as comp
 from sdhub.models.detect import Detection, detect, read_sidecar_config
-from sdhub.ops.cast import FP16_OVERFLOW
+from sdhub.ops.cast import FP16_OVERFLOW, NARROW_FLOATS, measurable
 from sdhub.ops.prune import (
     SOURCE_SHA256_KEY,
     PruneOptions,
@@ -249,13 +249,13 @@ def scan_values(model: ModelFile, groups: dict[str, list[str]], progress: Progre
             if position_ids_broken(model.load(name)):
                 scan.broken_position_ids.add(name)
         if DTYPES[info.dtype_name].floating and info.numel:
-            tensor = model.load(name)
+            tensor = measurable(model.load(name))
             low, high = (float(v) for v in torch.aminmax(tensor))
             if math.isnan(low) or math.isnan(high):
                 _count(scan.nan_values, scan.nan_tensors, component, name, int(torch.isnan(tensor).sum()))
             if math.isinf(low) or math.isinf(high):
                 _count(scan.inf_values, scan.inf_tensors, component, name, int(torch.isinf(tensor).sum()))
-            if info.dtype_name != "F16" and (high >= FP16_OVERFLOW or low <= -FP16_OVERFLOW):
+            if info.dtype_name not in ("F16", *NARROW_FLOATS) and (high >= FP16_OVERFLOW or low <= -FP16_OVERFLOW):
                 over = int((torch.isfinite(tensor) & (tensor.abs() >= FP16_OVERFLOW)).sum())
                 if over:
                     scan.overflow_values += over

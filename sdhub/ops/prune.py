@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sdhub.errors import BadInputError, UsageError
 from sdhub.formats import DeferredValue, ModelFile, TensorSpec, open_model, write_safetensors
 from sdhub.formats.dtypes import DTYPES
+from sdhub.formats.safe_unpickler import DEFAULT_LIMITS
 from sdhub.models import components as comp
 from sdhub.models.detect import PREDICTION_METADATA_KEY, Detection, detect, read_sidecar_config
 from sdhub.models.vae_keys import is_diffusers_vae, ldm_vae_names, ldm_vae_shape
@@ -47,6 +48,7 @@ class PruneOptions:
     fix_clip: bool = False
     keep_training_state: bool = False
     force: bool = False
+    allow_expansion: bool = False  # accept tensors describing far more than the file stores
 
     def __post_init__(self) -> None:
         if self.ema is not None and self.ema not in EMA_CHOICES:
@@ -276,7 +278,8 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
     if out_path.exists() and not overwrite:
         raise UsageError(f"{out_path} already exists (use --overwrite to replace it)")
     with contextlib.ExitStack() as stack:
-        model = stack.enter_context(open_model(src_path))
+        model = stack.enter_context(open_model(src_path, limits=replace(DEFAULT_LIMITS,
+                                                                       allow_expansion=options.allow_expansion)))
         detection = detect(model.tensors, model.metadata, sidecar_config=read_sidecar_config(src_path))
         vae_model = stack.enter_context(open_model(options.vae_file)) if options.vae == "bake" else None
         broken = find_broken_position_ids(model)
