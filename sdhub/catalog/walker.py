@@ -98,9 +98,20 @@ def _walk_one(root: str, kind: str | None, root_paths: set[str], excluded: set[s
                                       _sidecars(folder, entry.name, names))
                     result.files.append(found)
                     task.advance(1)
+                elif is_model_file_name(entry.name):
+                    _skip_irregular(entry, result)
             except OSError:
                 # Vanished between listing and stat, or a dangling link: nothing to catalog.
                 continue
+
+
+def _skip_irregular(entry: os.DirEntry, result: WalkResult) -> None:
+    """A FIFO, socket or device named like a model is listed as skipped: reading it would hang the scan."""
+    from sdhub.formats.regular_file import irregular_kind
+
+    kind = irregular_kind(entry.stat().st_mode)
+    if kind is not None:
+        result.skipped.append({"path": entry.path, "reason": f"{kind}, not a model file; not read"})
 
 
 def sidecar_stamps(model_path: str | Path) -> dict[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import mmap
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +18,11 @@ from typing import Any, Callable
 from sdhub.errors import BadInputError, NotFoundError, UnsafeFileError, UsageError
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
 from sdhub.formats.pickle_values import PickleReport, is_contiguous
+from sdhub.formats.regular_file import open_regular_file
 from sdhub.formats.safe_unpickler import DEFAULT_LIMITS, Limits, SafeUnpickler
 from sdhub.formats.safetensors_file import looks_like_safetensors, read_safetensors_header
 from sdhub.formats.safetensors_writer import RawSource, TensorSpec
-from sdhub.formats.torch_legacy import looks_like_legacy, read_legacy
+from sdhub.formats.torch_legacy import looks_like_legacy, read_legacy, reads_as_tar
 from sdhub.formats.torch_zip import ZIP_MAGIC, read_data_pickle, read_zip, storage_loader
 from sdhub.formats.weights import byte_swapped, find_weights
 
@@ -218,19 +218,9 @@ def _byteswapped(flat: Any) -> Any:
 def open_model(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> ModelFile:
     """Open a .safetensors, torch zip or legacy torch file safely (nothing in it is executed)."""
     path = Path(path)
+    file = open_regular_file(path)
     try:
-        file = open(path, "rb", buffering=0)
-    except FileNotFoundError:
-        raise NotFoundError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a folder, not a model file") from None
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
-    try:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{path} is not a regular file")
-        return _open(path, file, info.st_size, limits)
+        return _open(path, file, os.fstat(file.fileno()).st_size, limits)
     except BaseException:
         file.close()
         raise
@@ -239,7 +229,10 @@ def open_model(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS)
 def _open(path: Path, file: Any, size: int, limits: Limits) -> ModelFile:
     fd = file.fileno()
     source = path.name
-    head = os.pread(fd, 16, 0)
+    head = os.pread(fd, 512, 0)
+    if (head[:4] == ZIP_MAGIC or looks_like_legacy(head)) and reads_as_tar(head):
+        raise UnsafeFileError(f"{source}: is also a tar archive (torch.load reads a file that is not a zip as a "
+                              "tar first); refusing the polyglot")
     if head[:4] == ZIP_MAGIC:
         return _open_zip(path, file, size, source, limits)
     if looks_like_legacy(head):

@@ -10,6 +10,7 @@ polyglot other tools would read differently) is refused.
 from __future__ import annotations
 
 import struct
+import tarfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,12 +115,19 @@ def read_legacy(data: Any, size: int, source: str, limits: Limits) -> LegacyFile
 
 
 def _ends_with_zip(data: Any, size: int) -> bool:
-    """Whether a zip end record sits where zip readers look for one (the comment reaching EOF)."""
+    """Whether a zip reader would find an end record in the file's tail: miniz takes the last
+    signature with a whole record after it, whatever its comment length says."""
     start = max(0, size - (22 + 0xFFFF))
     tail = bytes(data[start:size])
-    at = tail.rfind(b"PK\x05\x06")
-    while at >= 0:
-        if at + 22 <= len(tail) and start + at + 22 + struct.unpack_from("<H", tail, at + 20)[0] == size:
-            return True
-        at = tail.rfind(b"PK\x05\x06", 0, at)
-    return False
+    return tail.rfind(b"PK\x05\x06", 0, len(tail) - 18) >= 0
+
+
+def reads_as_tar(head: bytes) -> bool:
+    """Whether a file starting with ``head`` opens as a tar archive: ``torch.load`` tries Python's
+    ``tarfile`` on every file that is not a zip, before the legacy pickles, and ``tarfile`` takes
+    any first block that passes as a header."""
+    try:
+        tarfile.TarInfo.frombuf(head[:tarfile.BLOCKSIZE], tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True

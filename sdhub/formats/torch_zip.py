@@ -4,7 +4,9 @@ The central directory is parsed by hand and cross-checked with every local heade
 record's bytes are located by offset in the file so tensors can be copied or mapped straight
 from it. Anything torch would read differently from us is refused: a compressed or encrypted
 record, leading junk, names outside the archive's single prefix, duplicate or unknown names,
-TorchScript archives, overlapping records.
+TorchScript archives, overlapping records. So is anything two zip readers could read as two
+archives: a second end record, zip64 and plain end records that disagree, and bytes no record
+accounts for between the records, the central directory and the end records.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ _ALLOWED_FLAGS = 0x0008 | 0x0800  # data descriptor, UTF-8 names
 _MAX_ENTRIES = 1_000_000
 _MAX_DIRECTORY_BYTES = 256 * 1024 * 1024
 _MAX_SMALL_RECORD = 4096  # version, byteorder and the like
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_DOS_FOLDER = 0x10  # external attribute bit: miniz treats such a record as a folder and reads nothing
+#: Folder entries some archivers add (``NAME/``, no data): the archive folder and its subfolders.
+_FOLDERS = ("", "data/", ".data/")
 
 _RECORD_NAME = re.compile(
     r"(data\.pkl|data/\d+|version|byteorder|\.format_version|\.storage_alignment|"
@@ -84,59 +90,137 @@ def _zip64_values(extra: bytes, wanted: list[str]) -> dict[str, int]:
 def read_zip(fd: int, size: int, source: str) -> ZipContainer:
     """Parse and validate the archive in ``fd`` (``size`` bytes); raise with ``source`` in messages."""
     try:
-        return _read_zip(fd, size, source)
+        return _read_zip(_Bounded(fd, size), source)
     except (BadInputError, UnsafeFileError) as error:
         if error.message.startswith(source):
             raise
         raise type(error)(f"{source}: {error.message}") from None
     except (struct.error, UnicodeDecodeError, OverflowError, ValueError) as error:
         raise BadInputError(f"{source}: corrupt zip archive ({error}); refusing it") from None
+    except OSError as error:
+        raise BadInputError(f"{source}: cannot be read ({error.strerror or error})") from None
 
 
-def _find_eocd(fd: int, size: int) -> int:
-    tail_start = max(0, size - (_EOCD.size + 0xFFFF))
-    tail = _read_at(fd, tail_start, size - tail_start)
-    pos = tail.rfind(b"PK\x05\x06")
-    while pos >= 0:
-        if pos + _EOCD.size <= len(tail):
-            comment_length = struct.unpack_from("<H", tail, pos + 20)[0]
-            if tail_start + pos + _EOCD.size + comment_length == size:
-                return tail_start + pos
-        pos = tail.rfind(b"PK\x05\x06", 0, pos)
-    raise BadInputError("not a complete zip archive (no end record; truncated?)")
+class _Bounded:
+    """Reads of the archive that never reach outside the file, whatever offset a field claims."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+
+    def read(self, offset: int, length: int, what: str = "a zip field") -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise BadInputError(f"{what} points outside the file (truncated or corrupt)")
+        return _read_at(self.fd, offset, length)
 
 
-def _read_zip(fd: int, size: int, source: str) -> ZipContainer:
-    if size < _LOCAL.size + _EOCD.size or _read_at(fd, 0, 4) != ZIP_MAGIC:
-        raise BadInputError("not a torch zip archive")
-    eocd_at = _find_eocd(fd, size)
-    (_, disk, cd_disk, _, entries, cd_size, cd_offset, _) = _EOCD.unpack(_read_at(fd, eocd_at, _EOCD.size))
-    if disk or cd_disk:
+_AMBIGUOUS = "refusing the ambiguous archive"
+
+
+def _find_end_record(file: _Bounded) -> int:
+    """The end record torch's zip reader takes, when no other reader could take another one.
+
+    miniz (torch's reader) takes the last end-record signature in the file's tail that has a whole
+    record after it, Python's ``zipfile`` the last signature, and readers that check the comment
+    length the last one whose comment ends where the file does. All must find the same record,
+    and no earlier signature may also pass for an end record.
+    """
+    tail_start = max(0, file.size - _EOCD.size - 0xFFFF)
+    tail = file.read(tail_start, file.size - tail_start)
+    last = tail.rfind(_EOCD_SIGNATURE)
+    if last < 0:
+        raise BadInputError("not a complete zip archive (no end record; truncated?)")
+    if last + _EOCD.size > len(tail):
+        raise UnsafeFileError(f"ends in an end-record signature too short to be one (zipfile takes it, torch's "
+                              f"reader skips it); {_AMBIGUOUS}")
+    if _comment_end(tail, last) != len(tail):
+        raise UnsafeFileError(f"its last zip end record does not end where the file does (an end record hidden "
+                              f"in another's comment, or bytes appended); {_AMBIGUOUS}")
+    earlier = tail.rfind(_EOCD_SIGNATURE, 0, last)
+    while earlier >= 0:
+        if _comment_end(tail, earlier) == len(tail):
+            raise UnsafeFileError(f"has two zip end records, one inside the other's comment; {_AMBIGUOUS}")
+        earlier = tail.rfind(_EOCD_SIGNATURE, 0, earlier)
+    return tail_start + last
+
+
+def _comment_end(tail: bytes, at: int) -> int:
+    if at + _EOCD.size > len(tail):
+        return -1
+    return at + _EOCD.size + struct.unpack_from("<H", tail, at + 20)[0]
+
+
+def _central_directory(file: _Bounded, eocd_at: int) -> tuple[int, int, int]:
+    """(entries, size, offset) of the one central directory both end records describe.
+
+    torch's reader and ``zipfile`` use the zip64 end record whenever a locator sits just before
+    the plain one; readers without zip64 use the plain record. Each plain field must therefore
+    equal its zip64 counterpart (or be saturated), and the directory must end where the end
+    records begin, so no bytes lie between them.
+    """
+    (_, disk, cd_disk, entries_here, entries, cd_size, cd_offset, _) = _EOCD.unpack(file.read(eocd_at, _EOCD.size))
+    if disk or cd_disk or entries_here != entries:
         raise BadInputError("multi-disk zip archives are not torch files")
-    cd_end_limit = eocd_at
-    if entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
-        locator_at = eocd_at - _ZIP64_LOCATOR.size
-        sig, _, zip64_at, _ = _ZIP64_LOCATOR.unpack(_read_at(fd, locator_at, _ZIP64_LOCATOR.size))
-        if sig != b"PK\x06\x07" or zip64_at + _ZIP64_EOCD.size > locator_at:
-            raise BadInputError("broken zip64 end record")
-        fields = _ZIP64_EOCD.unpack(_read_at(fd, zip64_at, _ZIP64_EOCD.size))
-        if fields[0] != b"PK\x06\x06":
-            raise BadInputError("broken zip64 end record")
-        entries, cd_size, cd_offset = fields[7], fields[8], fields[9]
-        cd_end_limit = zip64_at
+    saturated = entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF
+    locator_at = eocd_at - _ZIP64_LOCATOR.size
+    directory_end = eocd_at
+    if locator_at >= 0 and file.read(locator_at, 4) == b"PK\x06\x07":
+        _, zip64_disk, zip64_at, disks = _ZIP64_LOCATOR.unpack(file.read(locator_at, _ZIP64_LOCATOR.size))
+        if zip64_disk != 0 or disks != 1:
+            raise BadInputError("multi-disk zip archives are not torch files")
+        if zip64_at != locator_at - _ZIP64_EOCD.size:
+            raise UnsafeFileError(f"its zip64 locator points away from the zip64 end record before it (zip readers "
+                                  f"disagree on which to use); {_AMBIGUOUS}")
+        (signature, record_size, _, _, disk, cd_disk, wide_here, wide_entries, wide_size, wide_offset) = \
+            _ZIP64_EOCD.unpack(file.read(zip64_at, _ZIP64_EOCD.size))
+        if signature != b"PK\x06\x06" or record_size != _ZIP64_EOCD.size - 12:
+            raise UnsafeFileError(f"has a zip64 locator without a well-formed zip64 end record; {_AMBIGUOUS}")
+        if disk or cd_disk or wide_here != wide_entries:
+            raise BadInputError("multi-disk zip archives are not torch files")
+        for plain, wide, full in ((entries, wide_entries, 0xFFFF), (cd_size, wide_size, 0xFFFFFFFF),
+                                  (cd_offset, wide_offset, 0xFFFFFFFF)):
+            if plain not in (wide, full):
+                raise UnsafeFileError(f"its zip64 and plain end records describe different central directories "
+                                      f"(torch reads the zip64 one); {_AMBIGUOUS}")
+        entries, cd_size, cd_offset, directory_end = wide_entries, wide_size, wide_offset, zip64_at
+    elif saturated:
+        raise BadInputError("the zip end record needs a zip64 end record and there is none (truncated or corrupt)")
     if entries > _MAX_ENTRIES or cd_size > _MAX_DIRECTORY_BYTES:
         raise BadInputError("the zip central directory is implausibly large")
-    if cd_offset + cd_size > cd_end_limit:
+    if cd_offset + cd_size > directory_end:
         raise BadInputError("the zip central directory lies outside the file")
-    directory = _read_at(fd, cd_offset, cd_size)
+    if cd_offset + cd_size < directory_end:
+        raise UnsafeFileError(f"has {directory_end - cd_offset - cd_size} unaccounted bytes between its zip central "
+                              f"directory and its end record; {_AMBIGUOUS}")
+    return entries, cd_size, cd_offset
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Where one record lies in the file, for the check that records tile the data area."""
+
+    start: int
+    data_end: int
+    name: str
+    descriptor: bool   # general-purpose flag bit 3: a data descriptor may follow the data
+    crc32: int
+    size: int
+
+
+def _read_zip(file: _Bounded, source: str) -> ZipContainer:
+    if file.size < _LOCAL.size + _EOCD.size or file.read(0, 4) != ZIP_MAGIC:
+        raise BadInputError("not a torch zip archive")
+    entries, cd_size, cd_offset = _central_directory(file, _find_end_record(file))
+    directory = file.read(cd_offset, cd_size)
 
     records: dict[str, Record] = {}
-    spans: list[tuple[int, int, str]] = []  # (local header start, data end, name) for the overlap check
+    folders: set[str] = set()
+    spans: list[_Span] = []
     prefix: str | None = None
     pos = 0
     for _ in range(entries):
         (sig, _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len,
-         _, _, _, local_at) = _CENTRAL.unpack_from(directory, pos)
+         disk_start, _, external, local_at) = _CENTRAL.unpack_from(directory, pos)
         if sig != b"PK\x01\x02":
             raise BadInputError("corrupt zip central directory")
         pos += _CENTRAL.size
@@ -150,6 +234,8 @@ def _read_zip(fd: int, size: int, source: str) -> ZipContainer:
         big = _zip64_values(extra, wanted)
         usize, csize, local_at = big.get("usize", usize), big.get("csize", csize), big.get("offset", local_at)
 
+        if disk_start:
+            raise BadInputError("multi-disk zip archives are not torch files")
         if flags & ~_ALLOWED_FLAGS:
             raise UnsafeFileError(f"zip record {name!r} has flags 0x{flags:04x} (encrypted or unusual); refusing it")
         if method != 0 or csize != usize:
@@ -164,14 +250,26 @@ def _read_zip(fd: int, size: int, source: str) -> ZipContainer:
         short = name[len(prefix) + 1:]
         if short == "constants.pkl" or short.startswith("code/"):
             raise UnsafeFileError("is a TorchScript archive (it holds code); refusing it")
-        if not _RECORD_NAME.fullmatch(short):
+        if short in _FOLDERS:
+            # Some archivers list the folders too; an empty folder entry changes nothing torch reads.
+            if usize:
+                raise UnsafeFileError(f"zip folder entry {name!r} holds {usize} bytes; refusing it")
+            if short in folders:
+                raise UnsafeFileError(f"zip record {name!r} appears twice; refusing the ambiguous archive")
+            folders.add(short)
+        elif not _RECORD_NAME.fullmatch(short):
             raise UnsafeFileError(f"zip record {name!r} is not part of a torch checkpoint; refusing it")
-        if short in records:
+        elif short in records:
             raise UnsafeFileError(f"zip record {name!r} appears twice; refusing the ambiguous archive")
+        elif external & _DOS_FOLDER:
+            raise UnsafeFileError(f"zip record {name!r} is marked as a folder (torch would read it as empty); "
+                                  "refusing it")
 
-        local = _LOCAL.unpack(_read_at(fd, local_at, _LOCAL.size))
+        if local_at + _LOCAL.size > cd_offset:
+            raise BadInputError(f"zip record {name!r} starts outside the archive data (truncated or corrupt)")
+        local = _LOCAL.unpack(file.read(local_at, _LOCAL.size))
         (lsig, _, lflags, lmethod, _, _, lcrc, lcsize, lusize, lname_len, lextra_len) = local
-        lname = _read_at(fd, local_at + _LOCAL.size, lname_len)
+        lname = file.read(local_at + _LOCAL.size, lname_len, f"zip record {name!r}")
         if lsig != b"PK\x03\x04" or lname != raw_name or lmethod != method or lflags != flags:
             raise UnsafeFileError(f"zip record {name!r}: local header disagrees with the central directory; "
                                   "refusing it")
@@ -182,31 +280,52 @@ def _read_zip(fd: int, size: int, source: str) -> ZipContainer:
         data_at = local_at + _LOCAL.size + lname_len + lextra_len
         if data_at + usize > cd_offset:
             raise BadInputError(f"zip record {name!r} runs past the end of the data (truncated?)")
-        records[short] = Record(short, data_at, usize, crc)
-        spans.append((local_at, data_at + usize, name))
+        if short not in _FOLDERS:
+            records[short] = Record(short, data_at, usize, crc)
+        spans.append(_Span(local_at, data_at + usize, name, bool(flags & 0x0008), crc, usize))
 
     if pos != len(directory):
         raise BadInputError("corrupt zip central directory (trailing bytes)")
     if prefix is None or "data.pkl" not in records:
         raise BadInputError("no data.pkl in the archive; not a torch checkpoint")
-
-    spans.sort()
-    if spans[0][0] != 0:
-        raise UnsafeFileError("has bytes before its first zip record; refusing it")
-    for (_, end, name), (start, _, next_name) in zip(spans, spans[1:]):
-        if start < end:
-            raise UnsafeFileError(f"zip records {name!r} and {next_name!r} overlap; refusing the archive")
+    _check_tiling(file, spans, cd_offset)
 
     byteorder = "little"
     if "byteorder" in records:
-        byteorder = _small_record(fd, records["byteorder"]).strip()
+        byteorder = _small_record(file.fd, records["byteorder"]).strip()
         if byteorder not in ("little", "big"):
             raise BadInputError(f"unknown byte order {byteorder!r}")
     if "version" in records:
-        version = _small_record(fd, records["version"]).strip()
+        version = _small_record(file.fd, records["version"]).strip()
         if not version.isdigit() or not 1 <= int(version) <= 20:
             raise BadInputError(f"unknown torch archive version {version!r}")
     return ZipContainer(prefix, records, byteorder)
+
+
+def _check_tiling(file: _Bounded, spans: list[_Span], cd_offset: int) -> None:
+    """Records must fill the data area exactly: from byte 0 to the central directory, each one
+    followed only by its data descriptor, so no reader walking local headers finds anything else."""
+    spans.sort(key=lambda span: span.start)
+    if spans[0].start != 0:
+        raise UnsafeFileError("has bytes before its first zip record; refusing it")
+    for span, next_start, next_name in zip(spans, [s.start for s in spans[1:]] + [cd_offset],
+                                           [s.name for s in spans[1:]] + [None]):
+        gap = next_start - span.data_end
+        if gap < 0:
+            raise UnsafeFileError(f"zip records {span.name!r} and {next_name!r} overlap; refusing the archive")
+        if gap and not (span.descriptor and gap <= 24 and
+                        _is_descriptor(file.read(span.data_end, gap), span.crc32, span.size)):
+            raise UnsafeFileError(f"has {gap} unaccounted bytes after zip record {span.name!r}; {_AMBIGUOUS}")
+
+
+def _is_descriptor(raw: bytes, crc32: int, size: int) -> bool:
+    """Whether ``raw`` is exactly the data descriptor of a record with this CRC and size."""
+    body = raw[4:] if raw[:4] == b"PK\x07\x08" else raw
+    if len(body) == 12:
+        return struct.unpack("<III", body) == (crc32, size, size)
+    if len(body) == 20:
+        return struct.unpack("<IQQ", body) == (crc32, size, size)
+    return False
 
 
 def _small_record(fd: int, record: Record) -> str:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdhub.errors import BadInputError, NotFoundError, SdhubError, UnsafeFileError, UsageError
+from sdhub.errors import BadInputError, SdhubError, UnsafeFileError, UsageError
 from sdhub.formats import open_model
 from sdhub.formats.pickle_values import PickleReport, StorageRef
+from sdhub.formats.regular_file import open_regular_file
 from sdhub.formats.safe_unpickler import DEFAULT_LIMITS, SafeUnpickler
 from sdhub.formats.torch_legacy import looks_like_legacy
 from sdhub.formats.torch_zip import ZIP_MAGIC, read_data_pickle, read_zip
@@ -70,10 +71,8 @@ def _record(data: Any, start: int, end: int, source: str, merged: PickleReport, 
 def scan_pickle(path: str | os.PathLike[str]) -> ScanReport:
     """List the globals and opcodes of ``path``'s pickle(s) and give sdhub's verdict on the file."""
     source = Path(path)
-    if not source.is_file():
-        raise NotFoundError(f"{source}: no such file")
     listing = PickleReport()
-    with open(source, "rb", buffering=0) as handle:
+    with open_regular_file(source) as handle:
         fd = handle.fileno()
         size = os.fstat(fd).st_size
         head = os.pread(fd, 16, 0)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -111,4 +114,35 @@ def write_benign(folder: Path) -> list[Benign]:
     assert b"numpy._core.multiarray\nscalar" in data
     legacy_old.write_bytes(data.replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar"))
     cases.append(Benign("numpy-core-legacy", legacy_old, {"w": torch.ones(3)}))
+
+    # Archives re-written by other tools list their folders too ("archive/", "archive/data/").
+    source = _save(folder / "folders-source.ckpt", _shared(), legacy=False)
+    expected = {k: v.contiguous() for k, v in _shared().items()}
+    cases.append(Benign("folders-zipfile", with_folder_entries(source, folder / "folders-zipfile.ckpt"), expected))
+    if shutil.which("zip"):
+        cases.append(Benign("folders-zip-cli", rezip_with_cli(source, folder / "folders-zip-cli.ckpt"), expected))
     return cases
+
+
+def with_folder_entries(source: Path, target: Path) -> Path:
+    """``source`` re-written by Python's zipfile with an entry for every folder, before its files."""
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
+        for info in archive.infolist():
+            parts = info.filename.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                folder = "/".join(parts[:depth]) + "/"
+                if folder not in out.NameToInfo:
+                    out.mkdir(folder)
+            out.writestr(info.filename, archive.read(info))
+    return target
+
+
+def rezip_with_cli(source: Path, target: Path) -> Path:
+    """``source`` unpacked and packed again by Info-ZIP's ``zip -0 -r`` (folders listed, extra fields)."""
+    unpacked = target.with_suffix(".unpacked")
+    with zipfile.ZipFile(source) as archive:
+        archive.extractall(unpacked)
+        prefix = archive.namelist()[0].split("/")[0]
+    subprocess.run(["zip", "-q", "-0", "-r", str(target.resolve()), prefix], cwd=unpacked, check=True)
+    shutil.rmtree(unpacked)
+    return target

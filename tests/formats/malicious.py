@@ -8,22 +8,27 @@ attack the container or the reader's bounds rather than running code.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import shlex
 import struct
+import tarfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 try:
     from torch_files import (
-        LEGACY_MAGIC, Raw, call, call_value, dict_pickle, enc, glob, legacy_file, state_dict_pickle, tensor_expr,
-        torch_zip, write_zip,
+        LEGACY_MAGIC, Raw, call, call_value, dict_pickle, enc, end_record, glob, legacy_file, state_dict_pickle,
+        tensor_expr, torch_records, torch_zip, write_zip, zip64_end, zip_parts,
     )
 except ImportError:  # imported as formats.malicious from another test folder
     from formats.torch_files import (
-        LEGACY_MAGIC, Raw, call, call_value, dict_pickle, enc, glob, legacy_file, state_dict_pickle, tensor_expr,
-        torch_zip, write_zip,
+        LEGACY_MAGIC, Raw, call, call_value, dict_pickle, enc, end_record, glob, legacy_file, state_dict_pickle,
+        tensor_expr, torch_records, torch_zip, write_zip, zip64_end, zip_parts,
     )
 
 
@@ -308,4 +313,154 @@ def build_corpus(folder: Path) -> list[Case]:
                 + bytes([level]) + (b"0" if level < 40 else b"")
         return torch_zip(path, b"\x80\x02" + body + b".")
     add("shared_dict_bomb", "dicts shared 40 levels deep: 2**40 tensor names", False, shared_dict_bomb)
+    _add_container_ambiguities(add)
     return cases
+
+
+def _two_directories(canary: Path) -> tuple[bytes, list, int, list, int, int]:
+    """A benign and a hostile torch archive's records back to back, then both central directories.
+
+    Returns the bytes so far, and (records, directory size, directory offset) of each archive.
+    """
+    benign = torch_records(state_dict_pickle())
+    hostile = torch_records(state_dict_pickle([("evil", _system(canary))]))
+    benign_local, benign_central = zip_parts(benign)
+    hostile_local, hostile_central = zip_parts(hostile, len(benign_local))
+    benign_at = len(benign_local) + len(hostile_local)
+    hostile_at = benign_at + len(benign_central)
+    body = benign_local + hostile_local + benign_central + hostile_central
+    return body, benign, len(benign_central), hostile, len(hostile_central), hostile_at
+
+
+def _tar_block(name: str, size: int, lead: bytes = b"") -> bytes:
+    """A ustar header block whose first bytes are ``lead`` (bytes another format needs there)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = size, 0o644
+    block = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT))
+    block[:len(lead)] = lead
+    block[148:156] = b" " * 8
+    block[148:155] = b"%06o\0" % sum(block)
+    return bytes(block)
+
+
+def _add_container_ambiguities(add: Callable) -> None:
+    """Files that two readers torch uses (miniz, zipfile, tarfile) would read as different things."""
+
+    def zip64_second_directory(path: Path, canary: Path) -> Path:
+        body, benign, benign_size, hostile, hostile_size, hostile_at = _two_directories(canary)
+        benign_at = hostile_at - benign_size
+        path.write_bytes(body + zip64_end(len(hostile), hostile_size, hostile_at, len(body))
+                         + end_record(len(benign), benign_size, benign_at))
+        return path
+    add("zip64_second_directory", "the plain end record names a benign central directory, the zip64 locator "
+        "a hostile one (torch follows the locator)", True, zip64_second_directory)
+
+    def end_record_in_comment(path: Path, canary: Path) -> Path:
+        body, benign, benign_size, hostile, hostile_size, hostile_at = _two_directories(canary)
+        hidden = end_record(len(hostile), hostile_size, hostile_at)
+        path.write_bytes(body + end_record(len(benign), benign_size, hostile_at - benign_size, hidden + b"\0"))
+        return path
+    add("end_record_in_comment", "a second end record inside the first one's comment (torch takes the last "
+        "signature)", True, end_record_in_comment)
+
+    def legacy_tar(path: Path, canary: Path) -> Path:
+        # The system-info dict's first value is a string laid over the file so that bytes 0-1536 are
+        # also a tar: a first header (its name the pickles before the string), then a "storages"
+        # member, which torch.load reads as a tar before it tries the legacy pickles.
+        magic = b"\x80\x02" + enc(LEGACY_MAGIC) + b"."
+        version = b"\x80\x02" + enc(1001) + b"."
+        opening = b"\x80\x02}(" + enc("pad") + b"X"
+        lead_length = len(magic) + len(version) + len(opening) + 4
+        payload = b"cos\nsystem\n(V" + _touch(canary).encode() + b"\ntR."
+        members = _tar_block("storages", len(payload)) + payload.ljust(-(-len(payload) // 512) * 512, b"\0")
+        text_length = 512 - lead_length + len(members) + 512  # up to the first header's end, members, end block
+        lead = magic + version + opening + struct.pack("<I", text_length)
+        text = _tar_block("x", 0, lead)[lead_length:] + members + b"\0" * 512
+        sys_info = opening + struct.pack("<I", len(text)) + text + enc("protocol_version") + enc(1001) \
+            + enc("little_endian") + enc(True) + enc("type_sizes") \
+            + Raw(b"}(" + enc("short") + enc(2) + enc("int") + enc(4) + enc("long") + enc(4) + b"u").data + b"u."
+        return legacy_file(path, dict_pickle([("weight", _legacy_tensor())]), _legacy_storages(), magic=magic,
+                           version=version, sys_info=sys_info)
+    add("legacy_tar_polyglot", "a legacy file whose first bytes are also a tar archive with a hostile "
+        "'storages' member (torch tries tar first)", True, legacy_tar, ".pt")
+
+    def bytes_before_end(path: Path, canary: Path) -> Path:
+        records = torch_records(state_dict_pickle())
+        local, central = zip_parts(records)
+        path.write_bytes(local + central + b"\0" * 16 + end_record(len(records), len(central), len(local)))
+        return path
+    add("bytes_before_end_record", "bytes between the central directory and the end record", False,
+        bytes_before_end)
+
+    def unlisted_record(path: Path, canary: Path) -> Path:
+        records = torch_records(state_dict_pickle())
+        first, _ = zip_parts(records[:1])
+        hidden, _ = zip_parts([("archive/data.pkl", b"\x80\x02" + _system(canary).data + b".")], len(first))
+        rest, rest_central = zip_parts(records[1:], len(first) + len(hidden))
+        _, first_central = zip_parts(records[:1])
+        central = first_central + rest_central
+        path.write_bytes(first + hidden + rest + central + end_record(len(records), len(central),
+                                                                      len(first + hidden + rest)))
+        return path
+    add("unlisted_record_in_gap", "a record between two others that the central directory does not list",
+        False, unlisted_record)
+
+    def split_signature(path: Path, canary: Path) -> Path:
+        records = torch_records(state_dict_pickle())
+        local, central = zip_parts(records)
+        path.write_bytes(local + central + end_record(len(records), len(central), len(local),
+                                                      b"PK\x05\x06" + b"\0" * 8))
+        return path
+    add("end_signature_in_comment", "an end-record signature in the comment, too short to be a record "
+        "(zipfile takes it, miniz skips it)", False, split_signature)
+
+    def huge(field: str) -> Callable[[Path, Path], Path]:
+        def write(path: Path, canary: Path) -> Path:
+            records = torch_records(state_dict_pickle())
+            local, central = zip_parts(records)
+            cd_offset, cd_size, entries = len(local), len(central), len(records)
+            if field == "entry":  # the first record's offset moved into a zip64 field holding 2**63
+                at = 46 + len(records[0][0])
+                extra = struct.pack("<HHQ", 1, 8, 2**63)
+                central = central[:42] + b"\xff\xff\xff\xff" + central[46:at] + extra + central[at:]
+                central = central[:30] + struct.pack("<H", len(extra)) + central[32:]
+                cd_size = len(central)
+            values = {"offset": (entries, cd_size, 2**63), "size": (entries, 2**63, cd_offset),
+                      "entries": (2**63, cd_size, cd_offset), "entry": (entries, cd_size, cd_offset)}[field]
+            body = local + central
+            path.write_bytes(body + zip64_end(*values, len(body)) + end_record(*values))
+            return path
+        return write
+    for field in ("offset", "size", "entries", "entry"):
+        add(f"zip64_huge_{field}", f"a zip64 {field} of 2**63", False, huge(field))
+
+
+@contextlib.contextmanager
+def fifo_never_opened(path: Path) -> Iterator[Path]:
+    """A FIFO at ``path`` that must not be opened for reading while the block runs.
+
+    A probe opens its writing end whenever a reader appears (that open succeeds only then), so a
+    reader that should never have opened it sees end of file instead of hanging, and the test fails.
+    """
+    os.mkfifo(path)
+    opened: list[bool] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.01)
+                continue
+            opened.append(True)
+            os.close(fd)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        thread.join()
+    assert not opened, f"{path.name} was opened for reading"

@@ -30,7 +30,8 @@ def test_corpus_covers_every_technique_with_a_live_payload(corpus: list[Case]) -
                       "importlib_import_module", "ext1", "ext2", "ext4", "legacy_magic_payload",
                       "legacy_sys_info_payload", "legacy_key_list_payload", "second_pickle_other_prefix",
                       "storage_offset_out_of_bounds", "shape_stride_overflow", "truncated_archive",
-                      "corrupt_central_directory", "deep_nesting_payload"):
+                      "corrupt_central_directory", "deep_nesting_payload", "zip64_second_directory",
+                      "end_record_in_comment", "legacy_tar_polyglot", "unlisted_record_in_gap"):
         assert technique in names
 
 

@@ -10,6 +10,7 @@ import struct
 import sys
 import types
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,47 @@ def write_zip(path: Path, records: list[tuple[str, bytes]], *, compress: set[str
     return path
 
 
-def torch_zip(path: Path, data_pkl: bytes, storages: dict[str, bytes] | None = None, *, prefix: str = "archive",
-              extra: list[tuple[str, bytes]] = (), compress: set[str] = frozenset()) -> Path:
-    """A torch-style zip: ``data.pkl``, ``data/<key>`` storages, ``byteorder`` and ``version``."""
+def torch_records(data_pkl: bytes, storages: dict[str, bytes] | None = None, *, prefix: str = "archive",
+                  extra: list[tuple[str, bytes]] = ()) -> list[tuple[str, bytes]]:
+    """The (name, data) records of a torch-style zip: ``data.pkl``, storages, ``byteorder``, ``version``."""
     storages = {"0": struct.pack("<4f", 1, 2, 3, 4)} if storages is None else storages
     records = [(f"{prefix}/data.pkl", data_pkl), (f"{prefix}/byteorder", b"little")]
     records += [(f"{prefix}/data/{key}", data) for key, data in storages.items()]
-    records += [(f"{prefix}/version", b"3\n")] + list(extra)
+    return records + [(f"{prefix}/version", b"3\n")] + list(extra)
+
+
+def torch_zip(path: Path, data_pkl: bytes, storages: dict[str, bytes] | None = None, *, prefix: str = "archive",
+              extra: list[tuple[str, bytes]] = (), compress: set[str] = frozenset()) -> Path:
+    """A torch-style zip: ``data.pkl``, ``data/<key>`` storages, ``byteorder`` and ``version``."""
+    records = torch_records(data_pkl, storages, prefix=prefix, extra=extra)
     return write_zip(path, records, compress={f"{prefix}/{n}" for n in compress} | set(compress))
+
+
+def zip_parts(records: list[tuple[str, bytes]], start: int = 0) -> tuple[bytes, bytes]:
+    """Stored local records and their central directory, byte by byte, the first record at ``start``.
+
+    For archives ``zipfile`` will not write: two central directories, hidden end records, gaps.
+    """
+    local, central = b"", b""
+    for name, data in records:
+        raw, crc, offset = name.encode(), zlib.crc32(data), start + len(local)
+        local += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, crc, len(data), len(data), len(raw),
+                             0) + raw + data
+        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, crc, len(data),
+                               len(data), len(raw), 0, 0, 0, 0, 0, offset) + raw
+    return local, central
+
+
+def end_record(entries: int, cd_size: int, cd_offset: int, comment: bytes = b"") -> bytes:
+    """A plain end-of-central-directory record (fields wider than theirs are saturated)."""
+    return struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, min(entries, 0xFFFF), min(entries, 0xFFFF),
+                       min(cd_size, 0xFFFFFFFF), min(cd_offset, 0xFFFFFFFF), len(comment)) + comment
+
+
+def zip64_end(entries: int, cd_size: int, cd_offset: int, at: int) -> bytes:
+    """A zip64 end record written at file offset ``at``, followed by the locator pointing to it."""
+    record = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, cd_size, cd_offset)
+    return record + struct.pack("<4sIQI", b"PK\x06\x07", 0, at, 1)
 
 
 def legacy_pickles(main: bytes, keys: list[str], *, magic: bytes | None = None, version: bytes | None = None,
