@@ -267,9 +267,9 @@ def _read_zip(file: _Bounded, source: str) -> ZipContainer:
 
         if local_at + _LOCAL.size > cd_offset:
             raise BadInputError(f"zip record {name!r} starts outside the archive data (truncated or corrupt)")
-        local = _LOCAL.unpack(file.read(local_at, _LOCAL.size))
-        (lsig, _, lflags, lmethod, _, _, lcrc, lcsize, lusize, lname_len, lextra_len) = local
-        lname = file.read(local_at + _LOCAL.size, lname_len, f"zip record {name!r}")
+        header = file.read(local_at, _LOCAL.size + name_len, f"zip record {name!r}")
+        (lsig, _, lflags, lmethod, _, _, lcrc, lcsize, lusize, lname_len, lextra_len) = _LOCAL.unpack_from(header)
+        lname = header[_LOCAL.size:_LOCAL.size + lname_len]
         if lsig != b"PK\x03\x04" or lname != raw_name or lmethod != method or lflags != flags:
             raise UnsafeFileError(f"zip record {name!r}: local header disagrees with the central directory; "
                                   "refusing it")
