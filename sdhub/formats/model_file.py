@@ -231,8 +231,8 @@ def _open(path: Path, file: Any, size: int, limits: Limits) -> ModelFile:
     source = path.name
     head = os.pread(fd, 512, 0)
     if (head[:4] == ZIP_MAGIC or looks_like_legacy(head)) and reads_as_tar(head):
-        raise UnsafeFileError(f"{source}: is also a tar archive (torch.load reads a file that is not a zip as a "
-                              "tar first); refusing the polyglot")
+        who = "tools that try tar first" if head[:4] == ZIP_MAGIC else "torch.load, which tries tar before pickles,"
+        raise UnsafeFileError(f"{source}: is also a tar archive ({who} would read another file); refusing the polyglot")
     if head[:4] == ZIP_MAGIC:
         return _open_zip(path, file, size, source, limits)
     if looks_like_legacy(head):

@@ -145,6 +145,29 @@ def test_a_legacy_file_holding_a_zip_end_record_is_refused(tmp_path: Path) -> No
         open_model(path)
 
 
+def test_a_zip_that_is_also_a_tar_is_refused(tmp_path: Path) -> None:
+    """The first record's extra field (which torch skips) laid out so the first block passes as a
+    tar header: tools that try tar first would read another file than torch does."""
+    import tarfile
+
+    source = tmp_path / "w.ckpt"
+    torch.save({"w": torch.arange(4.0)}, source)
+    path = tmp_path / "tar.ckpt"
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(path, "w") as out:
+        for index, info in enumerate(archive.infolist()):
+            copy = zipfile.ZipInfo(info.filename)
+            if index == 0:
+                copy.extra = struct.pack("<HH", 0x5A5A, 512) + b"\0" * 512
+            out.writestr(copy, archive.read(info))
+    data = bytearray(path.read_bytes())
+    data[148:156] = b" " * 8
+    data[148:155] = b"%06o\0" % sum(data[:512])
+    path.write_bytes(bytes(data))
+    assert tarfile.is_tarfile(path) and torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(4.0))
+    with pytest.raises(UnsafeFileError, match="is also a tar archive"):
+        open_model(path)
+
+
 def test_zip_readers_agree_on_the_accepted_archives(tmp_path: Path) -> None:
     """An archive built byte by byte the plain way is read; the same with one stray byte is not."""
     records = torch_records(dict_pickle([("weight", tensor_expr())]))
