@@ -174,17 +174,24 @@ def _caster(target: str, name: str, source_file: str, buffers: dict[str, Any] | 
 
 
 def verify_conversion(model: ModelFile, output: Path, target: str | None, progress: Progress = NULL_PROGRESS) -> None:
-    """Re-read ``output`` and check every tensor equals the source's (cast as asked), bit for bit."""
+    """Re-read ``output`` and check every tensor equals the source's (cast as asked), bit for bit.
+
+    The source is read a second time by ``ReferenceReading`` (Python's unpickler with torch.load's
+    storage rules, or the safetensors library), not by the reader that converted it, so a
+    mistake of that reader shows as a difference instead of agreeing with itself.
+    """
     import torch
 
-    with open_model(output) as written:
-        if set(written.tensors) != set(model.tensors):
-            missing = sorted(set(model.tensors) ^ set(written.tensors))
+    from sdhub.formats.reference_reader import ReferenceReading
+
+    with open_model(output) as written, ReferenceReading(model.path) as reference:
+        if not set(written.tensors) == set(model.tensors) == set(reference.names):
+            missing = sorted((set(model.tensors) | set(reference.names)) ^ set(written.tensors))
             raise VerificationError(f"{output.name}: tensor names differ from the source ({', '.join(missing[:3])})")
         task = progress.task(f"Verifying {output.name}", total=len(model.tensors), unit="tensors")
         try:
             for name in model.tensors:
-                expected = model.load(name)
+                expected = reference.load(name)
                 wanted = output_dtype(model.tensors[name].dtype_name, target)
                 if wanted != model.tensors[name].dtype_name:
                     expected = _caster(wanted, name, model.path.name)(expected)
