@@ -253,9 +253,11 @@ class Catalog:
             raise UsageError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")
         return queries.without_remote(self.db, source)
 
-    def list_assets(self, kind: str | None = None, base: str | None = None, sort: str = "name") -> list[Asset]:
-        """All assets, optionally of one kind and base model, sorted by name, size or date added."""
-        return queries.list_assets(self.db, kind=kind, base=base, sort=sort)
+    def list_assets(self, kind: str | None = None, base: str | None = None, sort: str = "name", *,
+                    problems: bool = False) -> list[Asset]:
+        """All assets, optionally of one kind and base model, sorted by name, size or date added;
+        ``problems`` keeps only those with something wrong (broken, unsafe, missing, failed test, problems)."""
+        return queries.list_assets(self.db, kind=kind, base=base, sort=sort, problems=problems)
 
     def search(self, text: str, limit: int = 100) -> list[Asset]:
         """Full-text search over names, tags, trigger words, descriptions and notes."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 if TYPE_CHECKING:
     from sdhub.ops.hashing import FileHashes
 
-from sdhub.errors import BadInputError, SdhubError
+from sdhub.errors import BadInputError, SdhubError, UnsafeFileError
 from sdhub.progress import NULL_PROGRESS, Progress
 
 #: File name endings the catalog treats as model files (lower case).
@@ -40,6 +40,10 @@ _RELATION_KEYS = (("sdhub.pruned", "prune"), ("sdhub.converted_from", "convert")
 PIPELINE_INDEX = "model_index.json"
 #: ``assets.format`` of a diffusers pipeline folder: the one kind of asset that is a folder.
 FOLDER_FORMAT = "diffusers"
+
+#: ``assets.defect``: why a file cannot be used at all. "broken": not a readable model (an HTML
+#: page saved as .safetensors, an empty or truncated file); "unsafe": a pickle sdhub refuses to read.
+DEFECTS = ("broken", "unsafe")
 
 
 def is_model_file_name(name: str) -> bool:
@@ -148,7 +152,8 @@ def manifest_sha256(members: Iterable[FolderMember]) -> str:
 class FileAnalysis:
     """One model file (or diffusers folder) read: its hashes (lowercase hex by scheme) and inspect report.
 
-    ``members`` lists a folder's files with their SHA-256s; it is None for a file.
+    ``members`` lists a folder's files with their SHA-256s; it is None for a file. ``defect`` is
+    one of ``DEFECTS`` when the file could not be read as a model (its ``problems`` say why).
     """
 
     path: str
@@ -158,6 +163,7 @@ class FileAnalysis:
     problems: list[str] = field(default_factory=list)
     bytes_read: int = 0
     members: list[FolderMember] | None = None
+    defect: str | None = None
 
     @property
     def is_folder(self) -> bool:
@@ -199,16 +205,23 @@ def _problem_text(problem: Any) -> str:
     return str(problem)
 
 
-def _inspect(path: Path, check_values: bool) -> tuple[dict[str, Any], list[str]]:
-    """The inspect report of a file or folder; one sdhub cannot understand is still catalogued
-    (it takes space, it may be a duplicate), with the reason as its problem."""
+def _inspect(path: Path, check_values: bool) -> tuple[dict[str, Any], list[str], str | None]:
+    """The inspect report of a file or folder, its problems, and its defect (see ``DEFECTS``).
+
+    A file sdhub cannot understand is still catalogued (it takes space, it may be a duplicate),
+    marked broken or unsafe, with the reason as its problem. Notes of severity "info" (harmless
+    training objects left out of a pickle) are not problems: they stay in the report only.
+    """
     from sdhub.ops.inspect import inspect_file
 
     try:
         report = inspect_file(path, check_values=check_values).to_dict()
+    except UnsafeFileError as error:
+        return {}, [str(error)], "unsafe"
     except SdhubError as error:
-        return {}, [str(error)]
-    return report, [_problem_text(p) for p in report.get("problems") or []]
+        return {}, [str(error)], "broken"
+    problems = [p for p in report.get("problems") or [] if not (isinstance(p, dict) and p.get("severity") == "info")]
+    return report, [_problem_text(p) for p in problems], None
 
 
 def analyse_file(path: str | Path, progress: Progress = NULL_PROGRESS, *, check_values: bool = False,
@@ -234,11 +247,11 @@ def analyse_file(path: str | Path, progress: Progress = NULL_PROGRESS, *, check_
         raise BadInputError(f"cannot read {path}: {error.strerror or error}") from None
     if "sha256" not in values:
         raise BadInputError(f"hashing {path} gave no SHA-256")
-    inspect, problems = _inspect(path, check_values)
+    inspect, problems, defect = _inspect(path, check_values)
     after = FileIdentity.of(path.stat())
     if after != before:
         raise BadInputError(f"{path} changed while it was being read; scan again when it is complete")
-    return FileAnalysis(str(path), before, values, inspect, problems, bytes_read=bytes_read)
+    return FileAnalysis(str(path), before, values, inspect, problems, bytes_read=bytes_read, defect=defect)
 
 
 def analyse_folder(path: str | Path, progress: Progress = NULL_PROGRESS, *, check_values: bool = False,
@@ -267,8 +280,8 @@ def analyse_folder(path: str | Path, progress: Progress = NULL_PROGRESS, *, chec
                 bytes_read += member.size
     except OSError as error:
         raise BadInputError(f"cannot read {path}: {error.strerror or error}") from None
-    inspect, problems = _inspect(path, check_values)
+    inspect, problems, defect = _inspect(path, check_values)
     if folder_listing(path)[0] != before:
         raise BadInputError(f"{path} changed while it was being read; scan again when it is complete")
     return FileAnalysis(str(path), before, {"sha256": manifest_sha256(members)}, inspect, problems,
-                        bytes_read=bytes_read, members=members)
+                        bytes_read=bytes_read, members=members, defect=defect)

@@ -65,8 +65,9 @@ def get_asset(db: sqlite_utils.Database, asset_id: int) -> Asset:
 
 
 def list_assets(db: sqlite_utils.Database, *, kind: str | None = None, base: str | None = None,
-                sort: str = "name") -> list[Asset]:
-    """Assets filtered by kind and base model (a case-insensitive part of base model or architecture)."""
+                sort: str = "name", problems: bool = False) -> list[Asset]:
+    """Assets filtered by kind and base model (a case-insensitive part of base model or architecture);
+    with ``problems``, only those with something wrong (``Asset.has_problems``)."""
     if sort not in SORTS:
         raise UsageError(f"unknown sort {sort!r}; choose one of: {', '.join(SORTS)}")
     clauses, params = [], []
@@ -76,7 +77,8 @@ def list_assets(db: sqlite_utils.Database, *, kind: str | None = None, base: str
     if base:
         clauses.append("(a.base_model LIKE ? ESCAPE '\\' OR a.architecture LIKE ? ESCAPE '\\')")
         params += [f"%{_escape_like(base)}%"] * 2
-    return load_assets(db, " AND ".join(clauses), params, SORTS[sort])
+    assets = load_assets(db, " AND ".join(clauses), params, SORTS[sort])
+    return [asset for asset in assets if asset.has_problems] if problems else assets
 
 
 def _escape_like(text: str) -> str:
@@ -156,9 +158,9 @@ def find_asset(db: sqlite_utils.Database, ref: str) -> Asset:
 def _ambiguity_message(db: sqlite_utils.Database, ref: str, ids: list[int]) -> str:
     shown = 8
     candidates = load_assets(db, f"a.id IN ({', '.join('?' * len(ids[:shown]))})", ids[:shown], "a.id")
-    listing = "; ".join(f"{a.id} {a.name} ({a.kind}, {a.autov2})" for a in candidates)
+    listing = "; ".join(f"{a.id} {a.name} ({a.file_name or 'no file'}, {a.kind}, {a.autov2})" for a in candidates)
     more = f"; and {len(ids) - shown} more" if len(ids) > shown else ""
-    return f"{ref!r} matches {len(ids)} assets: {listing}{more}. Use the id or a longer hash"
+    return f"{ref!r} matches {len(ids)} assets: {listing}{more}. Use the id, the file name or a longer hash"
 
 
 def _lineage_links(db: sqlite_utils.Database, sha256: str, *, upward: bool) -> list[AssetLink]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sdhub.catalog.analysis import FOLDER_FORMAT
+
+#: Test verdicts that say a model works (``sdhub.generate.verdicts``); any other is a failed test.
+PASSING_VERDICTS = ("pass",)
 
 
 def json_list(text: str | None) -> list[Any]:
@@ -83,6 +87,7 @@ class Asset:
     added_at: str
     updated_at: str
     files: list[FileRecord] = field(default_factory=list)
+    defect: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], files: list[FileRecord] | None = None) -> "Asset":
@@ -95,6 +100,7 @@ class Asset:
             preferred_weight=row["preferred_weight"], status=row["status"], status_at=row["status_at"],
             problems=json_list(row["problems"]), source_sha256=row["source_sha256"],
             added_at=row["added_at"], updated_at=row["updated_at"], files=list(files or []),
+            defect=row.get("defect"),
         )
 
     @property
@@ -116,10 +122,37 @@ class Asset:
         """True when every known copy of this content is gone from disk."""
         return not self.present_files
 
+    @property
+    def file_name(self) -> str:
+        """The file name (a folder's name) of its first copy on disk, or of a missing one: how A1111
+        and ComfyUI list it, and what tells apart assets of the same name."""
+        records = self.present_files or self.files
+        return os.path.basename(records[0].path) if records else ""
+
+    @property
+    def condition(self) -> str:
+        """One word for listings: its defect (broken, unsafe), "missing", the latest test verdict,
+        "problems" when inspection found some, or "" when nothing is known to be wrong."""
+        if self.defect:
+            return self.defect
+        if self.files and self.missing:
+            return "missing"
+        if self.status:
+            return self.status
+        return "problems" if self.problems else ""
+
+    @property
+    def has_problems(self) -> bool:
+        """True when something is wrong with it: a defect, every copy gone, a failed test, or a problem."""
+        return bool(self.defect or (self.files and self.missing) or self.problems
+                    or (self.status and self.status not in PASSING_VERDICTS))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["autov2"] = self.autov2
         data["missing"] = self.missing
+        data["file_name"] = self.file_name
+        data["condition"] = self.condition
         return data
 
 
@@ -174,8 +207,13 @@ class ScanReport:
     files_moved: int = 0
     files_missing: int = 0
     assets_added: int = 0
+    #: Every file of the scanned library that is not a usable model (see ``analysis.DEFECTS``),
+    #: read in this scan or before: ``{"path", "defect", "reason"}``.
+    broken: list[dict[str, str]] = field(default_factory=list)
     sidecars_read: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
+    #: Temporary files and download ``.part`` files found in the home (``sdhub.ops.leftovers``).
+    leftovers: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -65,6 +65,16 @@ def _pick_version(model: dict[str, Any], sha256: str) -> dict[str, Any]:
     return versions[0]
 
 
+def civitai_lists_other_files(data: dict[str, Any], sha256: str) -> bool:
+    """True when a Civitai answer lists file hashes and ``sha256`` is not among them: it describes
+    the file this one was made from (a sidecar copied or exported beside a converted file)."""
+    versions = data.get("modelVersions") if isinstance(data.get("modelVersions"), list) else [data]
+    listed = {str(((file or {}).get("hashes") or {}).get("SHA256", "")).lower()
+              for version in versions if isinstance(version, dict)
+              for file in version.get("files") or [] if isinstance(file, dict)} - {""}
+    return bool(listed) and sha256.lower() not in listed
+
+
 def civitai_fields(data: dict[str, Any], sha256: str) -> RemoteFields:
     """Catalog fields from a Civitai model version (or model) answer for the file ``sha256``."""
     if not isinstance(data, dict) or not data:

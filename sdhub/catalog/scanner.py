@@ -189,6 +189,7 @@ class Scanner:
                 store.set_missing(self.db, newly_missing, True)
         self.report.files_missing = len(newly_missing)
         self.report.broken = store.broken_files(self.db)
+        self.report.broken = store.broken_files(self.db)
         self.report.seconds = round(time.monotonic() - started, 3)
         return self.report
 

@@ -7,10 +7,12 @@ catalog at the same moment cannot both apply it. docs/catalog.md documents every
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import sqlite_utils
 
+from sdhub.catalog.analysis import FOLDER_FORMAT, model_stem
 from sdhub.catalog.db import write_transaction
 from sdhub.errors import HomeError
 
@@ -118,10 +120,31 @@ def _folder_files(db: sqlite_utils.Database) -> None:
         " PRIMARY KEY (file_id, path))")
 
 
+def _defects(db: sqlite_utils.Database) -> None:
+    """``assets.defect``: files that cannot be used at all (broken, unsafe), shown as such."""
+    db.execute("ALTER TABLE assets ADD COLUMN defect TEXT")
+    # Before this column a file inspection could not read was stored with an empty report.
+    db.execute("UPDATE assets SET defect = 'broken' WHERE (inspect IS NULL OR inspect = '{}') "
+               "AND format IS NOT ?", [FOLDER_FORMAT])
+
+
+def _own_names_for_derived_files(db: sqlite_utils.Database) -> None:
+    """Derived files no longer take their origin's name: give them back their own file's name."""
+    rows = db.execute(
+        "SELECT a.id, a.format, (SELECT f.path FROM files f WHERE f.asset_id = a.id "
+        "ORDER BY f.missing, f.id LIMIT 1) FROM assets a WHERE a.name_source = 'lineage'").fetchall()
+    for asset_id, fmt, path in rows:
+        if path:
+            name = os.path.basename(path) if fmt == FOLDER_FORMAT else model_stem(path)
+            db.execute("UPDATE assets SET name = ?, name_source = 'file' WHERE id = ?", [name, asset_id])
+
+
 #: Applied in order; the database's schema_version is the number applied so far. Append only.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _initial_tables,
     _folder_files,
+    _defects,
+    _own_names_for_derived_files,
 ]
 
 

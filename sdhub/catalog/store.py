@@ -19,6 +19,8 @@ from sdhub.catalog.remote import RemoteFields
 from sdhub.catalog.sidecars import SidecarData, user_metadata_fields
 
 #: Who set an asset's display name; a source may replace a name set by one ranked at or below it.
+#: A derived file (convert, prune, cast) keeps its own file's name: lineage links it to its origin
+#: but never renames it ("lineage" names are only found in catalogs written before that rule).
 NAME_SOURCES = ("file", "lineage", "sidecar", "civitai", "huggingface", "user")
 _NAME_RANK = {"file": 0, "lineage": 1, "sidecar": 2, "huggingface": 2, "civitai": 3, "user": 4}
 
@@ -53,6 +55,7 @@ def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis, folder_kind:
         "dtype": _text(report.get("dtype")),
         "size": analysis.identity.size,
         "problems": _dumps(analysis.problems),
+        "defect": analysis.defect,
         "inspect": _dumps(report),
         "updated_at": now(),
     }
@@ -143,6 +146,14 @@ def folder_files(db: sqlite_utils.Database, path: str) -> list[FolderMember]:
     return [FolderMember(*row) for row in rows]
 
 
+def broken_files(db: sqlite_utils.Database) -> list[dict[str, str]]:
+    """Every present file whose content is not a usable model: its path, defect and the reason."""
+    rows = db.execute("SELECT f.path, a.defect, a.problems FROM files f JOIN assets a ON a.id = f.asset_id "
+                      "WHERE a.defect IS NOT NULL AND f.missing = 0 ORDER BY f.path").fetchall()
+    return [{"path": path, "defect": defect, "reason": next(iter(json_list(problems)), "")}
+            for path, defect, problems in rows]
+
+
 def set_missing(db: sqlite_utils.Database, file_ids: list[int], missing: bool) -> None:
     db.conn.executemany("UPDATE files SET missing = ? WHERE id = ?", [(int(missing), i) for i in file_ids])
 
@@ -192,8 +203,9 @@ def _write_remote_row(db: sqlite_utils.Database, asset_id: int, source: str, val
 
 
 def put_remote(db: sqlite_utils.Database, asset_id: int, fields: RemoteFields, data: dict[str, Any],
-               *, inherited_from: str | None = None) -> None:
-    """Store a source's record of the asset and fill in the asset fields it knows and the asset lacks."""
+               *, inherited_from: str | None = None, names_this_file: bool = True) -> None:
+    """Store a source's record of the asset and fill in the asset fields it knows and the asset lacks;
+    ``names_this_file=False`` when the record is about another file (its origin): the name is left."""
     values = {"model_id": fields.model_id, "version_id": fields.version_id, "repo": fields.repo,
               "revision": fields.revision, "url": fields.url, "name": fields.name,
               "json": json.dumps(data, ensure_ascii=False), "inherited_from": inherited_from, "fetched_at": now()}
@@ -201,8 +213,8 @@ def put_remote(db: sqlite_utils.Database, asset_id: int, fields: RemoteFields, d
         return
     row = asset_row(db, asset_id=asset_id)
     assert row is not None
-    source = "lineage" if inherited_from else fields.source
-    update = _name_update(row, fields.name, source)
+    # A record inherited from the file this one was made from does not name this file.
+    update = _name_update(row, fields.name, fields.source) if names_this_file and not inherited_from else {}
     if fields.trigger_words and not json_list(row["trigger_words"]):
         update["trigger_words"] = fields.trigger_words
     if fields.base_model and not row["base_model"]:
@@ -242,15 +254,16 @@ def drop_vanished_previews(db: sqlite_utils.Database, asset_id: int) -> None:
 
 def apply_sidecars(db: sqlite_utils.Database, asset_id: int, sidecars: SidecarData, sha256: str) -> None:
     """Take what the sidecars say: A1111's edited metadata wins, Civitai data fills what is empty."""
-    from sdhub.catalog.remote import civitai_fields
+    from sdhub.catalog.remote import civitai_fields, civitai_lists_other_files
 
     if sidecars.civitai:
         try:
             fields = civitai_fields(sidecars.civitai, sha256)
+            about_this_file = not civitai_lists_other_files(sidecars.civitai, sha256)
         except Exception:  # a sidecar of a shape we do not know is not worth failing a scan for
             fields = None
         if fields is not None:
-            put_remote(db, asset_id, fields, sidecars.civitai)
+            put_remote(db, asset_id, fields, sidecars.civitai, names_this_file=about_this_file)
             propagate_to_derived(db, sha256)
     if sidecars.user:
         update_asset(db, asset_id, user_metadata_fields(sidecars.user))
@@ -277,12 +290,15 @@ def link_lineage(db: sqlite_utils.Database, child_sha256: str, parent_sha256: st
 
 
 def inherit(db: sqlite_utils.Database, child_sha256: str, parent_sha256: str) -> None:
-    """Copy the parent's name, trigger words, description and remote records where the child has none."""
+    """Copy the parent's trigger words, description and remote records where the child has none.
+
+    The name is not inherited: ``tinymix_v1-pruned`` stays that, so each file can be told apart.
+    """
     child = asset_row(db, sha256=child_sha256)
     parent = asset_row(db, sha256=parent_sha256)
     if child is None or parent is None:
         return  # recorded now, applied when both are in the catalog
-    update = _name_update(child, parent["name"], "lineage")
+    update: dict[str, Any] = {}
     for column in ("description", "notes", "base_model", "preferred_weight"):
         if child[column] is None and parent[column] is not None:
             update[column] = parent[column]

@@ -6,10 +6,20 @@ import contextlib
 from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
+from rich.markup import escape
 
 from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
-from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
+from sdhub.cli.render import (
+    format_option,
+    human_size,
+    info,
+    output_format,
+    plain_text,
+    print_fields,
+    print_json,
+    print_table,
+)
 from sdhub.cli.state import STATE
 from sdhub.errors import UsageError
 
@@ -36,11 +46,36 @@ def _copies(asset: Asset) -> str:
 
 
 def _asset_rows(assets: list[Asset]) -> list[list[object]]:
-    return [[a.id, a.name, a.kind, a.base_model or a.architecture or "", human_size(a.size), a.dtype or "",
-             a.status or "", _copies(a), a.autov2] for a in assets]
+    return [[a.id, a.name, a.file_name, a.kind, a.base_model or a.architecture or "", human_size(a.size),
+             a.dtype or "", a.condition, _copies(a), a.autov2] for a in assets]
 
 
-_ASSET_COLUMNS = ["id", "name", "kind", "base", "size", "dtype", "status", "copies", "autov2"]
+_ASSET_COLUMNS = ["id", "name", "file", "kind", "base", "size", "dtype", "status", "copies", "autov2"]
+
+
+def _problem(asset: Asset) -> str:
+    """What is wrong with an asset, in a line."""
+    if asset.defect or not asset.files or not asset.missing:
+        if asset.problems:
+            return "; ".join(asset.problems)
+        return f"the latest test's verdict: {asset.status}" if asset.status else ""
+    return "every copy is gone from disk, last at " + asset.files[0].path
+
+
+def _problem_rows(assets: list[Asset]) -> list[list[object]]:
+    return [[a.id, a.name, a.file_name, a.kind, a.condition, _problem(a)] for a in assets]
+
+
+_PROBLEM_COLUMNS = ["id", "name", "file", "kind", "status", "problem"]
+
+
+def _print_assets(assets: list[Asset], fmt: str, *, problems: bool = False) -> None:
+    if fmt == "json":
+        print_json(assets)
+    elif problems:
+        print_table(_problem_rows(assets), _PROBLEM_COLUMNS, fmt=fmt)
+    else:
+        print_table(_asset_rows(assets), _ASSET_COLUMNS, fmt=fmt)
 
 
 @app.command("scan")
@@ -63,10 +98,23 @@ def scan_command(
         ("files seen", report.files_seen), ("unchanged", report.files_unchanged),
         ("read", f"{report.files_read} ({human_size(report.bytes_read)})"), ("new files", report.files_added),
         ("changed", report.files_changed), ("moved", report.files_moved), ("missing", report.files_missing),
-        ("new assets", report.assets_added), ("seconds", report.seconds),
+        ("new assets", report.assets_added), ("broken", len(report.broken)), ("seconds", report.seconds),
     ])
     for error in report.errors:
         info(f"skipped {error['path']}: {error['error']}")
+    _print_broken(report.broken)
+
+
+#: At most this many broken files are named after a scan; `sdhub ls --problems` lists them all.
+SHOWN_BROKEN = 10
+
+
+def _print_broken(broken: list[dict[str, str]]) -> None:
+    for item in broken[:SHOWN_BROKEN]:
+        info(escape(plain_text(f"{item['defect']}: {item['path']}: {item['reason']}")))
+    if broken:
+        more = f" ({len(broken) - SHOWN_BROKEN} more)" if len(broken) > SHOWN_BROKEN else ""
+        info(f"{len(broken)} file(s) are not usable models{more}: `sdhub ls --problems` lists them")
 
 
 @app.command("ls")
@@ -74,35 +122,38 @@ def ls_command(
     kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind: checkpoint, vae, lora, embedding."),
     base: Optional[str] = typer.Option(None, "--base", help="Only this base model (e.g. sd1, sdxl; part of the name)."),
     sort: str = typer.Option("name", "--sort", help="Sort by name, size or added (newest first)."),
+    problems: bool = typer.Option(False, "--problems",
+                                  help="Only what is wrong: broken or unsafe files, missing files, failed tests, "
+                                       "NaN weights and other problems found, each with what is wrong."),
     json_output: bool = JSON_OPTION,
+    table_format: Optional[str] = format_option(),
 ) -> None:
-    """List the catalogued assets.
+    """List the catalogued assets (piped: one tab-separated line per asset).
 
     Example: sdhub ls --kind lora --base sdxl --sort size
     """
+    fmt = output_format(table_format, json_output)
     with _catalog() as catalog:
-        assets = catalog.list_assets(kind=kind, base=base, sort=sort)
-    if json_output:
-        print_json(assets)
-    else:
-        print_table(_asset_rows(assets), _ASSET_COLUMNS)
+        assets = catalog.list_assets(kind=kind, base=base, sort=sort, problems=problems)
+    _print_assets(assets, fmt, problems=problems)
+    if fmt != "json" and problems and not assets:
+        info("no problems known; `sdhub scan --check-values` also looks for NaN weights")
 
 
 @app.command("search")
 def search_command(
     text: str = typer.Argument(..., help="Words to look for in names, tags, trigger words and descriptions."),
     json_output: bool = JSON_OPTION,
+    table_format: Optional[str] = format_option(),
 ) -> None:
     """Full-text search of the catalog (every word must match, as a prefix).
 
     Example: sdhub search "anime style"
     """
+    fmt = output_format(table_format, json_output)
     with _catalog() as catalog:
         assets = catalog.search(text)
-    if json_output:
-        print_json(assets)
-    else:
-        print_table(_asset_rows(assets), _ASSET_COLUMNS)
+    _print_assets(assets, fmt)
 
 
 def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
@@ -157,6 +208,7 @@ def dupes_command(
                                        help="Replace extra copies with hard links (same filesystem)."),
     delete: bool = typer.Option(False, "--delete", help="Delete every copy but one."),
     json_output: bool = JSON_OPTION,
+    table_format: Optional[str] = format_option(),
 ) -> None:
     """List files stored more than once and the space they waste; optionally free it.
 
@@ -179,12 +231,15 @@ def dupes_command(
             print_fields([("changed", len(result.changed)), ("freed", human_size(result.bytes_freed))])
             return
         report = catalog.duplicates()
-    if json_output:
+    fmt = output_format(table_format, json_output)
+    if fmt == "json":
         print_json(report)
         return
     rows = [[g.asset.id, g.asset.name, human_size(g.asset.size), len(g.asset.present_files),
              human_size(g.wasted_bytes), "\n".join(f.path for f in g.asset.present_files)] for g in report.groups]
-    print_table(rows, ["id", "name", "size", "copies", "wasted", "paths"])
+    if fmt != "table":  # one record per line: a line per path
+        rows = [[*row[:5], path] for row in rows for path in row[5].split("\n")]
+    print_table(rows, ["id", "name", "size", "copies", "wasted", "paths" if fmt == "table" else "path"], fmt=fmt)
     info(f"{len(report.groups)} duplicated assets waste {human_size(report.wasted_bytes)}")
 
 
@@ -232,6 +287,7 @@ def roots_command(
     path: Optional[str] = typer.Argument(None, help="The folder to add or remove."),
     kind: Optional[str] = typer.Option(None, "--kind", help="With add: the kind of files in this folder."),
     json_output: bool = JSON_OPTION,
+    table_format: Optional[str] = format_option(),
 ) -> None:
     """List the folders a scan walks, or add/remove an extra one.
 
@@ -251,11 +307,13 @@ def roots_command(
             return
         else:
             raise UsageError(f"unknown roots action {action!r}; use add or remove")
-    if json_output:
+    fmt = output_format(table_format, json_output)
+    if fmt == "json":
         print_json(roots)
     else:
         print_table([[r.path, r.kind or "", r.source, "yes" if r.exists else "no"] for r in roots],
-                    ["path", "kind", "from", "exists"])
+                    ["path", "kind", "from", "exists"], fmt=fmt)
+
 
 
 @app.command("export-sidecars")

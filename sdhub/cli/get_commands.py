@@ -11,7 +11,7 @@ import typer
 
 from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
-from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
+from sdhub.cli.render import format_option, human_size, info, output_format, print_fields, print_json, print_table
 from sdhub.cli.state import STATE
 from sdhub.errors import SdhubError, UsageError
 
@@ -82,19 +82,21 @@ def search_command(
     nsfw: Optional[bool] = typer.Option(None, "--nsfw/--sfw", help="Include (or exclude) NSFW models."),
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many models to list."),
     json_output: bool = typer.Option(False, "--json", help="Print the Civitai model objects as JSON."),
+    table_format: Optional[str] = format_option(),
 ) -> None:
-    """Search Civitai's models.
+    """Search Civitai's models (piped: one tab-separated line per model).
 
     Example: sdhub civitai search "pixel art" --type LORA --base "SDXL 1.0" --limit 5
     """
     from sdhub.sources.civitai import CivitaiClient
 
+    fmt = output_format(table_format, json_output)
     client = CivitaiClient()
     try:
         models = client.search(query, types=types, base_models=base, sort=sort, nsfw=nsfw, limit=limit)
     finally:
         client.close()
-    if json_output:
+    if fmt == "json":
         print_json(models)
         return
     rows = []
@@ -104,7 +106,7 @@ def search_command(
         rows.append((model.get("id"), model.get("name"), model.get("type"), newest.get("baseModel"),
                      (model.get("creator") or {}).get("username"), stats.get("downloadCount"),
                      f"urn:air:civitai:{model.get('id')}@{newest.get('id')}" if newest.get("id") else ""))
-    print_table(rows, ["id", "name", "type", "base", "creator", "downloads", "get with"])
+    print_table(rows, ["id", "name", "type", "base", "creator", "downloads", "get with"], fmt=fmt)
     if not models:
         info("no models found")
 

@@ -7,13 +7,15 @@ from typing import List
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
 from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
+from sdhub.errors import Interrupted, SdhubError
 
 _METADATA_WIDTH = 160
-_SEVERITY_STYLE = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "[dim]info[/]"}
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
 @app.command("inspect")
@@ -37,7 +39,7 @@ def inspect_command(
     data = report.to_dict()
     _print_summary(data)
     print_table(
-        ([escape(c["name"]), c["tensors"], f"{c['parameters']:,}", human_size(c["bytes"]),
+        ([c["name"], c["tensors"], f"{c['parameters']:,}", human_size(c["bytes"]),
           ", ".join(f"{t} x{n}" for t, n in c["dtypes"].items()),
           "-" if c["nan_values"] is None else c["nan_values"], "-" if c["inf_values"] is None else c["inf_values"]]
          for c in data["components"]),
@@ -45,7 +47,7 @@ def inspect_command(
     if data["lora"]:
         print_fields([(key, _short(value)) for key, value in data["lora"].items()])
     if data["problems"]:
-        print_table(([_SEVERITY_STYLE.get(p["severity"], p["severity"]), p["code"], escape(p["message"])]
+        print_table(([Text(p["severity"], style=_SEVERITY_STYLE.get(p["severity"], "")), p["code"], p["message"]]
                      for p in data["problems"]), ["severity", "problem", "details"], title="problems")
     else:
         info("no problems found" + ("" if data["values_checked"] else " (values not checked: --quick)"))
@@ -60,12 +62,12 @@ def _print_summary(data: dict) -> None:
     if data["variant"]:
         architecture += f" ({data['variant']})"
     prune = data["prune"]
-    saving = "- (prune works on single files)"
+    saving = "- (nothing to prune in an embedding)" if data["kind"] == "embedding" else "- (prune works on single files)"
     if prune:
         saving = (f"{human_size(prune['bytes_saved']['keep'])} keeping types, "
                   f"{human_size(prune['bytes_saved']['fp16'])} as fp16")
     fields = [
-        ("file", escape(data["path"])),
+        ("file", data["path"]),
         ("format", f"{data['format']}, {human_size(data['size'])}"),
         ("kind", data["kind"] + (f" ({data['lora_flavour']})" if data["lora_flavour"] else "")),
         ("architecture", architecture),
@@ -73,9 +75,9 @@ def _print_summary(data: dict) -> None:
         ("dtype", data["dtype"]),
         ("tensors", f"{data['tensor_count']:,} ({data['parameter_count']:,} parameters)"),
         ("EMA weights", "yes" if data["ema"] else "no"),
-        ("training state", escape(", ".join(data["training_entries"])) if data["training_state"] else "no"),
+        ("training state", ", ".join(data["training_entries"]) if data["training_state"] else "no"),
         ("prune would save", saving),
-        ("evidence", escape("; ".join(data["evidence"]))),
+        ("evidence", "; ".join(data["evidence"])),
     ]
     if data["embedding_vectors"]:
         fields.insert(5, ("vectors", data["embedding_vectors"]))
@@ -83,10 +85,10 @@ def _print_summary(data: dict) -> None:
 
 
 def _short(value: object) -> str:
-    """One line of a metadata value, escaped so brackets in it are not read as rich markup."""
+    """One line of a metadata value (print_fields escapes it for rich)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = text if len(text) <= _METADATA_WIDTH else text[:_METADATA_WIDTH - 1] + "…"
-    return escape(text)
+    return text
 
 
 @app.command("hash")
@@ -102,17 +104,31 @@ def hash_command(
     """
     from sdhub.ops.hashing import hash_model
 
-    results = []
+    results, failures = [], []
     with RichProgress() as progress:
         for path in paths:
-            results.append(hash_model(path, components=components, progress=progress))
+            try:
+                results.append(hash_model(path, components=components, progress=progress))
+            except Interrupted:
+                raise
+            except SdhubError as error:  # one missing or unreadable file does not stop the others
+                failures.append(error)
+                info(f"sdhub: error: {escape(str(error))}")
     if json_output:
         print_json(results)
-        return
+    else:
+        _print_hashes(results)
+    if failures:
+        if len(paths) > 1:
+            info(f"{len(failures)} of {len(paths)} files not hashed")
+        raise typer.Exit(max(error.exit_code for error in failures))
+
+
+def _print_hashes(results: list) -> None:
     for result in results:
         hashes = result.file
         fields = [
-            ("file", escape(hashes.path)), ("size", human_size(hashes.size)), ("sha256", hashes.sha256),
+            ("file", hashes.path), ("size", human_size(hashes.size)), ("sha256", hashes.sha256),
             ("autov2 (A1111 hash)", hashes.autov2), ("legacy model hash", hashes.legacy_model_hash),
             ("autov1 (Civitai)", hashes.autov1 or "- (files under 2 MiB have none)"),
             ("autov3 / addnet", f"{hashes.autov3}  ({hashes.addnet_hash})" if hashes.addnet_hash else "- (not safetensors)"),

@@ -18,7 +18,8 @@ def prune_command(
     paths: List[str] = typer.Argument(..., metavar="PATH [VAE_FILE]",
                                       help="The model file; with --vae bake, the VAE file follows it."),
     out: Optional[str] = typer.Option(None, "-o", "--out", metavar="OUT",
-                                      help="Output .safetensors (default: <name>-pruned.safetensors beside PATH)."),
+                                      help="Output .safetensors, or a folder for <name>-pruned.safetensors "
+                                           "(default: beside PATH)."),
     ema: Optional[str] = typer.Option(None, "--ema", metavar="use|drop|keep",
                                       help="EMA weights: use them as the model's weights (default when present), "
                                            "drop them, or keep both."),
@@ -69,6 +70,10 @@ def prune_command(
     if report.training_entries_dropped:
         dropped = ", ".join(filter(None, [dropped, "training state (" + ", ".join(report.training_entries_dropped) + ")"]))
     info(escape(f"pruned {report.source} -> {report.output}"))
-    info(escape(f"  {human_size(report.bytes_before)} -> {human_size(report.bytes_after)} "
-                f"(saved {human_size(report.bytes_saved)}); EMA {report.ema}; {report.dtype}; VAE {report.vae}; "
-                f"{report.tensors_written} tensors" + (f"; dropped {dropped}" if dropped else "")))
+    parts = [f"{human_size(report.bytes_before)} -> {human_size(report.bytes_after)} "
+             f"(saved {human_size(report.bytes_saved)})",
+             # A LoRA or a checkpoint without EMA or VAE has nothing to report there.
+             *([f"EMA {report.ema}"] if report.ema != "none" else []), report.dtype,
+             *([f"VAE {report.vae}"] if report.vae != "none" else []), f"{report.tensors_written} tensors",
+             *([f"dropped {dropped}"] if dropped else [])]
+    info(escape("  " + "; ".join(parts)))

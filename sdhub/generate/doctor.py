@@ -101,13 +101,13 @@ def check_device() -> list[Check]:
 
     from sdhub.generate.loading import select_device
 
-    checks = [Check("torch", "ok", f"{torch.__version__} (CUDA build: {torch.version.cuda or 'no'})")]
+    checks = []  # torch's own version is in check_versions
     device = select_device(None)
     if device.type == "cuda":
         properties = torch.cuda.get_device_properties(device)
         vram = properties.total_memory / 1024 ** 3
         status = "ok" if vram >= 4 else "warn"
-        checks.append(Check("device", status, f"CUDA: {properties.name}, {vram:.1f} GiB VRAM",
+        checks.append(Check("device", status, f"CUDA {torch.version.cuda}: {properties.name}, {vram:.1f} GiB VRAM",
                             None if status == "ok" else "under 4 GiB: use --dtype fp16 and small sizes"))
         checks.append(Check("fp16", "ok" if _half_precision_works("cuda", torch.float16) else "fail",
                             "half precision on the GPU", None))

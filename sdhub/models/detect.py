@@ -39,12 +39,16 @@ INPUT_CHANNEL_VARIANTS = {9: ("inpainting", "latent + mask + masked image"),
 _ADM_WIDTH_ARCH = {2816: "sdxl", 2560: "sdxl-refiner"}
 
 _KOHYA_BASE_VERSIONS = (
-    ("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"), ("v2", "sd2"), ("v1", "sd1"),
+    ("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"), ("v2", "sd2"), ("v1", "sd1"), ("flux", "flux1"),
+    ("sd3", "sd3"),
 )
 _MODELSPEC_BASES = (
     ("stable-diffusion-xl-v1-refiner", "sdxl-refiner"), ("stable-diffusion-xl", "sdxl"),
-    ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"),
+    ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"), ("flux-1", "flux1"),
+    ("stable-diffusion-v3", "sd3"),
 )
+#: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor takes in).
+_TRANSFORMER_WIDTH_BASE = {3072: "flux1", 1536: "sd3", 2432: "sd3"}
 
 
 @dataclass
@@ -214,7 +218,13 @@ def _detect_lora(tensors: Mapping[str, Any], metadata: Mapping[str, str], flavou
         evidence.append({"loha": "LyCORIS LoHa tensors (hada_w1_a/hada_w1_b/...)",
                          "lokr": "LyCORIS LoKr tensors (lokr_w1/lokr_w2)",
                          "peft": "diffusers/PEFT lora_A/lora_B tensors"}[flavour])
-    base = _base_from_metadata(metadata, evidence) or _lora_base_from_shapes(tensors, evidence)
+    # The diffusion model's part (and a second text encoder, SDXL's alone) is the strongest evidence; a
+    # metadata claim, then a CLIP-L part (shared by SD1, SDXL and Flux), decide only when it says nothing.
+    base = _lora_base_from_diffusion_part(tensors, evidence)
+    claimed = _base_from_metadata(metadata, evidence)
+    if base and claimed and family(claimed) != family(base):
+        evidence.append(f"warning: the metadata says {family(claimed)}, the tensors say {base}; the tensors win")
+    base = base or claimed or _lora_base_weak_evidence(tensors, evidence)
     return Detection("lora", base_model=family(base), architecture=None, lora_flavour=flavour, evidence=evidence)
 
 
@@ -243,32 +253,56 @@ def _base_from_metadata(metadata: Mapping[str, str], evidence: list[str]) -> str
     return None
 
 
-def _lora_base_from_shapes(tensors: Mapping[str, Any], evidence: list[str]) -> str | None:
-    components = {component_of(name) for name in tensors}
-    if TEXT_ENCODER_2 in components:
-        evidence.append("LoRA for two text encoders (te1/te2): SDXL")
-        return "sdxl"
-    for name in sorted(tensors):
+_DOWN_FACTOR = re.compile(r"(lora_down|lora_a|lora\.down|hada_w1_a)")
+#: Block names of the SD1/SD2/SDXL UNets (diffusers and LDM), whose attentions also sit in "transformer_blocks".
+_UNET_BLOCKS = re.compile(r"(down_blocks|up_blocks|mid_block|input_blocks|output_blocks|middle_block)")
+
+
+def _lora_base_from_diffusion_part(tensors: Mapping[str, Any], evidence: list[str]) -> str | None:
+    """The family of the UNet or transformer a LoRA's diffusion-model part was trained on, from its shapes."""
+    names = sorted(tensors)
+    for name in names:
         lowered = name.lower()
-        if UNET in components and re.search(r"attn2[._]to_[kv]", lowered) and re.search(r"(lora_down|lora_a|lora\.down)", lowered):
+        if (re.search(r"(double_blocks|single_blocks|single_transformer_blocks|joint_blocks|transformer_blocks)"
+                     r".*(attn|qkv|to_q)", lowered) and _DOWN_FACTOR.search(lowered)
+                and not _UNET_BLOCKS.search(lowered)):
+            width = _shape(tensors[name])[-1]
+            if base := _TRANSFORMER_WIDTH_BASE.get(width):
+                if "double_blocks" in lowered or "single" in lowered:
+                    base = "flux1"
+                elif "joint_blocks" in lowered:
+                    base = "sd3"
+                evidence.append(f"transformer attention width {width} ({base})")
+                return base
+    components = {component_of(name) for name in names}
+    for name in names:
+        lowered = name.lower()
+        if UNET in components and re.search(r"attn2[._]to_[kv]", lowered) and _DOWN_FACTOR.search(lowered):
             width = _shape(tensors[name])[-1]
             if base := CROSS_ATTENTION_BASE.get(width):
                 evidence.append(f"cross-attention input width {width} ({base})")
                 return base
-    for name in sorted(tensors):
-        lowered = name.lower()
-        if component_of(name) == TEXT_ENCODER and re.search(r"q_proj", lowered) and re.search(r"(lora_down|lora_a|lora\.down)", lowered):
-            width = _shape(tensors[name])[-1]
-            if base := _TEXT_WIDTH_BASE.get(width):
-                evidence.append(f"text encoder width {width} ({base})")
-                return base
+    if TEXT_ENCODER_2 in components:
+        evidence.append("LoRA for two text encoders (te1/te2): SDXL")
+        return "sdxl"
+    return None
+
+
+def _lora_base_weak_evidence(tensors: Mapping[str, Any], evidence: list[str]) -> str | None:
+    """Weaker guesses, for a LoRA whose shapes and metadata say nothing clearer."""
     # SD1's UNet projects in and out of attention with 1x1 convolutions, SD2's with linear layers.
     for name in sorted(tensors):
-        lowered = name.lower()
-        if re.search(r"proj_in[._](lora_down|lora_a|lora\.down|hada_w1_a)", lowered):
+        if re.search(r"proj_in[._](lora_down|lora_a|lora\.down)", name.lower()):
             linear = len(_shape(tensors[name])) == 2
             evidence.append("UNet attention projections are " + ("linear (SD2)" if linear else "1x1 convolutions (SD1)"))
             return "sd2" if linear else "sd1"
+    for name in sorted(tensors):
+        lowered = name.lower()
+        if component_of(name) == TEXT_ENCODER and "q_proj" in lowered and _DOWN_FACTOR.search(lowered):
+            width = _shape(tensors[name])[-1]
+            if base := _TEXT_WIDTH_BASE.get(width):
+                evidence.append(f"text encoder width {width} ({base}; a text encoder alone is weak evidence)")
+                return base
     evidence.append("base model not recognised from metadata or shapes")
     return None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sdhub import __version__
-from sdhub.errors import Interrupted, NotFoundError, SdhubError, UsageError, VerificationError
+from sdhub.errors import Interrupted, MissingFileError, SdhubError, UsageError, VerificationError
 from sdhub.formats import DeferredValue, ModelFile, TensorSpec, open_model, write_safetensors
 from sdhub.formats.dtypes import dtype_name, torch_dtype
 from sdhub.ops.cast import output_dtype
@@ -69,6 +69,15 @@ def default_output(source: Path) -> Path:
     return source.with_suffix(".safetensors")
 
 
+def already_safetensors(source: Path, dtype: str) -> str:
+    """What to tell a user who asks to convert a file that is already .safetensors."""
+    if dtype == "keep":
+        return (f"{source.name} is already .safetensors: nothing to convert. To change its precision add "
+                f"--dtype fp16 -o {source.stem}-fp16.safetensors; to drop EMA and training state use sdhub prune")
+    return (f"{source.name} is already .safetensors; to store it as {dtype}, name the new file: "
+            f"-o {source.stem}-{dtype}.safetensors")
+
+
 def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, dtype: str = "keep",
             overwrite: bool = False, verify: bool = False, delete_original: bool = False,
             progress: Progress = NULL_PROGRESS) -> ConvertReport:
@@ -78,11 +87,13 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
     if dtype not in DTYPE_CHOICES:
         raise UsageError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
     if not source.exists():
-        raise NotFoundError(f"{source}: no such file")
+        raise MissingFileError(f"{source}: no such file")
     output = Path(out) if out is not None else default_output(source)
     if output.is_dir():
         output = output / default_output(source).name
     if output.resolve() == source.resolve():
+        if source.suffix.lower() == ".safetensors":
+            raise UsageError(already_safetensors(source, dtype))
         raise UsageError(f"{source} would be overwritten by its own conversion; choose another output with -o")
     if output.exists() and not overwrite:
         raise UsageError(f"{output} already exists (use --overwrite to replace it)")
@@ -93,7 +104,7 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
     try:
         with open_model(source) as model:
             if model.format == "safetensors" and target is None:
-                raise UsageError(f"{source.name} is already .safetensors; nothing to convert")
+                raise UsageError(already_safetensors(source, dtype))
             specs = _specs(model, target)
             digest = BackgroundSha256(source)
             metadata = {
@@ -236,7 +247,7 @@ def convert_paths(paths: list[str | os.PathLike[str]], out: str | os.PathLike[st
         elif path.exists():
             jobs.append((path, out_dir, False))
         else:
-            raise NotFoundError(f"{path}: no such file or folder")
+            raise MissingFileError(f"{path}: no such file or folder")
     if out_dir is not None and len(jobs) > 1 and not out_dir.is_dir():
         if out_dir.exists():
             raise UsageError(f"{out_dir} is a file; with several inputs -o must be a folder")

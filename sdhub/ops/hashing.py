@@ -22,7 +22,7 @@ import blake3
 import xxhash
 from isal import isal_zlib
 
-from sdhub.errors import BadInputError, NotFoundError, SdhubError, UsageError
+from sdhub.errors import BadInputError, MissingFileError, SdhubError, UsageError
 from sdhub.formats.safetensors_file import looks_like_safetensors
 from sdhub.progress import NULL_PROGRESS, Progress
 
@@ -167,7 +167,7 @@ class _Slots:
 
 def _open_for_hashing(file_path: Path) -> BinaryIO:
     if not file_path.exists():
-        raise NotFoundError(f"{file_path}: no such file")
+        raise MissingFileError(f"{file_path}: no such file")
     if not file_path.is_file():
         raise UsageError(f"{file_path}: not a file (hash works on model files, not folders)")
     try:

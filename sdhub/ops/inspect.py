@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdhub.errors import BadInputError, NotFoundError
+from sdhub.errors import BadInputError, MissingFileError
 from sdhub.formats import ModelFile, open_model
 from sdhub.formats.dtypes import DTYPES
 from sdhub.models import components as comp
@@ -140,7 +140,7 @@ def inspect_file(path: str | Path, *, check_values: bool = True, progress: Progr
     """Inspect a model file or diffusers folder; ``check_values=False`` reads names and shapes only."""
     target = Path(path)
     if not target.exists():
-        raise NotFoundError(f"{target}: no such file or folder")
+        raise MissingFileError(f"{target}: no such file or folder")
     if target.is_dir():
         # inspect_diffusers builds on this module's pieces, so it is imported only when needed.
         from sdhub.ops.inspect_diffusers import inspect_diffusers_folder
@@ -388,7 +388,10 @@ def top_tags(tag_frequency: str | None, limit: int = _TOP_TAGS) -> list[list[Any
 
 
 def prune_estimate(model: ModelFile, detection: Detection, broken: set[str]) -> dict[str, Any] | None:
-    """What ``sdhub prune`` would write with its defaults, keeping the types and casting to fp16."""
+    """What ``sdhub prune`` would write with its defaults, keeping the types and casting to fp16
+    (None when prune does not take the file: an embedding, or nothing would be left)."""
+    if detection.kind == "embedding":
+        return None
     estimate: dict[str, Any] = {"size_now": model.size, "size_after": {}, "bytes_saved": {}}
     for label, dtype in (("keep", "keep"), ("fp16", "fp16")):
         options = PruneOptions(dtype=dtype, fix_clip=True)

@@ -271,6 +271,9 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
     if src_path.is_dir():
         raise UsageError(f"{src_path} is a folder; prune works on single model files")
     out_path = Path(out) if out is not None else default_output(src_path)
+    new_folder = out is not None and str(out).endswith(("/", os.sep)) and not out_path.exists()
+    if out is not None and (out_path.is_dir() or new_folder):  # "-o models/": the default name in that folder
+        out_path = out_path / default_output(src_path).name
     if out_path.suffix != ".safetensors":
         raise UsageError(f"{out_path}: prune writes .safetensors; give the output that extension")
     if out_path.exists() and src_path.exists() and os.path.samefile(src_path, out_path):
@@ -281,6 +284,8 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
         model = stack.enter_context(open_model(src_path, limits=replace(DEFAULT_LIMITS,
                                                                        allow_expansion=options.allow_expansion)))
         detection = detect(model.tensors, model.metadata, sidecar_config=read_sidecar_config(src_path))
+        if detection.kind == "embedding":
+            raise UsageError(embedding_refusal(src_path))
         vae_model = stack.enter_context(open_model(options.vae_file)) if options.vae == "bake" else None
         broken = find_broken_position_ids(model)
         plan = plan_prune(model, detection, options, vae_model, broken)
@@ -296,15 +301,36 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
         if options.keep_training_state and training_dropped:
             plan.warnings.append("optimizer and scheduler state cannot be stored in .safetensors and was left out: "
                                  + ", ".join(training_dropped))
+        if new_folder:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
         write_safetensors(out_path, specs, metadata, progress, overwrite=overwrite)
     return PruneReport(
         source=str(src_path), output=str(out_path), bytes_before=model.size, bytes_after=out_path.stat().st_size,
         ema=plan.ema, ema_tensors_used=plan.ema_tensors_used, dtype=options.dtype if target else "keep",
-        vae={"keep": "kept", "drop": "dropped", "bake": f"baked from {options.vae_file}"}[options.vae],
+        vae=vae_outcome(model, detection, options),
         tensors_written=len(plan.tensors), dropped=plan.dropped, position_ids_fixed=plan.position_ids_fixed,
         training_entries_dropped=training_dropped,
         source_sha256=sha.result(), warnings=plan.warnings,
     )
+
+
+def embedding_refusal(path: Path) -> str:
+    """Why prune does not take an embedding, and what to do instead."""
+    advice = (f"; to turn it into .safetensors use sdhub convert {path.name} --delete-original"
+              if path.suffix.lower() != ".safetensors" else "")
+    return (f"{path.name} is a textual-inversion embedding: there is nothing to prune in it (no EMA, training "
+            "state or VAE), and a second copy in embeddings/ would be loaded by A1111 as another embedding" + advice)
+
+
+def vae_outcome(model: ModelFile, detection: Detection, options: PruneOptions) -> str:
+    """What prune did with the VAE, as the report says it: kept, dropped, baked from FILE, or none (no VAE)."""
+    if options.vae == "bake":
+        return f"baked from {options.vae_file}"
+    if detection.kind == "vae":
+        return "kept"
+    if detection.kind != "checkpoint" or not any(comp.component_of(name) == comp.VAE for name in model.tensors):
+        return "none"
+    return {"keep": "kept", "drop": "dropped"}[options.vae]
 
 
 def output_metadata(model: ModelFile, detection: Detection, options: PruneOptions, plan: PrunePlan) -> dict[str, str]:

@@ -110,11 +110,55 @@ def _translate(error: Exception, ref: HubRef, token: str | None) -> SdhubError:
     return NetworkError(f"downloading {what} from {hf_endpoint()} failed: {type(error).__name__}")
 
 
+#: How long the reachability probe waits for a TCP connection to the Hub.
+REACH_TIMEOUT_SECONDS = 3.0
+
+
+def unreachable_reason(endpoint: str, timeout: float = REACH_TIMEOUT_SECONDS) -> str | None:
+    """Why the Hub at ``endpoint`` cannot be reached (its name does not resolve, the connection is refused
+    or times out), or None when a TCP connection opens or a proxy is configured (the proxy decides).
+
+    ``huggingface_hub`` retries a failed connection five times over 23 seconds, logging each retry;
+    this one quick look lets an offline machine hear it once, at once.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(env(name) or env(name.lower()) for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")):
+        return None
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"the name {host} does not resolve"
+    except (OSError, ValueError) as error:  # refused, timed out, no route; a bad port number
+        return str(getattr(error, "strerror", None) or error or type(error).__name__).lower()
+
+
+def _offline_error(ref: HubRef, why: str) -> NetworkError:
+    from urllib.parse import urlsplit
+
+    what = f"{ref.repo_id}" + (f"/{ref.path}" if ref.path else "") + f" at {ref.revision}"
+    host = urlsplit(hf_endpoint()).netloc or hf_endpoint()
+    return NetworkError(f"cannot reach {host} ({why}): offline? {what} is not in the local Hugging Face cache either")
+
+
+def _hub_offline_mode() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def list_files(ref: HubRef) -> dict[str, int]:
     """Every file of a Hub repo at ``ref``'s revision: path -> size in bytes (one API call)."""
     import huggingface_hub
 
     token = env("HF_TOKEN")
+    if not _hub_offline_mode() and (why := unreachable_reason(hf_endpoint())):
+        raise _offline_error(ref, why)
     api = huggingface_hub.HfApi(endpoint=hf_endpoint(), token=token if token else None)
     try:
         # The same two calls snapshot_download makes: the revision's commit, then its file tree.
@@ -135,6 +179,9 @@ def fetch(ref: HubRef, *, allow_patterns: Iterable[str] | None = None, progress:
         "revision": ref.revision, "endpoint": hf_endpoint(), "cache_dir": str(hub_cache_dir()),
         "token": token if token else None, "repo_type": ref.repo_type,
     }
+    why = None if _hub_offline_mode() else unreachable_reason(hf_endpoint())
+    if why:
+        options["local_files_only"] = True  # what the cache holds still works offline
     try:
         if ref.path is not None:
             cached = huggingface_hub.hf_hub_download(ref.repo_id, ref.path, tqdm_class=_progress_bar_class(progress, ref.path),
@@ -154,6 +201,8 @@ def fetch(ref: HubRef, *, allow_patterns: Iterable[str] | None = None, progress:
     except SdhubError:
         raise
     except Exception as error:  # huggingface_hub raises many kinds; each becomes one clear message
+        if why:
+            raise _offline_error(ref, why) from None
         raise _translate(error, ref, token) from None
     return HubFiles(repo_id=ref.repo_id, revision=ref.revision, root=root, files=files, commit=root.name)
 

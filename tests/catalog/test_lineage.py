@@ -1,4 +1,5 @@
-"""Lineage: a pruned or converted copy keeps its origin's name, Civitai data and trigger words."""
+"""Lineage: a pruned or converted copy keeps its own name, and inherits its origin's Civitai data and
+trigger words."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _derived_file(path: Path, source_sha256: str, **extra: str) -> Path:
     return path
 
 
-def test_a_derived_file_inherits_name_civitai_data_and_trigger_words(catalog: Catalog, stocked) -> None:
+def test_a_derived_file_keeps_its_name_and_inherits_civitai_data_and_trigger_words(catalog: Catalog, stocked) -> None:
     catalog.scan()
     parent_sha = _sha256(stocked.paths["lora"])
     catalog.set_remote(parent_sha, "civitai", civitai_version(parent_sha))
@@ -33,7 +34,7 @@ def test_a_derived_file_inherits_name_civitai_data_and_trigger_words(catalog: Ca
     child_details = catalog.show(str(child))
     asset = child_details.asset
     assert asset.source_sha256 == parent_sha
-    assert asset.name == "Ink Style"
+    assert asset.name == "inkstyle-fp16" and catalog.get(parent_sha).name == "Ink Style"
     assert asset.trigger_words == ["inkstyle", "sketch lines"]
     civitai = child_details.remote[0]
     assert civitai["source"] == "civitai" and civitai["version_id"] == "130072"
@@ -52,9 +53,12 @@ def test_lineage_waits_for_the_parent_and_follows_later_updates(catalog: Catalog
     assert catalog.find(str(child)).name == "early-child"  # the origin is unknown yet
     assert catalog.show(str(child)).ancestors[0].id is None
     catalog.add_file(elsewhere)
-    assert catalog.find(str(child)).name == "original"  # the origin arrived: its name is taken
+    assert catalog.find(str(child)).name == "early-child"  # the origin arrived: the child keeps its name
+    assert catalog.show(str(child)).ancestors[0].name == "original"
     catalog.set_remote(parent_sha, "civitai", civitai_version(parent_sha, model_name="Late Name"))
-    assert catalog.find(str(child)).name == "Late Name"
+    child_asset = catalog.find(str(child))
+    assert child_asset.name == "early-child" and child_asset.trigger_words == ["inkstyle", "sketch lines"]
+    assert catalog.get(parent_sha).name == "Late Name"
 
 
 def test_grandchildren_inherit_through_the_chain(catalog: Catalog, stocked) -> None:
@@ -66,7 +70,8 @@ def test_grandchildren_inherit_through_the_chain(catalog: Catalog, stocked) -> N
     catalog.scan()
     catalog.set_remote(root_sha, "civitai", civitai_version(root_sha, model_name="Family"))
     details = catalog.show(str(grandchild))
-    assert details.asset.name == "Family"
+    assert details.asset.name == "grandchild" and details.asset.trigger_words == ["inkstyle", "sketch lines"]
+    assert details.remote[0]["inherited_from"] == root_sha
     assert [a.sha256 for a in details.ancestors] == [_sha256(child), root_sha]
 
 
@@ -75,4 +80,67 @@ def test_record_lineage_by_hand(catalog: Catalog, stocked) -> None:
     sd1, sdxl = (_sha256(stocked.paths[label]) for label in ("sd1", "sd1-ckpt"))
     catalog.record_lineage(sd1, sdxl, "convert")
     assert catalog.get(sd1).source_sha256 == sdxl
-    assert catalog.get(sd1).name == "old-style"
+    assert catalog.get(sd1).name == "dreamy-sd15"
+
+
+def test_a_rescan_never_renames_derived_files(catalog: Catalog, stocked, tmp_path) -> None:
+    """The walkthrough's case: the origin turns up under a new file name after its copies were made."""
+    origin = tmp_path / "tinymix_v1.ckpt"
+    origin.write_bytes(stocked.paths["lora"].read_bytes() + b"origin")
+    origin_sha = _sha256(origin)
+    folder = stocked.home.folder("lora")
+    fp16 = _derived_file(folder / "tinymix_v1-fp16.safetensors", origin_sha, **{"sdhub.dtype": "fp16"})
+    pruned = _derived_file(folder / "tinymix_v1-pruned.safetensors", origin_sha, **{"sdhub.pruned": "{}"})
+    catalog.scan()
+    renamed = folder / "tinymix_v1-trained.ckpt"
+    renamed.write_bytes(origin.read_bytes())
+    catalog.scan()
+    names = {a.name for a in catalog.list_assets(kind="lora")}
+    assert {"tinymix_v1-fp16", "tinymix_v1-pruned", "tinymix_v1-trained"} <= names
+    assert catalog.find("tinymix_v1-fp16").file_name == fp16.name
+    assert catalog.find("tinymix_v1-pruned").source_sha256 == origin_sha
+    assert sorted(d.name for d in catalog.show("tinymix_v1-trained").derived) == ["tinymix_v1-fp16",
+                                                                                 "tinymix_v1-pruned"]
+    assert catalog.find(str(pruned)).name == "tinymix_v1-pruned"
+
+
+def test_sidecars_exported_beside_a_derived_file_do_not_rename_it(catalog: Catalog, stocked) -> None:
+    catalog.scan()
+    parent_sha = _sha256(stocked.paths["lora"])
+    catalog.set_remote(parent_sha, "civitai", civitai_version(parent_sha))
+    child = _derived_file(stocked.home.folder("lora") / "inkstyle-pruned.safetensors", parent_sha,
+                          **{"sdhub.pruned": "{}"})
+    catalog.scan()
+    catalog.export_sidecars()  # writes the inherited Civitai record beside the child too
+    assert child.with_name("inkstyle-pruned.civitai.info").is_file()
+    catalog.scan()
+    assert catalog.find(str(child)).name == "inkstyle-pruned"
+    assert catalog.get(parent_sha).name == "Ink Style"
+
+
+def test_an_ambiguous_name_lists_the_candidates_with_their_file_names(catalog: Catalog, stocked) -> None:
+    import pytest
+
+    from sdhub.errors import UsageError
+
+    twin = stocked.home.folder("checkpoint") / "dreamy-sd15.ckpt"
+    twin.write_bytes(stocked.paths["sd1-ckpt"].read_bytes() + b"twin")
+    catalog.scan()
+    with pytest.raises(UsageError) as error:
+        catalog.find("dreamy-sd15")
+    assert "dreamy-sd15.ckpt" in str(error.value) and "dreamy-sd15.safetensors" in str(error.value)
+    assert catalog.find("dreamy-sd15.ckpt").file_name == "dreamy-sd15.ckpt"
+
+
+def test_catalogs_written_before_keep_no_inherited_names(stocked) -> None:
+    from sdhub.catalog.db import write_transaction
+
+    with stocked.catalog() as catalog:
+        catalog.scan()
+        with write_transaction(catalog.db):
+            # As the earlier schema left it: a derived file carrying its origin's name.
+            catalog.db.execute("UPDATE assets SET name = 'Ink Style', name_source = 'lineage' WHERE name = 'badhands'")
+            catalog.db.execute("UPDATE settings SET value = '3' WHERE key = 'schema_version'")
+    with stocked.catalog() as catalog:
+        asset = catalog.find("badhands")
+        assert asset.name == "badhands" and asset.name_source == "file"

@@ -205,6 +205,54 @@ def test_unreadable_model_is_catalogued_with_its_problem(catalog: Catalog, stock
     assert asset.problems  # the user sees why it is not usable
 
 
+def write_junk(folder: Path, good_model: Path) -> dict[str, Path]:
+    """The junk a new user's model folder collects: a login page saved as a model, an empty file,
+    a download cut short, and a pickle that would run a command."""
+    import zipfile
+
+    junk = {"html": folder / "easynegative-download.safetensors", "empty": folder / "empty.ckpt",
+            "truncated": folder / "half-downloaded.safetensors", "unsafe": folder / "free-model.ckpt"}
+    junk["html"].write_text("<!DOCTYPE html><html><body>Sign in to download</body></html>")
+    junk["empty"].write_bytes(b"")
+    data = good_model.read_bytes()
+    junk["truncated"].write_bytes(data[: len(data) // 2])
+    with zipfile.ZipFile(junk["unsafe"], "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+        archive.writestr("archive/version", "3\n")
+    return junk
+
+
+def test_broken_files_are_marked_counted_and_listed(catalog: Catalog, stocked) -> None:
+    junk = write_junk(stocked.home.folder("checkpoint"), stocked.paths["sd1"])
+    report = catalog.scan()
+    assert sorted(b["path"] for b in report.broken) == sorted(str(p) for p in junk.values())
+    reasons = {Path(b["path"]).name: (b["defect"], b["reason"]) for b in report.broken}
+    assert reasons["free-model.ckpt"][0] == "unsafe" and "posix.system" in reasons["free-model.ckpt"][1]
+    assert reasons["half-downloaded.safetensors"] == ("broken", reasons["half-downloaded.safetensors"][1])
+    assert "truncated" in reasons["half-downloaded.safetensors"][1]
+    for label in ("html", "empty", "truncated"):
+        asset = catalog.find(str(junk[label]))
+        assert asset.defect == "broken" and asset.condition == "broken" and asset.has_problems, label
+    good = catalog.find(str(stocked.paths["sd1"]))
+    assert good.defect is None and not good.has_problems
+    problems = catalog.list_assets(problems=True)
+    assert sorted(a.file_name for a in problems) == sorted(p.name for p in junk.values())
+    # A rescan reads nothing again and still counts them.
+    again = catalog.scan()
+    assert again.files_read == 0 and len(again.broken) == len(junk)
+
+
+def test_a_failed_test_and_a_vanished_file_are_problems_too(catalog: Catalog, stocked) -> None:
+    catalog.scan()
+    sd1 = catalog.find(str(stocked.paths["sd1"]))
+    catalog.record_test(sd1.sha256, {"verdict": "black"})
+    catalog.record_test(catalog.find(str(stocked.paths["sdxl"])).sha256, {"verdict": "pass"})
+    stocked.paths["vae"].unlink()
+    catalog.scan()
+    problems = {a.file_name: a.condition for a in catalog.list_assets(problems=True)}
+    assert problems == {"dreamy-sd15.safetensors": "black", "clear-vae.safetensors": "missing"}
+
+
 def test_check_values_finds_nan_weights(catalog: Catalog, stocked) -> None:
     tensors = load_file(str(stocked.paths["lora"]))
     name = sorted(n for n in tensors if n.endswith("lora_down.weight"))[0]
@@ -215,6 +263,8 @@ def test_check_values_finds_nan_weights(catalog: Catalog, stocked) -> None:
     assert not any("nan" in p.lower() for p in catalog.find("nan-lora").problems)
     catalog.scan(full=True, check_values=True)
     assert any("nan" in p.lower() for p in catalog.find("nan-lora").problems)
+    assert [a.name for a in catalog.list_assets(problems=True)] == ["nan-lora"]
+    assert catalog.find("nan-lora").condition == "problems"
     assert torch.isnan(tensors[name]).any()
 
 

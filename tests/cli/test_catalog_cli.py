@@ -118,7 +118,10 @@ def test_dupes_delete(run_cli, home: Path) -> None:
 
 def test_rm_with_files(run_cli, home: Path) -> None:
     scan(run_cli, home)
-    result = run_cli("--home", home, "rm", "badhands", "--files", "--json")
+    unconfirmed = run_cli("--home", home, "rm", "badhands", "--files", "--json")  # stdin is no terminal here
+    assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.stderr and unconfirmed.stdout == ""
+    assert (home / "embeddings/badhands.pt").exists() and run_cli("--home", home, "show", "badhands").exit_code == 0
+    result = run_cli("--home", home, "rm", "badhands", "--files", "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["files_deleted"] == [str(home / "embeddings/badhands.pt")]
     assert not (home / "embeddings/badhands.pt").exists()

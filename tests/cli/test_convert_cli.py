@@ -56,13 +56,13 @@ def test_folder_mode_skips_converted_and_delete_original_removes_sources(run_cli
     assert (tmp_path / "a.ckpt").exists() and not (tmp_path / "b.ckpt").exists()
 
 
-def test_usage_errors_exit_2_and_missing_files_exit_1(run_cli, tmp_path: Path) -> None:
+def test_usage_errors_and_missing_files_exit_2(run_cli, tmp_path: Path) -> None:
     source = tmp_path / "w.pt"
     torch.save({"w": torch.ones(2)}, source)
     bad_dtype = run_cli("convert", source, "--dtype", "fp8")
     assert bad_dtype.exit_code == 2 and "fp8" in bad_dtype.stderr
     missing = run_cli("convert", tmp_path / "nope.ckpt")
-    assert missing.exit_code == 1 and "no such file" in missing.stderr
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
     run_cli("convert", source)
     again = run_cli("convert", source)
     assert again.exit_code == 2 and "--overwrite" in again.stderr

@@ -65,7 +65,7 @@ def test_prune_errors_are_one_line_with_the_right_exit_code(run_cli, files: Path
     no_vae_file = run_cli("prune", model, "--vae", "bake")
     assert no_vae_file.exit_code == 2 and "VAE_FILE" in no_vae_file.stderr
     missing = run_cli("inspect", tmp_path / "missing.safetensors")
-    assert missing.exit_code == 1 and missing.stderr.startswith("sdhub: error:")
+    assert missing.exit_code == 2 and missing.stderr.startswith("sdhub: error:")
 
     state = factory.tiny_state_dicts("sd1")
     state["model.diffusion_model.out.2.bias"] = torch.tensor([1e6, 0.0, 0.0, 0.0])

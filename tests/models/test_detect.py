@@ -108,3 +108,43 @@ def test_full_size_sd15_shapes_confirm_the_layout_with_real_widths() -> None:
     detection = detect({name: (t.dtype, tuple(t.shape)) for name, t in state.items()}, {})
     assert (detection.architecture, detection.base_model) == ("sd1", "sd1")
     assert "cross-attention width 768 (sd1)" in detection.evidence
+
+
+def _kohya(modules: dict[str, int], rank: int = 4) -> dict[str, tuple]:
+    """Kohya LoRA tensors for ``{module name: input width}``."""
+    tensors: dict[str, tuple] = {}
+    for module, width in modules.items():
+        tensors[f"{module}.lora_down.weight"] = (torch.float32, (rank, width))
+        tensors[f"{module}.lora_up.weight"] = (torch.float32, (width, rank))
+        tensors[f"{module}.alpha"] = (torch.float32, ())
+    return tensors
+
+
+FLUX_KOHYA = _kohya({"lora_unet_double_blocks_0_img_attn_qkv": 3072, "lora_unet_single_blocks_0_linear1": 3072,
+                     "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": 768})
+
+
+@pytest.mark.parametrize("metadata", [
+    {"ss_base_model_version": "flux1", "modelspec.architecture": "flux-1-dev/lora"},
+    {"ss_base_model_version": "sd_v1"},  # a claim the tensors contradict is not believed
+    {},
+])
+def test_a_flux_lora_with_a_clip_l_part_is_flux_whatever_its_metadata_claims(metadata: dict[str, str]) -> None:
+    detection = detect(FLUX_KOHYA, metadata)
+    assert (detection.kind, detection.base_model) == ("lora", "flux1"), detection.evidence
+    if metadata.get("ss_base_model_version") == "sd_v1":
+        assert any("the tensors win" in line for line in detection.evidence)
+
+
+def test_transformer_loras_by_width_and_unet_loras_whose_text_part_disagrees() -> None:
+    sd3 = _kohya({"lora_unet_joint_blocks_0_x_block_attn_qkv": 1536})
+    assert detect(sd3, {}).base_model == "sd3"
+    peft_flux = {"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": (torch.float32, (4, 3072)),
+                 "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight": (torch.float32, (3072, 4))}
+    assert detect(peft_flux, {}).base_model == "flux1"
+    # An SDXL UNet part (cross-attention width 2048) beside a CLIP-L-only text part: SDXL, not SD1.
+    sdxl = _kohya({"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k": 2048,
+                   "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": 768})
+    assert detect(sdxl, {"ss_base_model_version": "sd_v1"}).base_model == "sdxl"
+    # A LoRA of the text encoder alone still gets the weak guess its width allows.
+    assert detect(_kohya({"lora_te_text_model_encoder_layers_0_self_attn_q_proj": 768}), {}).base_model == "sd1"

@@ -152,7 +152,7 @@ def test_fp16_overflow_stops_unless_forced_and_leaves_no_file(tmp_path: Path) ->
     assert torch.equal(bf16[UNET + "out.2.bias"], state[UNET + "out.2.bias"].to(torch.bfloat16))
 
 
-def test_loras_and_embeddings_take_the_cast_path_and_keep_their_metadata(tmp_path: Path) -> None:
+def test_loras_take_the_cast_path_and_keep_their_metadata(tmp_path: Path) -> None:
     lora = factory.lora(tmp_path / "lora.safetensors", base="sd1", fmt="kohya")
     out = prune(lora, tmp_path / "lora-fp16.safetensors")
     source = load_file(lora)
@@ -161,8 +161,15 @@ def test_loras_and_embeddings_take_the_cast_path_and_keep_their_metadata(tmp_pat
     assert all(torch.equal(pruned[k], v.to(torch.float16)) for k, v in source.items())
     with safe_open(out.output, "pt") as handle:
         assert handle.metadata()["ss_network_dim"] == "4"
+
+
+def test_an_embedding_is_refused_with_nothing_written(tmp_path: Path) -> None:
+    # Nothing to prune in it (no EMA, training state or VAE), and a copy beside it in embeddings/ would be
+    # loaded by A1111 as a second embedding; a .pt becomes .safetensors with convert.
     embedding = factory.embedding(tmp_path / "emb.pt", fmt="pt")
-    assert load_file(prune(embedding, tmp_path / "emb.safetensors").output)["emb_params"].dtype == torch.float16
+    with pytest.raises(UsageError, match="textual-inversion embedding: there is nothing to prune"):
+        prune(embedding, tmp_path / "emb.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["emb.pt"]
 
 
 def test_training_state_is_dropped_or_kept(tmp_path: Path) -> None:

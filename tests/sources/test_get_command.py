@@ -152,6 +152,12 @@ def test_civitai_search_table_and_json(site: CivitaiServer, run_cli) -> None:
     table = run_cli("civitai", "search", "synthwave")
     assert table.exit_code == 0 and "1102" in table.stdout and "Checkpoint" in table.stdout
     assert "3036" not in table.stdout
+    # Piped: one tab-separated line per model; `--format csv` has a header line.
+    record = table.stdout.splitlines()[0].split("\t")
+    assert len(table.stdout.splitlines()) == 1 and record[0] == "1102" and record[2] == "Checkpoint"
+    assert record[-1].startswith("urn:air:civitai:1102@")
+    as_csv = run_cli("civitai", "search", "synthwave", "--format", "csv").stdout.splitlines()
+    assert as_csv[0] == "id,name,type,base,creator,downloads,get with" and as_csv[1].startswith("1102,")
     data = json.loads(run_cli("civitai", "search", "--type", "TextualInversion", "--json").stdout)
     assert [m["id"] for m in data] == [3036]
     assert json.loads(run_cli("civitai", "search", "--base", "SD 2.1", "--json").stdout)[0]["name"].startswith(

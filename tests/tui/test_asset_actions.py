@@ -10,6 +10,7 @@ from sdhub.catalog import Catalog
 from sdhub.config import Home
 from sdhub.testing import factory
 from sdhub.tui.app import SdhubApp
+from sdhub.tui.screens.library import CELL
 from sdhub.tui.screens.dialogs import ConfirmDialog, ReferenceResultScreen, ReportScreen
 from sdhub.tui.screens.prune import ConvertDialog, PruneDialog
 from sdhub.tui.widgets.asset_table import AssetTable
@@ -38,10 +39,13 @@ async def test_prune_from_the_p_key_adds_the_pruned_file_as_a_new_asset(home_wit
         output = app.screen.query_one("#output").value
         assert output == str(home_with_checkpoint.folder("checkpoint") / "tiny-sd1-ema-pruned.safetensors")
         await pilot.press("enter")  # accept the defaults: EMA weights used, fp16, training state dropped
-        # The pruned copy is a new asset; it inherits its source's name (catalog lineage).
+        # The pruned copy is a new asset, named after its own file (lineage links it to its source).
         await wait_until(lambda: len(table.rows) == 2, pilot, timeout=60)
         assert Path(output).is_file()
-        assert sorted(row.cells[4] for row in table.rows) == ["F16", "F32"]  # fp16 by default
+        assert sorted((row.cells[CELL["name"]], row.cells[CELL["file"]], row.cells[CELL["dtype"]])
+                      for row in table.rows) == [
+            ("tiny-sd1-ema", "tiny-sd1-ema.ckpt", "F32"),
+            ("tiny-sd1-ema-pruned", "tiny-sd1-ema-pruned.safetensors", "F16")]  # fp16 by default
         await wait_until(lambda: any(n.title == "Prune finished" for n in app._notifications), pilot)
     with Catalog(home_with_checkpoint) as catalog:
         pruned = catalog.show(output)
@@ -98,7 +102,7 @@ async def test_smoke_test_shows_the_verdict_and_the_image_and_records_it(tmp_hom
         assert image.path is not None and image.path.is_file() and image.path.suffix == ".png"
         await pilot.press("escape")
         # The verdict is now the asset's status in the table.
-        await wait_until(lambda: table.rows[0].cells[5] == "pass", pilot)
+        await wait_until(lambda: table.rows[0].cells[CELL["status"]] == "pass", pilot)
 
 
 async def test_y_copies_the_sha256_and_r_reveals_the_path(home_with_checkpoint: Home) -> None:

@@ -8,6 +8,7 @@ from sdhub.catalog import Catalog
 from sdhub.config import Home
 from sdhub.testing import factory
 from sdhub.tui.app import SdhubApp
+from sdhub.tui.screens.library import CELL
 from sdhub.tui.screens.details import DetailsScreen
 from sdhub.tui.screens.help import HelpScreen
 from sdhub.tui.widgets.asset_detail import AssetDetail
@@ -199,7 +200,7 @@ async def test_ctrl_r_scans_new_files_in_and_marks_vanished_ones_missing(library
         await pilot.press("ctrl+r")
         await wait_until(lambda: "fresh-style" in shown_names(app), pilot)
         await wait_until(lambda: any(n.title == "Scan finished" for n in app._notifications), pilot)
-        status = {row.cells[0]: row.cells[5] for row in table.rows}
+        status = {row.cells[CELL["name"]]: row.cells[CELL["status"]] for row in table.rows}
         assert status["fresh-style"] == ""
         assert status["dreamy-anime-v1"] == "missing"
 
@@ -218,3 +219,26 @@ def test_the_details_of_a_pipeline_folder_list_its_files(tmp_home: Home, pipelin
     assert str(folder) in body
     for name in pipeline_files:
         assert f"  {name}  " in body
+
+
+async def test_broken_files_show_as_broken_and_a_scan_counts_them(tmp_home: Home) -> None:
+    folder = tmp_home.folder("checkpoint")
+    factory.lora(tmp_home.folder("lora") / "inkstyle.safetensors")
+    (folder / "empty.ckpt").write_bytes(b"")
+    with Catalog(tmp_home) as catalog:
+        catalog.scan()
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(140, 30)) as pilot:
+        table = await loaded(app, pilot, 2)
+        (folder / "easynegative.safetensors").write_text("<!DOCTYPE html><html>Sign in</html>")
+        await pilot.press("ctrl+r")
+        await wait_until(lambda: table.row_count == 3, pilot)
+        await wait_until(lambda: any(n.title == "Scan finished" for n in app._notifications), pilot)
+        note = next(n for n in app._notifications if n.title == "Scan finished")
+        assert "2 not usable" in note.message and note.severity == "warning"
+        rows = {row.cells[CELL["file"]]: (row.cells[CELL["status"]], row.style) for row in table.rows}
+        assert rows == {"easynegative.safetensors": ("broken", "broken"), "empty.ckpt": ("broken", "broken"),
+                        "inkstyle.safetensors": ("", "")}
+        # Wide enough for every column: the header names the file column.
+        header = table.render_line(0).text
+        assert "File" in header and "Dtype" in header and "Base" in header

@@ -33,12 +33,16 @@ from sdhub.units import human_size
 
 COLUMNS = [
     Column("name", "Name"),
+    Column("file", "File"),
     Column("kind", "Kind", 10),
-    Column("base", "Base", 9),
+    # In a narrow table, telling the rows apart (name, file) comes before base and dtype (the pane has them).
+    Column("base", "Base", 9, hide_below=72),
     Column("size", "Size", 8, align_right=True),
-    Column("dtype", "Dtype", 5),
+    Column("dtype", "Dtype", 5, hide_below=84),
     Column("status", "Status", 8),
 ]
+#: Where each column's text is in a row's cells.
+CELL = {column.key: index for index, column in enumerate(COLUMNS)}
 #: Sort orders the catalog offers, in the order ``o`` cycles through them, with their direction.
 SORTS = (("name", False), ("size", True), ("added", True))
 SORT_COLUMN = {"name": "name", "size": "size", "added": None}
@@ -50,16 +54,13 @@ SEARCH_LIMIT = 500
 DETAILS_DELAY_SECONDS = 0.08
 #: How often the screen looks for catalog changes made outside the app (a CLI scan or get).
 CHANGE_CHECK_SECONDS = 2.0
-#: Test verdicts that mean the model is broken (sdhub.generate.verdicts).
-BAD_STATUSES = {"error", "black", "uniform", "wrong-model", "mismatch", "washed-out"}
 
 
 def asset_row(asset: Asset) -> TableRow:
-    """How one asset appears in the table."""
-    missing = bool(asset.files) and asset.missing
-    status = "missing" if missing else (asset.status or ("problems" if asset.problems else ""))
-    style = "missing" if missing else ("broken" if asset.problems or status in BAD_STATUSES else "")
-    return TableRow(asset.sha256, (asset.name, asset.kind, asset.base_model or "",
+    """How one asset appears in the table: broken, unsafe and failed ones in red, missing ones dimmed."""
+    status = asset.condition
+    style = "missing" if status == "missing" else ("broken" if asset.has_problems else "")
+    return TableRow(asset.sha256, (asset.name, asset.file_name, asset.kind, asset.base_model or "",
                                     human_size(asset.size), asset.dtype or "", status), style)
 
 
@@ -335,6 +336,7 @@ class LibraryScreen(AssetActions, Screen):
             return
         finally:
             self.app.call_from_thread(activity.done, "Scanning")
-        self.notify(f"{report.files_seen} files, {report.assets_added} new assets, {report.files_missing} missing",
-                    title="Scan finished")
+        broken = f", {len(report.broken)} not usable (broken or unsafe)" if report.broken else ""
+        self.notify(f"{report.files_seen} files, {report.assets_added} new assets, {report.files_missing} missing"
+                    f"{broken}", title="Scan finished", severity="warning" if report.broken else "information")
         self.app.call_from_thread(self.app.catalog_changed)

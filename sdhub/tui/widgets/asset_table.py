@@ -23,12 +23,14 @@ from textual.strip import Strip
 
 @dataclass(frozen=True)
 class Column:
-    """A column: ``width`` in cells, or None for the one column that takes the remaining space."""
+    """A column: ``width`` in cells, or None for columns that share the remaining space; a column
+    with ``hide_below`` is left out of tables narrower than that many cells."""
 
     key: str
     label: str
     width: int | None = None
     align_right: bool = False
+    hide_below: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class TableRow:
 
 
 GAP = 1
-MIN_FLEX_WIDTH = 12
+MIN_FLEX_WIDTH = 8
 
 
 class AssetTable(ScrollView, can_focus=True):
@@ -212,17 +214,29 @@ class AssetTable(ScrollView, can_focus=True):
         self._scroll_cursor_into_view()
 
     def _widths(self) -> list[int]:
+        """Each column's width; 0 for a column left out at this width."""
         width = self.scrollable_content_region.width
-        fixed = sum(c.width or 0 for c in self.columns) + GAP * (len(self.columns) - 1)
-        flex = max(MIN_FLEX_WIDTH, width - fixed)
-        return [c.width if c.width is not None else flex for c in self.columns]
+        shown = [c for c in self.columns if width >= c.hide_below]
+        fixed = sum(c.width or 0 for c in shown) + GAP * (len(shown) - 1)
+        flexible = sum(1 for c in shown if c.width is None) or 1
+        share, extra = divmod(max(0, width - fixed), flexible)
+        widths, flex_seen = [], 0
+        for column in self.columns:
+            if column not in shown:
+                widths.append(0)
+            elif column.width is not None:
+                widths.append(column.width)
+            else:
+                widths.append(max(MIN_FLEX_WIDTH, share + (1 if flex_seen < extra else 0)))
+                flex_seen += 1
+        return widths
 
     def _column_at(self, x: int) -> str | None:
         start = 0
         for column, width in zip(self.columns, self._widths()):
-            if start <= x < start + width + GAP:
+            if width and start <= x < start + width + GAP:
                 return column.key
-            start += width + GAP
+            start += width + GAP if width else 0
         return None
 
     @staticmethod
@@ -234,7 +248,7 @@ class AssetTable(ScrollView, can_focus=True):
 
     def _line_text(self, cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
         parts = [self._fit(cell, width, column.align_right)
-                 for cell, width, column in zip(cells, widths, self.columns)]
+                 for cell, width, column in zip(cells, widths, self.columns) if width]
         return (" " * GAP).join(parts)
 
     def render_line(self, y: int) -> Strip:
