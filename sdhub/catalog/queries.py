@@ -114,7 +114,7 @@ def _exact_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
         ids += _ids(db, "SELECT asset_id FROM files WHERE path = ? OR path = ?", [path, os.path.realpath(path)])
     lower = ref.lower()
     if _HEX.match(lower):
-        ids += _ids(db, "SELECT asset_id FROM hashes WHERE value = ?", [lower])
+        ids += _ids(db, "SELECT asset_id FROM hashes WHERE value = ?", [lower]) or _made_from(db, lower)
     ids += _ids(db, "SELECT id FROM assets WHERE name = ? COLLATE NOCASE", [ref])
     wanted = ref.lower()
     for asset_id, path in db.execute("SELECT asset_id, path FROM files WHERE path LIKE ? ESCAPE '\\'",
@@ -125,12 +125,20 @@ def _exact_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
     return ids
 
 
+def _made_from(db: sqlite_utils.Database, sha256: str) -> list[int]:
+    """Assets made from content the catalog does not hold itself (the pickle a .safetensors was
+    converted from, the file a source published): a hash a user copied from that source finds them."""
+    return _ids(db, "SELECT id FROM assets WHERE source_sha256 = ? UNION SELECT a.id FROM lineage l "
+                    "JOIN assets a ON a.sha256 = l.child_sha256 WHERE l.parent_sha256 = ?", [sha256, sha256])
+
+
 def _prefix_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
     ids: list[int] = []
     lower = ref.lower()
     if _HEX.match(lower) and len(lower) >= MIN_HASH_PREFIX:
         # 'g' sorts after every hex digit, so this range is "starts with" and uses the index.
-        ids += _ids(db, "SELECT asset_id FROM hashes WHERE value >= ? AND value < ?", [lower, lower + "g"])
+        ids += _ids(db, "SELECT asset_id FROM hashes WHERE value >= ? AND value < ?", [lower, lower + "g"]) or _ids(
+            db, "SELECT id FROM assets WHERE source_sha256 >= ? AND source_sha256 < ?", [lower, lower + "g"])
     escaped = _escape_like(ref)
     ids += _ids(db, "SELECT id FROM assets WHERE name LIKE ? ESCAPE '\\'", [f"{escaped}%"])
     ids += _ids(db, "SELECT asset_id FROM files WHERE path LIKE ? ESCAPE '\\'", [f"%{os.sep}{escaped}%"])

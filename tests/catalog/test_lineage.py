@@ -144,3 +144,22 @@ def test_catalogs_written_before_keep_no_inherited_names(stocked) -> None:
     with stocked.catalog() as catalog:
         asset = catalog.find("badhands")
         assert asset.name == "badhands" and asset.name_source == "file"
+
+
+def test_the_hash_of_the_file_an_asset_was_made_from_finds_it(tmp_home, tmp_path: Path) -> None:
+    """A user copies the SHA-256 a source published for the original .ckpt; the catalog holds only
+    the .safetensors converted from it."""
+    from sdhub.ops.convert import convert as convert_file
+    from sdhub.testing import factory as tiny
+
+    original = tiny.sd1_checkpoint(tmp_path / "published.ckpt", fmt="ckpt")
+    published = hashlib.sha256(original.read_bytes()).hexdigest()
+    target = tmp_home.folder("checkpoint") / "published.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    convert_file(original, target)
+    with Catalog(tmp_home) as catalog:
+        added = catalog.add_file(target)
+        assert added.sha256 != published
+        assert catalog.find(published).id == added.id
+        assert catalog.find(published[:12]).id == added.id
+        assert catalog.show(published).asset.id == added.id
