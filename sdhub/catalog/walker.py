@@ -9,6 +9,7 @@ found as one whole (a folder asset) and the files inside it are not looked at on
 from __future__ import annotations
 
 import os
+import stat as stat_mode
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -129,5 +130,7 @@ def _sidecars(folder: str, name: str, names: set[str] | None) -> dict[str, str]:
                 stat = os.stat(os.path.join(folder, stem + suffix))
             except OSError:
                 continue
+            if not stat_mode.S_ISREG(stat.st_mode):
+                continue  # a FIFO or device named like a sidecar: reading it would hang the scan
             stamps[suffix] = f"{stat.st_mtime_ns}:{stat.st_size}"
     return stamps
