@@ -246,14 +246,17 @@ def dupes_command(
 @app.command("rm")
 def rm_command(
     ref: str = typer.Argument(..., help="The asset to forget (id, path, name or hash)."),
-    files: bool = typer.Option(False, "--files", help="Also delete its files from disk."),
+    files: bool = typer.Option(False, "--files", help="Also delete its files from disk (asks first)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --files: delete without asking (for scripts)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Remove an asset from the catalog (and with --files, from disk).
+    """Remove an asset from the catalog (and with --files, from disk, after asking).
 
     Example: sdhub rm 12 --files
     """
     with _catalog() as catalog:
+        if files and not yes:
+            _confirm_deletion(catalog.find(ref))
         report = catalog.remove(ref, files=files)
     if json_output:
         print_json(report)
@@ -261,6 +264,26 @@ def rm_command(
     info(f"removed {report.asset.name} (id {report.asset.id}) from the catalog")
     for path in report.files_deleted:
         info(f"deleted {path}")
+
+
+def _confirm_deletion(asset: "Asset") -> None:
+    """Ask before ``rm --files`` deletes anything; without a terminal to ask on, refuse (--yes skips this)."""
+    import sys
+
+    paths = [record.path for record in asset.present_files]
+    if not paths:
+        return
+    what = (f"{len(paths)} file{'s' if len(paths) > 1 else ''} of {asset.name} "
+            f"({human_size(asset.size)}{' each' if len(paths) > 1 else ''})")
+    if not sys.stdin.isatty():
+        raise UsageError(f"rm --files would delete {what} from disk; add --yes to confirm "
+                         "(there is no terminal to ask on)")
+    for path in paths:
+        info(f"  {escape(path)}")
+    typer.echo(f"Delete {what} from disk? [y/N] ", err=True, nl=False)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        info("nothing removed")
+        raise typer.Exit(1)
 
 
 @app.command("tag")
