@@ -161,11 +161,29 @@ def check_tokenizers() -> list[Check]:
     return checks
 
 
+def check_catalog(home: Home) -> Check:
+    """The catalog opens, and every file it lists is one sdhub can read as a model (not broken or unsafe)."""
+    from sdhub.catalog import Catalog
+
+    try:
+        with Catalog(home) as catalog:
+            assets = catalog.list_assets()
+    except SdhubError as error:
+        return Check("catalog", "fail", f"unreadable: {error}", f"move {home.database_path} away, then sdhub scan")
+    unusable = [asset for asset in assets if asset.defect and asset.present_files]
+    if not unusable:
+        return Check("catalog", "ok", f"{home.database_path} ({len(assets)} assets)")
+    names = ", ".join(asset.present_files[0].path for asset in unusable[:3]) + (" ..." if len(unusable) > 3 else "")
+    kinds = ", ".join(f"{sum(a.defect == d for a in unusable)} {d}" for d in sorted({a.defect for a in unusable}))
+    return Check("catalog", "warn", f"{len(unusable)} of {len(assets)} catalogued files cannot be used as models "
+                 f"({kinds}): {names}", "sdhub ls --problems says why; delete them or get them again")
+
+
 def check_home(home: Home) -> list[Check]:
     """The home's catalog, folders and free disk space."""
     checks = []
     if home.database_path.is_file():
-        checks.append(Check("catalog", "ok", str(home.database_path)))
+        checks.append(check_catalog(home))
     else:
         checks.append(Check("catalog", "fail", f"no catalog at {home.database_path}",
                             f"sdhub init {home.root} && sdhub scan"))

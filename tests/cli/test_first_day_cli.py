@@ -149,6 +149,25 @@ def test_doctor_lists_torch_once(run_cli, tmp_home) -> None:
     assert names.count("torch") == 1 and names.count("device") == 1
 
 
+def test_doctor_names_catalogued_files_it_cannot_use_and_an_unreadable_catalog(run_cli, models: Path,
+                                                                               tmp_path: Path) -> None:
+    home = init_home(tmp_path / "webui", "a1111")
+    shutil.copyfile(models / "inkstyle.safetensors", home.folder("lora") / "inkstyle.safetensors")
+    (home.folder("checkpoint") / "page.safetensors").write_text("<html>Sign in to download</html>")
+    assert run_cli("--home", home.root, "scan").exit_code == 0
+    checks = {c["name"]: c for c in json.loads(run_cli("--home", home.root, "doctor", "--json").stdout)["checks"]}
+    assert checks["catalog"]["status"] == "warn"
+    assert "1 of 2 catalogued files cannot be used as models (1 broken)" in checks["catalog"]["detail"]
+    assert "page.safetensors" in checks["catalog"]["detail"] and "sdhub ls --problems" in checks["catalog"]["fix"]
+    for leftover in home.database_path.parent.glob(home.database_path.name + "-*"):
+        leftover.unlink()
+    home.database_path.write_bytes(b"not a database at all, just junk" * 100)
+    result = run_cli("--home", home.root, "doctor", "--json")
+    assert result.exit_code == 1, result.stderr
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["catalog"]["status"] == "fail" and "unreadable" in checks["catalog"]["detail"]
+
+
 def test_get_from_the_hub_offline_is_one_line_at_once(run_cli, tmp_home, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
