@@ -132,6 +132,18 @@ def _made_from(db: sqlite_utils.Database, sha256: str) -> list[int]:
                     "JOIN assets a ON a.sha256 = l.child_sha256 WHERE l.parent_sha256 = ?", [sha256, sha256])
 
 
+def origin_hashes(db: sqlite_utils.Database, sha256: str) -> list[str]:
+    """``sha256`` and then the SHA-256s of what it was made from (converted, pruned...), nearest first:
+    the hashes a source such as Civitai may know the content by."""
+    found = [sha256]
+    for current in found:  # grows while it is walked: breadth first, each hash once
+        row = db.execute("SELECT source_sha256 FROM assets WHERE sha256 = ?", [current]).fetchone()
+        parents = [row[0]] if row and row[0] else []
+        parents += _ids(db, "SELECT parent_sha256 FROM lineage WHERE child_sha256 = ? ORDER BY recorded_at", [current])
+        found += [parent for parent in parents if parent not in found]
+    return found
+
+
 def _prefix_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
     ids: list[int] = []
     lower = ref.lower()

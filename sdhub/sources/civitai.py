@@ -175,6 +175,17 @@ class CivitaiClient:
             raise UsageError(f"{file_hash!r} is not a hash")
         return self.api(f"model-versions/by-hash/{cleaned.upper()}")
 
+    def by_any_hash(self, hashes: Iterable[str]) -> tuple[str, dict[str, Any]]:
+        """The version found by the first of ``hashes`` Civitai knows, and that hash (a file's own,
+        then those of what it was made from); NotFoundError when none is known."""
+        missing: NotFoundError | None = None
+        for file_hash in hashes:
+            try:
+                return file_hash, self.by_hash(file_hash)
+            except NotFoundError as error:
+                missing = error
+        raise missing or NotFoundError("no hash to look up on Civitai")
+
     def search(self, query: str | None = None, *, types: Iterable[str] = (), base_models: Iterable[str] = (),
                sort: str | None = None, nsfw: bool | None = None, limit: int = 20,
                extra: dict[str, str] | None = None, page_size: int = MAX_PAGE_SIZE) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -236,6 +237,25 @@ def test_civitai_info_of_a_catalogued_model(site: CivitaiServer, tmp_home: Home,
     assert shown["id"] == 1050496
     unknown = run_cli("--home", tmp_home.root, "civitai", "info", "nothing-like-this")
     assert unknown.exit_code != 0 and "Traceback" not in unknown.stderr
+
+
+def test_a_file_converted_here_is_looked_up_on_civitai_by_its_original_hash(site: CivitaiServer, tmp_home: Home,
+                                                                           run_cli, models) -> None:
+    got = run_cli("--home", tmp_home.root, "get", "civitai:1102@1292", "--format", "ckpt", "--json")
+    converted = Path(json.loads(got.stdout)["results"][0]["path"])
+    for ref in (converted, converted.stem, hashlib.sha256(converted.read_bytes()).hexdigest()):
+        shown = run_cli("--home", tmp_home.root, "civitai", "info", ref, "--json")
+        assert shown.exit_code == 0, (ref, shown.stderr)
+        assert json.loads(shown.stdout)["id"] == 1292
+    # A converted file whose Civitai record is gone from the catalog is found again by sync.
+    folder = tmp_home.folder("checkpoint")
+    (folder / "synthwavepunk_v3Alpha.civitai.info").unlink()
+    with Catalog(tmp_home) as catalog:
+        catalog.db.execute("DELETE FROM remote")
+        catalog.db.conn.commit()
+    report = json.loads(run_cli("--home", tmp_home.root, "civitai", "sync", "--json").stdout)
+    assert [m["version_id"] for m in report["matched"]] == [1292]
+    assert report["matched"][0]["found_by"] == hashlib.sha256(models["ckpt"].read_bytes()).hexdigest()
 
 
 class RunsAShellCommand:
