@@ -204,13 +204,16 @@ def _prune(path: Path, out: Path) -> tuple[list[str], dict[str, Any]]:
 
 
 def _hash(path: Path) -> tuple[list[str], dict[str, Any]]:
-    from sdhub.ops.hashing import hash_file
+    from sdhub.ops.hashing import hash_model
 
-    hashes = hash_file(path)
+    result = hash_model(path)
+    hashes = result.file
     lines = [f"SHA-256 {hashes.sha256}", f"AutoV2 {hashes.autov2}  (A1111 'Model hash' in infotexts)",
              f"legacy {hashes.legacy_model_hash}  AutoV3 {hashes.autov3}  CRC32 {hashes.crc32}",
-             f"BLAKE3 {hashes.blake3}"]
-    return lines, hashes.to_dict()
+             f"BLAKE3 {hashes.blake3}",
+             "content of each component: " + ", ".join(f"{name} {digest[:10]}"
+                                                        for name, digest in (result.components or {}).items())]
+    return lines, result.to_dict()
 
 
 def _catalog(home: Home, root: Path) -> tuple[list[str], dict[str, Any]]:

@@ -24,7 +24,7 @@ FEATURES: dict[str, str] = {
     "prune_output": "sdhub.ops.prune:default_output",
     "convert": "sdhub.ops.convert:convert",
     "convert_output": "sdhub.ops.convert:default_output",
-    "hash": "sdhub.ops.hashing:hash_file",
+    "hash": "sdhub.ops.hashing:hash_model",
     "inspect": "sdhub.ops.inspect:inspect_file",
     "smoke_test": "sdhub.generate.reference_tests:run_smoke",
     "asuka_test": "sdhub.generate.reference_tests:run_asuka",
