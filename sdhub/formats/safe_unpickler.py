@@ -41,7 +41,7 @@ class Limits:
     #: as ``_codecs.encode`` or ``bytearray``, new containers, container elements): the larger of a
     #: floor no real checkpoint comes near and a multiple of the pickle's size.
     build_floor: int = 32 * 1024 * 1024
-    build_factor: int = 8
+    build_factor: int = 16
     #: Elements hashed for tuple dict keys and set items (tuples do not cache their hash).
     hash_floor: int = 4_000_000
     hash_factor: int = 4
@@ -231,8 +231,10 @@ class SafeUnpickler:
         def memo_put(index: int) -> None:
             if not stack:
                 raise _corrupt("memo store from an empty stack")
-            if index not in memo and len(memo) >= limits.max_memo:
-                raise _corrupt("the pickle memo is too large")
+            if index not in memo:
+                if len(memo) >= limits.max_memo:
+                    raise _corrupt("the pickle memo is too large")
+                spend(_MEMO_ENTRY)
             memo[index] = stack[-1]
 
         def memo_get(index: int) -> None:
@@ -577,6 +579,7 @@ class SafeUnpickler:
     def _call(self, func: Any, args: Any) -> Any:
         if not isinstance(args, tuple):
             raise _corrupt("REDUCE with arguments that are not a tuple")
+        self._spend(_CONTAINER)  # every call makes at least one new object
         if isinstance(func, Global):
             key = (func.module, func.name)
             if key in allow.PLACEHOLDERS:
@@ -589,6 +592,7 @@ class SafeUnpickler:
     def _new(self, cls: Any, args: Any, kwargs: Any) -> Any:
         if not isinstance(args, tuple) or not isinstance(kwargs, dict):
             raise _corrupt("NEWOBJ with malformed arguments")
+        self._spend(_CONTAINER)
         if isinstance(cls, Global):
             key = (cls.module, cls.name)
             if key in allow.PLACEHOLDERS:
@@ -674,6 +678,7 @@ _CONTAINER = 64
 _ELEMENT = 8
 _SET_ELEMENT = 32
 _PAIR = 64
+_MEMO_ENTRY = 32
 
 
 def _amount(nbytes: int) -> str:
