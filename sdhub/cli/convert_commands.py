@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
@@ -42,11 +43,11 @@ def convert_command(
         print_json(reports)
     for report in [] if json_output else reports:
         if report.status != "converted":
-            info(f"{report.status} {report.source}: {report.reason}")
+            info(escape(f"{report.status} {report.source}: {report.reason}"))
             continue
         extra = f", dropped {len(report.dropped)} non-tensor entries" if report.dropped else ""
-        info(f"converted {report.source} -> {report.output} ({report.tensors} tensors, "
-             f"{human_size(report.bytes_written)}{', verified' if report.verified else ''}{extra})")
+        info(escape(f"converted {report.source} -> {report.output} ({report.tensors} tensors, "
+                    f"{human_size(report.bytes_written)}{', verified' if report.verified else ''}{extra})"))
     if not reports and not json_output:
         info("no pickle files found")
     if failed:

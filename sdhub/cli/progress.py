@@ -17,10 +17,12 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.markup import escape
 from rich.text import Text
 
 from sdhub.cli.render import stderr
 from sdhub.progress import Cancellable, Cancellation
+from sdhub.text import printable
 
 
 class _AmountColumn(ProgressColumn):
@@ -100,4 +102,5 @@ class RichProgress(Cancellable):
         return RichTask(self, self._bars.add_task(description, total=total, unit=unit))
 
     def message(self, text: str) -> None:
-        self._bars.console.print(text, highlight=False)
+        # Core code sends plain text, often naming files: never read as rich markup, controls escaped.
+        self._bars.console.print(escape(printable(text)), highlight=False)

@@ -59,7 +59,10 @@ class PruneOptions:
             raise UsageError("--vae bake needs a VAE file (--vae bake FILE), and only bake takes one")
         if self.vae_dtype not in VAE_DTYPE_CHOICES:
             raise UsageError(f"--vae-dtype must be fp32 or same, not {self.vae_dtype!r}")
-        target_dtype(self.dtype)  # raises on an unknown type
+        try:
+            target_dtype(self.dtype)
+        except UsageError:
+            raise UsageError(f"--dtype must be fp16, bf16, fp32 or keep, not {self.dtype!r}") from None
 
 
 @dataclass(frozen=True)

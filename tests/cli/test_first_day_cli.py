@@ -72,6 +72,22 @@ def test_inspect_prints_words_not_markup(run_cli, models: Path, tmp_path: Path) 
         assert shown.exit_code == 0 and str(bracketed) in shown.stdout and "\\[" not in shown.stdout
 
 
+def test_file_names_with_brackets_are_printed_as_they_are(run_cli, models: Path, tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from sdhub.cli.progress import RichProgress
+
+    odd = shutil.copyfile(models / "tinymix.ckpt", tmp_path / "[red]tinymix.ckpt")
+    result = run_cli("convert", odd)
+    assert result.exit_code == 0, result.stderr
+    assert f"converted {odd} -> {odd.with_suffix('.safetensors')}" in result.stderr
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), RichProgress() as progress:  # what core code reports as it works
+        progress.message("[bold]x.safetensors is already in the library\x1b[2J")
+    assert "[bold]x.safetensors is already in the library\\x1b[2J" in err.getvalue()
+
+
 def test_pruning_a_lora_says_nothing_about_a_vae(run_cli, models: Path, tmp_path: Path) -> None:
     out = tmp_path / "inkstyle-small.safetensors"
     text = run_cli("prune", models / "inkstyle.safetensors", "-o", out)
@@ -96,6 +112,8 @@ def test_prune_takes_a_folder_as_its_output_like_convert(run_cli, models: Path, 
     assert (new / "tinymix-pruned.safetensors").is_file()
     again = run_cli("prune", models / "tinymix.ckpt", "-o", existing)
     assert again.exit_code == 2 and "tinymix-pruned.safetensors already exists" in again.stderr
+    bad_dtype = run_cli("prune", models / "tinymix.ckpt", "-o", existing, "--dtype", "fp7")
+    assert bad_dtype.exit_code == 2 and "--dtype must be fp16, bf16, fp32 or keep, not 'fp7'" in bad_dtype.stderr
     refused = run_cli("prune", models / "tinymix.ckpt", "-o", tmp_path / "nope" / "x.ckpt")
     assert refused.exit_code == 2 and "give the output that extension" in refused.stderr
     assert not (tmp_path / "nope").exists()
