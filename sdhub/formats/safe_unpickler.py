@@ -50,7 +50,7 @@ class Limits:
     #: Tensors may describe more bytes than the file stores (shared storages, stride-0 or
     #: overlapping views) only up to these bounds unless ``allow_expansion`` is set.
     expansion_factor: int = 4
-    expansion_floor: int = 64 * 1024 * 1024
+    expansion_floor: int = 16 * 1024 * 1024
     view_floor: int = 1024 * 1024
     allow_expansion: bool = False
 
