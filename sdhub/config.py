@@ -3,19 +3,28 @@
 A *home* is a folder holding model files in one of the known layouts plus sdhub's own
 ``catalog/`` folder (the SQLite catalog, previews, caches). It is chosen by ``--home``, then
 ``SDHUB_HOME``, then the nearest parent of the working directory holding ``catalog/``, then the
-user data dir. Core code reads the environment only through this module.
+default home (``sdhub init DIR --default``), then the user data dir. Nothing but ``init`` (and
+commands that write into an existing folder) creates a home.
+
+Settings live here, in files: the home's own (its layout) in ``catalog/settings.json``, the
+user's (default home, tokens) in ``<user config dir>/sdhub/config.json``. Core code reads the
+environment only through this module.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import platformdirs
 
-from sdhub.errors import HomeError, UsageError
+from sdhub.atomic import atomic_output
+from sdhub.errors import HomeError, SdhubError, UsageError
 
 #: The asset kinds that have a folder of their own in every layout.
 ASSET_KINDS = ("checkpoint", "vae", "lora", "embedding")
@@ -91,6 +100,11 @@ DETECTION_ORDER = ("stabilitymatrix", "a1111", "comfyui", "sdhub")
 
 CATALOG_DIR = "catalog"
 DATABASE_NAME = "sdhub.db"
+#: The home's own settings (its layout), beside the catalog: ``catalog/settings.json``.
+SETTINGS_NAME = "settings.json"
+#: Layouts whose marker folders are evidence enough to contradict a ``--layout`` (sdhub's are not:
+#: every install has a ``models/`` folder).
+_DISTINCT_LAYOUTS = ("stabilitymatrix", "a1111", "comfyui")
 
 
 def get_layout(name: str) -> Layout:
@@ -128,6 +142,15 @@ class Home:
         return self.catalog_dir / DATABASE_NAME
 
     @property
+    def settings_path(self) -> Path:
+        return self.catalog_dir / SETTINGS_NAME
+
+    @property
+    def is_set_up(self) -> bool:
+        """True once the folder is an sdhub home (it has ``catalog/``): set up by init, scan or get."""
+        return self.catalog_dir.is_dir()
+
+    @property
     def outputs_dir(self) -> Path:
         return self.root / "outputs"
 
@@ -145,6 +168,7 @@ class Home:
             "source": self.source,
             "catalog": str(self.catalog_dir),
             "database": str(self.database_path),
+            "settings": str(self.settings_path),
             "outputs": str(self.outputs_dir),
             "folders": {kind: str(path) for kind, path in self.folders.items()},
         }
@@ -170,7 +194,8 @@ def find_home_root(
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> tuple[Path, str]:
-    """Pick the home root and say why: ``--home``, ``SDHUB_HOME``, a parent with catalog/, user dir."""
+    """Pick the home root and say why: ``--home``, ``SDHUB_HOME``, a parent with catalog/, the
+    default home (``sdhub init --default``), the user data dir."""
     environ = os.environ if environ is None else environ
     if cli_home:
         return Path(cli_home).expanduser().absolute(), "--home"
@@ -180,6 +205,9 @@ def find_home_root(
     for folder in (start, *start.parents):
         if (folder / CATALOG_DIR).is_dir():
             return folder, "parent folder with catalog/"
+    default = default_home()
+    if default is not None:
+        return default, "default home"
     return user_data_home(), "user data dir"
 
 
@@ -196,47 +224,152 @@ def check_home_root(root: Path) -> None:
         raise HomeError(f"home {root} is not writable; choose another folder with --home or SDHUB_HOME")
 
 
+def missing_home_message(root: Path, source: str) -> str:
+    """What to say when the chosen home does not exist: which home, chosen how, and the way out."""
+    create = f"`sdhub init --create {shlex.quote(str(root))}`"
+    if source == "user data dir":
+        return (f"no sdhub home yet: {root} (the user data dir, used when no --home, SDHUB_HOME or catalog/ "
+                f"folder above is found) does not exist; attach a folder with `sdhub init DIR --default`, "
+                f"or create this one with {create}")
+    if source == "default home":
+        return (f"the default home {root} (set in {config_path()}) does not exist; create it with {create}, "
+                "or choose another with `sdhub init DIR --default`")
+    return f"no sdhub home at {root} (from {source}): check the path, or create a home there with {create}"
+
+
 def open_home(
     cli_home: str | os.PathLike[str] | None = None,
     *,
     layout: str | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    must_exist: bool = True,
 ) -> Home:
-    """Resolve the home without creating anything; its layout comes from the catalog or its folders."""
+    """Resolve the home without creating anything; its layout comes from its settings or its folders.
+
+    A home folder that does not exist is a ``HomeError`` (a mistyped ``--home`` must not become an
+    empty library) unless ``must_exist`` is False (the TUI's first run, ``doctor``).
+    """
     root, source = find_home_root(cli_home, environ=environ, cwd=cwd)
     check_home_root(root)
+    if must_exist and not root.is_dir():
+        raise HomeError(missing_home_message(root, source))
     name = layout or recorded_layout(root) or detect_layout(root) or "sdhub"
     return Home(root=root, layout=name, source=source, folders=resolve_folders(root, get_layout(name)))
 
 
-def recorded_layout(root: Path) -> str | None:
-    """The layout stored in the home's catalog by ``sdhub init``, if any."""
-    database = root / CATALOG_DIR / DATABASE_NAME
-    if not database.is_file():
-        return None
-    from sdhub.catalog.db import read_setting
+def as_home(home: Home | str | os.PathLike[str] | None) -> Home:
+    """``home`` as a resolved home: a ``Home`` as is, a folder path opened as one, None the home sdhub would pick."""
+    return home if isinstance(home, Home) else open_home(home)
 
-    value = read_setting(database, "layout")
+
+def home_settings_path(root: Path) -> Path:
+    """The home's settings file, ``catalog/settings.json``."""
+    return Path(root) / CATALOG_DIR / SETTINGS_NAME
+
+
+def read_home_settings(root: Path) -> dict[str, object]:
+    """The home's settings (its layout), empty when it has none; a broken file is a usage error."""
+    return _read_json_object(home_settings_path(root), "home settings")
+
+
+def write_home_settings(root: Path, values: dict[str, object]) -> Path:
+    """Merge ``values`` into the home's settings file (written atomically)."""
+    path = home_settings_path(root)
+    return _write_json_object(path, {**read_home_settings(root), **values}, mode=0o644)
+
+
+def recorded_layout(root: Path) -> str | None:
+    """The layout recorded in the home's settings by ``sdhub init`` (or its first scan), if any."""
+    settings = read_home_settings(root)
+    value = settings.get("layout")
+    if value is None and not home_settings_path(root).exists():
+        value = _layout_from_old_catalog(root)
+        if value in LAYOUTS:
+            with contextlib.suppress(OSError, SdhubError):
+                write_home_settings(root, {"layout": value})
     return value if value in LAYOUTS else None
 
 
-def init_home(path: str | os.PathLike[str], layout: str | None = None, *, source: str = "argument") -> Home:
-    """Attach to (or create) a home at ``path``: make its folders and catalog, record its layout."""
+def _layout_from_old_catalog(root: Path) -> str | None:
+    """Homes set up before ``settings.json`` kept their layout in the catalog's settings table:
+    read it once (read-only, with plain sqlite3), so it can move to the settings file."""
+    import sqlite3
+
+    database = Path(root) / CATALOG_DIR / DATABASE_NAME
+    if not database.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            row = connection.execute("SELECT value FROM settings WHERE key = 'layout'").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row and isinstance(row[0], str) else None
+
+
+def layout_evidence(root: Path) -> tuple[str, str] | None:
+    """The layout an install's own folders show, with the folder that shows it; None when none is clear."""
+    for name in DETECTION_ORDER:
+        if name not in _DISTINCT_LAYOUTS:
+            continue
+        for marker in LAYOUTS[name].markers:
+            if (root / marker).is_dir():
+                return name, marker
+    return None
+
+
+def init_home(path: str | os.PathLike[str], layout: str | None = None, *, create: bool = True,
+              source: str = "argument") -> Home:
+    """Attach to (or, with ``create``, create) a home at ``path``: make its folders, record its layout.
+
+    A ``layout`` that contradicts the folders already there (``comfyui`` on an A1111 install) or the
+    layout the home was set up with is refused, naming what was found.
+    """
     root = Path(path).expanduser().absolute()
     check_home_root(root)
-    name = layout or detect_layout(root) or "sdhub"
+    if not root.exists() and not create:
+        raise HomeError(f"{root} does not exist (a mistyped path?); to make a new home there, "
+                        f"run `sdhub init --create {shlex.quote(str(root))}`")
+    recorded = recorded_layout(root) if root.is_dir() else None
+    if layout is not None:
+        get_layout(layout)
+        _check_layout_matches(root, layout, recorded)
+    name = layout or recorded or detect_layout(root) or "sdhub"
     chosen = get_layout(name)
     try:
         folders = resolve_folders(root, chosen)
         for folder in (*folders.values(), root / CATALOG_DIR):
             folder.mkdir(parents=True, exist_ok=True)
-        from sdhub.catalog.db import write_setting
-
-        write_setting(root / CATALOG_DIR / DATABASE_NAME, "layout", name)
+        if recorded != name:
+            write_home_settings(root, {"layout": name})
     except OSError as error:
         raise HomeError(f"cannot set up home {root}: {error.strerror or error}") from None
     return Home(root=root, layout=name, source=source, folders=folders)
+
+
+def _check_layout_matches(root: Path, layout: str, recorded: str | None) -> None:
+    if recorded is not None and recorded != layout:
+        raise HomeError(f"--layout {layout} contradicts {root}: it was set up as a {recorded} home "
+                        f"({home_settings_path(root)}); drop --layout, or edit that file to change it")
+    evidence = layout_evidence(root) if root.is_dir() else None
+    if evidence is not None and evidence[0] != layout:
+        found, marker = evidence
+        raise HomeError(f"--layout {layout} contradicts {root}: it has {marker}/, so it is laid out as {found}; "
+                        f"drop --layout (or use --layout {found}) to keep its folders")
+
+
+def default_home() -> Path | None:
+    """The home ``sdhub init --default`` chose, from the user settings file; None when none is set."""
+    value = read_config().get("default_home")
+    return Path(value).expanduser().absolute() if isinstance(value, str) and value.strip() else None
+
+
+def set_default_home(root: Path) -> Path:
+    """Make ``root`` the home used when no ``--home``, ``SDHUB_HOME`` or parent ``catalog/`` says otherwise."""
+    return write_config({"default_home": str(Path(root).expanduser().absolute())})
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -252,30 +385,29 @@ def config_path() -> Path:
 
 def read_config() -> dict[str, object]:
     """The per-user settings, empty when the file does not exist; a broken file is a usage error."""
-    import json
+    return _read_json_object(config_path(), "sdhub settings")
 
-    path = config_path()
+
+def write_config(values: dict[str, object]) -> Path:
+    """Merge ``values`` into the settings file, written atomically and readable only by the user."""
+    return _write_json_object(config_path(), {**read_config(), **values}, mode=0o600)
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, object]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read sdhub settings {path}: {error}; fix or delete the file") from None
+        raise UsageError(f"cannot read {what} {path}: {error}; fix or delete the file") from None
     if not isinstance(data, dict):
-        raise UsageError(f"sdhub settings {path} must hold a JSON object; fix or delete the file")
+        raise UsageError(f"{what} {path} must hold a JSON object; fix or delete the file")
     return data
 
 
-def write_config(values: dict[str, object]) -> Path:
-    """Merge ``values`` into the settings file, written atomically and readable only by the user."""
-    import json
-
-    from sdhub.atomic import atomic_output
-
-    path = config_path()
-    merged = {**read_config(), **values}
-    with atomic_output(path, mode=0o600) as handle:
-        handle.write(json.dumps(merged, indent=2).encode("utf-8"))
+def _write_json_object(path: Path, data: dict[str, object], *, mode: int) -> Path:
+    with atomic_output(path, mode=mode) as handle:
+        handle.write(json.dumps(data, indent=2).encode("utf-8"))
     return path
 
 

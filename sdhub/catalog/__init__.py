@@ -44,8 +44,9 @@ from sdhub.catalog.scanner import Scanner
 from sdhub.catalog.schema import migrate
 from sdhub.catalog.sidecars import sd_version, write_sidecars
 from sdhub.catalog.walker import FoundFile, sidecar_stamps
-from sdhub.config import LAYOUTS, Home
+from sdhub.config import LAYOUTS, Home, as_home, recorded_layout, write_home_settings
 from sdhub.errors import NotFoundError, SdhubError, UsageError, VerificationError
+from sdhub.ops.leftovers import CleanReport, Leftover, clean_leftovers, find_leftovers
 from sdhub.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
@@ -77,17 +78,20 @@ def _check_sha256(value: str, what: str) -> str:
 
 
 class Catalog:
-    """The catalog of one home. Open it, use it, ``close()`` it (or use ``with``)."""
+    """The catalog of one home. Open it, use it, ``close()`` it (or use ``with``).
 
-    def __init__(self, home: Home) -> None:
+    ``home`` is a ``Home``, a home folder's path, or None for the home sdhub would pick
+    (``SDHUB_HOME``, a parent folder holding ``catalog/``, the user data dir).
+    """
+
+    def __init__(self, home: Home | str | os.PathLike[str] | None = None) -> None:
+        home = as_home(home)
         self.home = home
         try:
             self.db = connect(home.database_path)
             migrate(self.db)
-            if self.db.execute("SELECT 1 FROM settings WHERE key = 'layout'").fetchone() is None:
-                with write_transaction(self.db):
-                    self.db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('layout', ?)",
-                                    [home.layout])
+            if recorded_layout(home.root) is None:  # the first scan of a folder records its layout
+                write_home_settings(home.root, {"layout": home.layout})
         except (OSError, sqlite3.DatabaseError) as error:
             raise SdhubError(f"cannot open the catalog {home.database_path}: "
                              f"{getattr(error, 'strerror', None) or error}") from None
@@ -150,7 +154,22 @@ class Catalog:
         roots = [(Path(root.path), root.kind) for root in self.roots()]
         exclude = [self.home.catalog_dir, self.home.outputs_dir]
         scanner = Scanner(self.db, progress=progress, full=full, check_values=check_values, workers=workers)
-        return scanner.scan(roots, exclude)
+        report = scanner.scan(roots, exclude)
+        report.leftovers = [item.to_dict() for item in self.leftovers()]
+        return report
+
+    def leftover_folders(self) -> list[Path]:
+        """Where interrupted writers may have left files: every scanned folder, the catalog and outputs."""
+        return [Path(root.path) for root in self.roots() if root.exists] + [self.home.catalog_dir,
+                                                                             self.home.outputs_dir]
+
+    def leftovers(self) -> list[Leftover]:
+        """Temporary files and stopped downloads' ``.part`` files in the home, stale or not."""
+        return find_leftovers(self.leftover_folders())
+
+    def clean(self, *, dry_run: bool = False, partials: bool = False) -> CleanReport:
+        """Remove the home's stale temporary files (and resumable download ``.part`` files with ``partials``)."""
+        return clean_leftovers(self.leftover_folders(), dry_run=dry_run, partials=partials)
 
     def _folder_kind(self, path: Path) -> str | None:
         best: tuple[int, str | None] = (-1, None)
@@ -224,6 +243,11 @@ class Catalog:
     def find(self, ref: str) -> Asset:
         """The asset named by an id, a path, a name or name prefix, or any hash or hash prefix."""
         return queries.find_asset(self.db, ref)
+
+    def origin_hashes(self, sha256: str) -> list[str]:
+        """The asset's SHA-256, then those of the files it was made from, nearest first (what a lookup
+        by hash on Civitai should try: it knows the published file, not a local conversion)."""
+        return queries.origin_hashes(self.db, str(sha256).lower())
 
     def get(self, sha256: str) -> Asset | None:
         """The asset with this SHA-256, or None."""

@@ -1,4 +1,4 @@
-"""Opening the catalog database: WAL mode, a busy timeout, and a small settings table.
+"""Opening the catalog database: WAL mode, a busy timeout, and the table holding its schema version.
 
 Every connection to ``catalog/sdhub.db`` goes through ``connect`` so the TUI, a download and a
 CLI scan can write at the same time without "database is locked" errors.
@@ -52,24 +52,3 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
             db.conn.execute("ROLLBACK")
         raise
     db.conn.execute("COMMIT")
-
-
-def write_setting(path: Path, key: str, value: str) -> None:
-    """Store one home-wide setting (such as the layout) in the catalog."""
-    db = connect(path)
-    try:
-        with db.conn:
-            db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
-                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [key, value])
-    finally:
-        db.close()
-
-
-def read_setting(path: Path, key: str) -> str | None:
-    """One home-wide setting, or None when the catalog does not have it."""
-    db = connect(path)
-    try:
-        row = db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
-        return row[0] if row else None
-    finally:
-        db.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
+
 from rich.markup import escape
 
 from sdhub.cli.app import app
+from sdhub.cli.clean_command import leftovers_note
 from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import (
     format_option,
@@ -21,19 +24,25 @@ from sdhub.cli.render import (
     print_table,
 )
 from sdhub.cli.state import STATE
-from sdhub.errors import UsageError
+from sdhub.errors import HomeError, UsageError
 
 if TYPE_CHECKING:
     from sdhub.catalog import Asset, AssetDetails, Catalog
+    from sdhub.config import Home
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
 @contextlib.contextmanager
-def _catalog() -> Iterator[Catalog]:
+def _catalog(*, create: bool = False) -> Iterator[Catalog]:
+    """The home's catalog; only commands that write (``create``) may make one in a folder without it."""
     from sdhub.catalog import Catalog
 
-    catalog = Catalog(STATE.open_home())
+    home = STATE.open_home()
+    if not create and not home.is_set_up:
+        raise HomeError(f"{home.root} (from {home.source}) is not an sdhub home yet: it has no catalog/ folder; "
+                        f"`sdhub init {shlex.quote(str(home.root))}` sets it up, `sdhub scan` indexes its folders")
+    catalog = Catalog(home)
     try:
         yield catalog
     finally:
@@ -89,7 +98,7 @@ def scan_command(
 
     Example: sdhub scan
     """
-    with _catalog() as catalog, RichProgress() as progress:
+    with _catalog(create=True) as catalog, RichProgress() as progress:
         report = catalog.scan(progress, full=full, check_values=check_values)
     if json_output:
         print_json(report)
@@ -103,6 +112,9 @@ def scan_command(
     for error in report.errors:
         info(f"skipped {error['path']}: {error['error']}")
     _print_broken(report.broken)
+    note = leftovers_note(report.leftovers)
+    if note:
+        info(escape(note))
 
 
 #: At most this many broken files are named after a scan; `sdhub ls --problems` lists them all.
@@ -135,9 +147,20 @@ def ls_command(
     fmt = output_format(table_format, json_output)
     with _catalog() as catalog:
         assets = catalog.list_assets(kind=kind, base=base, sort=sort, problems=problems)
+        home = catalog.home
     _print_assets(assets, fmt, problems=problems)
-    if fmt != "json" and problems and not assets:
-        info("no problems known; `sdhub scan --check-values` also looks for NaN weights")
+    if fmt != "json":
+        if problems and not assets:
+            info("no problems known; `sdhub scan --check-values` also looks for NaN weights")
+        elif not assets:
+            info(escape(_empty_listing_note(home, filtered=bool(kind or base))))
+
+
+def _empty_listing_note(home: Home, *, filtered: bool) -> str:
+    """Say which home an empty listing came from, and how to choose another."""
+    what = "no assets match" if filtered else "no assets catalogued"
+    return (f"{what} in the home {home.root} (from {home.source}); `sdhub scan` indexes its folders; "
+            "choose another home with --home DIR, SDHUB_HOME=DIR or `sdhub init DIR --default`")
 
 
 @app.command("search")
@@ -316,7 +339,7 @@ def roots_command(
 
     Example: sdhub roots add ~/Downloads/models
     """
-    with _catalog() as catalog:
+    with _catalog(create=action == "add") as catalog:
         if action is None:
             roots = catalog.roots()
         elif action in ("add", "remove"):
@@ -336,7 +359,6 @@ def roots_command(
     else:
         print_table([[r.path, r.kind or "", r.source, "yes" if r.exists else "no"] for r in roots],
                     ["path", "kind", "from", "exists"], fmt=fmt)
-
 
 
 @app.command("export-sidecars")

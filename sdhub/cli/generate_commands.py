@@ -169,7 +169,7 @@ def doctor_command(
     """
     from sdhub.generate.doctor import run_doctor
 
-    home = STATE.open_home()
+    home = STATE.open_home(must_exist=False)  # a missing home is one of the things doctor reports
     with RichProgress() as progress:
         report = run_doctor(home, fetch=fetch_tokenizers, progress=progress)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Optional
 
 import typer
@@ -9,16 +10,25 @@ import typer
 from sdhub.cli.app import app
 from sdhub.cli.render import info, print_fields, print_json
 from sdhub.cli.state import STATE
-from sdhub.config import LAYOUTS, Home, init_home
+from sdhub.config import LAYOUTS, Home, config_path, default_home, init_home, set_default_home
 
 
 def _home_fields(home: Home) -> list[tuple[str, object]]:
     fields: list[tuple[str, object]] = [
         ("home", home.root), ("layout", home.layout), ("chosen by", home.source),
-        ("catalog", home.database_path), ("outputs", home.outputs_dir),
+        ("catalog", home.database_path), ("settings", home.settings_path), ("outputs", home.outputs_dir),
     ]
     fields += [(f"{kind} folder", path) for kind, path in home.folders.items()]
     return fields
+
+
+def how_to_use_elsewhere(home: Home) -> list[str]:
+    """The ways to reach ``home`` from another folder, as lines to show after ``init``."""
+    quoted = shlex.quote(str(home.root))
+    if default_home() == home.root:
+        return [f"it is your default home: sdhub uses it from any folder without a catalog/ ({config_path()})"]
+    return [f"from another folder: sdhub --home {quoted} ls, or export SDHUB_HOME={quoted}",
+            f"to make it the default: sdhub init {quoted} --default"]
 
 
 @app.command("init")
@@ -26,22 +36,32 @@ def init_command(
     path: Optional[str] = typer.Argument(None, help="Folder to attach or create (default: the resolved home)."),
     layout: Optional[str] = typer.Option(
         None, "--layout", help=f"Folder layout: {', '.join(LAYOUTS)} (default: recognised from the folders)."),
+    create: bool = typer.Option(False, "--create", help="Create the folder if it does not exist yet."),
+    make_default: bool = typer.Option(False, "--default",
+                                      help="Use this home from any folder (stored in your sdhub settings file)."),
     json_output: bool = typer.Option(False, "--json", help="Print the home as JSON."),
 ) -> None:
     """Attach sdhub to a folder (an A1111, ComfyUI or StabilityMatrix install, or a new one).
 
-    Example: sdhub init ~/stable-diffusion-webui
+    Example: sdhub init ~/stable-diffusion-webui --default
     """
+    from sdhub.catalog import Catalog
+
     if path is None:
-        root = STATE.open_home().root
-        home = init_home(root, layout)
+        resolved = STATE.open_home(must_exist=False)
+        home = init_home(resolved.root, layout, create=create, source=resolved.source)
     else:
-        home = init_home(path, layout)
+        home = init_home(path, layout, create=create)
+    Catalog(home).close()  # an empty catalog: the home is ready to list and scan
+    if make_default:
+        set_default_home(home.root)
     if json_output:
-        print_json(home)
-    else:
-        info(f"home ready: {home.root} ({home.layout} layout)")
-        print_fields(_home_fields(home))
+        print_json({**home.to_dict(), "default": default_home() == home.root})
+        return
+    info(f"home ready: {home.root} ({home.layout} layout)")
+    print_fields(_home_fields(home))
+    for line in how_to_use_elsewhere(home):
+        info(line)
 
 
 @app.command("home")

@@ -12,9 +12,10 @@ class CliState:
     home: str | None = None
     debug: bool = False
 
-    def open_home(self, layout: str | None = None) -> Home:
-        """The home this invocation works on (resolved; nothing created)."""
-        return open_home(self.home, layout=layout)
+    def open_home(self, layout: str | None = None, *, must_exist: bool = True) -> Home:
+        """The home this invocation works on (resolved; nothing created; one that does not exist is
+        an error unless ``must_exist`` is False)."""
+        return open_home(self.home, layout=layout, must_exist=must_exist)
 
 
 STATE = CliState()

@@ -14,15 +14,14 @@ import errno
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sdhub.atomic import fsync_directory
+from sdhub.atomic import create_temp, fsync_directory, place_without_overwrite, remove_stale_temps
 from sdhub.errors import SdhubError, UsageError
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled
 
 # Casts work in 2 MiB pieces that stay in the CPU's cache: pruning a 7.7 GB checkpoint to fp16 took
 # 2.9 s with them against 3.9 s with 16 MiB pieces (2-core VM).
@@ -85,11 +84,11 @@ def write_safetensors(path: str | os.PathLike[str], tensors: list[TensorSpec],
     if not overwrite and final.exists():
         raise UsageError(f"{final} already exists (use --overwrite to replace it)")
     try:
-        fd, temp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        # The leftovers of an earlier, killed write of this file are removed first: they are gigabytes.
+        remove_stale_temps(final)
+        fd, temp = create_temp(final, mode=0o666)  # a model file is as readable as any other
     except OSError as error:
-        raise UsageError(f"cannot write into {final.parent}: {error.strerror}") from None
-    temp = Path(temp_name)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is as readable as any other
+        raise UsageError(f"cannot write into {final.parent}: {error.strerror or error}") from None
     task = progress.task(f"Writing {final.name}", total=total, unit="bytes")
     try:
         try:
@@ -113,26 +112,21 @@ def write_safetensors(path: str | os.PathLike[str], tensors: list[TensorSpec],
             if len(final_header) != len(header):
                 raise SdhubError("internal error: deferred metadata changed the header size")
             _write_all(fd, final_header, 0)
+        check_cancelled(progress)  # a stop that came while nothing reported still leaves no output
         os.fsync(fd)
+        _publish(temp, final, overwrite)  # while the temporary file is still open and locked
         os.close(fd)
         fd = -1
-        _publish(temp, final, overwrite)
     except BaseException as error:
         if fd >= 0:
+            temp.unlink(missing_ok=True)  # before closing: the lock keeps others off the name
             os.close(fd)
-        temp.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise SdhubError(f"cannot write {final}: {error.strerror or error}") from None
         raise
     finally:
         task.finish()
     return final
-
-
-def _umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
 
 
 def _layout_order(tensors: list[TensorSpec]) -> list[TensorSpec]:
@@ -315,8 +309,7 @@ def _publish(temp: Path, final: Path, overwrite: bool) -> None:
         os.replace(temp, final)
     else:
         try:
-            os.link(temp, final)
+            place_without_overwrite(temp, final)
         except FileExistsError:
             raise UsageError(f"{final} already exists (use --overwrite to replace it)") from None
-        temp.unlink()
     fsync_directory(final.parent)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from sdhub.config import Home
+from sdhub.config import Home, missing_home_message
 from sdhub.errors import MissingDependencyError, SdhubError
 from sdhub.generate import model_configs
 from sdhub.progress import NULL_PROGRESS, Progress
@@ -181,12 +182,18 @@ def check_catalog(home: Home) -> Check:
 
 def check_home(home: Home) -> list[Check]:
     """The home's catalog, folders and free disk space."""
+    if not home.root.is_dir():
+        return [Check("home", "fail", missing_home_message(home.root, home.source),
+                      f"sdhub init --create {shlex.quote(str(home.root))}")]
     checks = []
     if home.database_path.is_file():
         checks.append(check_catalog(home))
+    elif home.is_set_up:
+        checks.append(Check("catalog", "ok", f"set up, nothing catalogued yet ({home.database_path} is made "
+                                             "by the first scan)", None))
     else:
         checks.append(Check("catalog", "fail", f"no catalog at {home.database_path}",
-                            f"sdhub init {home.root} && sdhub scan"))
+                            f"sdhub init {shlex.quote(str(home.root))} && sdhub scan"))
     missing = [f"{kind}: {path}" for kind, path in home.folders.items() if not path.is_dir()]
     if missing:
         checks.append(Check("folders", "warn", "missing " + "; ".join(missing), f"sdhub init {home.root}"))
@@ -202,6 +209,36 @@ def check_home(home: Home) -> list[Check]:
     checks.append(Check("outputs", "ok" if writable else "fail", f"images go to {home.outputs_dir}",
                         None if writable else "choose a writable home with --home"))
     return checks
+
+
+def check_leftovers(home: Home) -> list[Check]:
+    """Temporary files of interrupted converts and prunes, and stopped downloads, with their sizes."""
+    from sdhub.ops.leftovers import IN_USE, RECENT, RESUMABLE, STALE, find_leftovers, summarize
+
+    if not home.root.is_dir():
+        return []
+    items = None
+    if home.database_path.is_file():  # the catalog knows the extra folders a scan walks
+        from sdhub.catalog import Catalog
+
+        try:
+            with Catalog(home) as catalog:
+                items = catalog.leftovers()
+        except SdhubError:  # an unreadable catalog is check_catalog's finding; look in the home's folders
+            items = None
+    if items is None:
+        items = find_leftovers([*home.folders.values(), home.catalog_dir, home.outputs_dir])
+    if not items:
+        return [Check("leftovers", "ok", "no temporary or partial files")]
+    detail = summarize(items, lambda size: f"{size / 1024 ** 3:.2f} GiB")
+    shown = [item.path for item in items if item.state not in (IN_USE, RECENT)][:3]
+    if shown:
+        detail += ": " + ", ".join(shown) + (" ..." if len(items) > len(shown) else "")
+    if any(item.state == STALE for item in items):
+        return [Check("leftovers", "warn", detail, "sdhub clean (sdhub clean --dry-run lists them first)")]
+    if any(item.state == RESUMABLE for item in items):
+        return [Check("leftovers", "warn", detail, "run the same sdhub get to resume, or sdhub clean --partials")]
+    return [Check("leftovers", "ok", detail)]
 
 
 def fetch_tokenizers(progress: Progress = NULL_PROGRESS) -> list[str]:
@@ -233,4 +270,5 @@ def run_doctor(home: Home, *, fetch: bool = False, progress: Progress = NULL_PRO
     report.checks.extend(check_configs())
     report.checks.extend(check_tokenizers())
     report.checks.extend(check_home(home))
+    report.checks.extend(check_leftovers(home))
     return report

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from sdhub.atomic import fsync_directory
+from sdhub.atomic import create_temp, fsync_directory
 from sdhub.config import env
 from sdhub.errors import AuthError, NetworkError, NotFoundError, SdhubError, VerificationError
 from sdhub.ops.hashing import FileHashes, hash_file
@@ -242,15 +242,16 @@ def place_hub_file(files: HubFiles, relative: str, folder: Path,
     """
     hashes, before = _hashed(files, relative, progress)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=PART_PREFIX, suffix=".part", dir=folder)
-    os.close(fd)
-    temp = Path(name)
+    name = sanitize_filename(Path(relative).name)
+    fd, temp = create_temp(folder / name)  # locked while we copy: `sdhub clean` leaves it alone
     try:
         _copy_into(files.root / relative, temp, before)
+        path, reused = place_file(temp, folder, name, hashes.sha256, hashes.size)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    path, reused = place_file(temp, folder, sanitize_filename(Path(relative).name), hashes.sha256, hashes.size)
+    finally:
+        os.close(fd)
     return path, hashes, reused
 
 

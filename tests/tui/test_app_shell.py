@@ -78,7 +78,7 @@ def test_sdhub_tui_is_a_command_and_the_cli_does_not_load_textual(run_cli) -> No
 
 
 async def test_first_run_can_install_the_demo_model(tmp_path) -> None:
-    home = open_home(tmp_path / "fresh")
+    home = open_home(tmp_path / "fresh", must_exist=False)  # as `sdhub tui` opens a home not made yet
     app = SdhubApp(home)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)

@@ -57,6 +57,9 @@ class FirstRunScreen(ModalScreen[None]):
         home = self.app.home
         try:
             self.app.home = init_home(home.root, home.layout, source=home.source)
+            if not self.app.notify_unavailable("catalog"):
+                with self.app.open_catalog():  # an empty catalog: the home is ready to scan
+                    pass
         except SdhubError as error:
             self.notify(str(error), title="Set up failed", severity="error")
             return
