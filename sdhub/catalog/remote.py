@@ -105,9 +105,19 @@ def civitai_fields(data: dict[str, Any], sha256: str) -> RemoteFields:
     return RemoteFields(
         source="civitai", model_id=_text(model_id), version_id=_text(version_id), url=url,
         name=_text(model.get("name")), trigger_words=words, base_model=_text(version.get("baseModel")),
-        description=plain_text(version.get("description") or model.get("description")),
+        description=_civitai_description(model, version),
         nsfw=nsfw if isinstance(nsfw, bool) else None, tags=tags, images=images,
     )
+
+
+def _civitai_description(model: dict[str, Any], version: dict[str, Any]) -> str | None:
+    """The model's description, then the version's notes (its changelog on Civitai), each labelled."""
+    about_model = plain_text(_text(model.get("description")))
+    about_version = plain_text(_text(version.get("description")))
+    parts = [f"About the model: {about_model}" if about_model else None,
+             f"About this version ({version.get('name') or version.get('id')}): {about_version}" if about_version
+             else None]
+    return "\n\n".join(part for part in parts if part) or None
 
 
 def huggingface_fields(data: dict[str, Any]) -> RemoteFields:

@@ -79,7 +79,7 @@ def test_export_writes_sidecars_atomically_and_keeps_foreign_keys(catalog: Catal
     assert user["activation text"] == "inkstyle, sketch lines"
     assert user["sd version"] == "SD1"
     assert user["modelId"] == 4201 and user["sha256"] == sha256  # another tool's keys survive
-    assert user["description"] == "Bold ink outlines."
+    assert user["description"] == "About this version (v1.0): Bold ink outlines."  # the version's notes, labelled
     leftovers = [n for n in os.listdir(lora.parent) if n.startswith(".sdhub-tmp")]
     assert leftovers == []
     # Nothing changed since: a second export writes nothing.

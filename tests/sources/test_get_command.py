@@ -52,6 +52,9 @@ def test_get_a_civitai_page_url(site: CivitaiServer, tmp_home: Home, run_cli, mo
     assert asset.trigger_words == ["nvinkpunk", "snthwve style", "style of joemadureira"]
     assert asset.tags == ["punk", "synthwave", "style"]
     assert "comic-book look" in asset.description
+    # The model's description and the version's notes are both kept, each labelled.
+    assert asset.description.startswith("About the model: This is a 50/50 Merge of Inkpunk Diffusion and Synthwave.")
+    assert "\n\nAbout this version (V3 Alpha): " in asset.description
     assert remote == ("1102", "1292", "https://civitai.com/models/1102?modelVersionId=1292", "SynthwavePunk")
 
     info = json.loads(path.with_name("synthwavepunk_v3Alpha.civitai.info").read_text())
