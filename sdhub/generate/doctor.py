@@ -230,7 +230,8 @@ def check_leftovers(home: Home) -> list[Check]:
         items = find_leftovers([*home.folders.values(), home.catalog_dir, home.outputs_dir])
     if not items:
         return [Check("leftovers", "ok", "no temporary or partial files")]
-    detail = summarize(items, lambda size: f"{size / 1024 ** 3:.2f} GiB")
+    detail = summarize(items, lambda size: f"{size / 1024 ** 3:.1f} GiB" if size >= 1024 ** 3
+                       else f"{size / 1024 ** 2:.1f} MiB")
     shown = [item.path for item in items if item.state not in (IN_USE, RECENT)][:3]
     if shown:
         detail += ": " + ", ".join(shown) + (" ..." if len(items) > len(shown) else "")

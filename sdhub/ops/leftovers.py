@@ -79,11 +79,13 @@ class CleanReport:
 def summarize(leftovers: list[Leftover], size_text: Callable[[int], str]) -> str:
     """One line for scan and doctor: how many leftovers in each state, and their bytes; empty when none."""
     parts = []
-    for state, label in ((STALE, "stale temporary"), (RESUMABLE, "resumable download"), (IN_USE, "in use"),
-                         (RECENT, "recently changed")):
+    for state, label in ((STALE, "stale temporary file"), (RESUMABLE, "resumable download"),
+                         (IN_USE, "file being written"), (RECENT, "recently changed file")):
         items = [item for item in leftovers if item.state == state]
         if items:
-            parts.append(f"{len(items)} {label} ({size_text(sum(item.size for item in items))})")
+            plural = label.replace("file", "files", 1) if "file" in label else label + "s"
+            parts.append(f"{len(items)} {label if len(items) == 1 else plural} "
+                         f"({size_text(sum(item.size for item in items))})")
     return ", ".join(parts)
 
 
