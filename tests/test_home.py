@@ -174,6 +174,8 @@ def test_init_says_how_to_use_the_home_from_elsewhere_and_can_make_it_the_defaul
     assert stored["default_home"] == str(webui)
     home = json.loads(run_cli("home", "--json", cwd=elsewhere).stdout)
     assert (home["root"], home["source"], home["layout"]) == (str(webui), "default home", "a1111")
+    shown = run_cli("home", cwd=elsewhere).stdout.splitlines()
+    assert [line.split()[-1] for line in shown if line.startswith("default home")] == [str(webui)]
     # --home, SDHUB_HOME and a parent folder holding catalog/ still come first.
     other = make_dirs(tmp_path / "other", "catalog")
     assert json.loads(run_cli("home", "--json", cwd=other).stdout)["root"] == str(other)
