@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,22 @@ class SidecarData:
 def sidecar_path(model_path: str | Path, suffix: str) -> Path:
     model_path = Path(model_path)
     return model_path.with_name(model_stem(model_path) + suffix)
+
+
+def move_sidecars(old_model_path: str | Path, new_model_path: str | Path) -> list[Path]:
+    """Rename the sidecars of a model file that was renamed or moved so they follow it; one the new
+    name already has is left where it is (``sdhub clean`` reports it). Returns the new paths."""
+    moved = []
+    for suffix in SIDECAR_SUFFIXES:
+        old, new = sidecar_path(old_model_path, suffix), sidecar_path(new_model_path, suffix)
+        if old == new or not old.is_file() or new.exists() or Path(old_model_path).exists():
+            continue
+        try:
+            os.rename(old, new)
+        except OSError:
+            continue  # another file system or no permission: the old one stays, as before
+        moved.append(new)
+    return moved
 
 
 def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:

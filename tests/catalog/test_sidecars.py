@@ -109,3 +109,21 @@ def test_a_deleted_preview_is_forgotten(catalog: Catalog, stocked) -> None:
     preview.unlink()
     catalog.scan()
     assert catalog.show("inkstyle").previews == []
+
+
+def test_a_renamed_model_takes_its_sidecars_along(catalog: Catalog, stocked) -> None:
+    lora = stocked.paths["lora"]
+    base = lora.with_suffix("")
+    base.with_name(base.name + ".civitai.info").write_text(json.dumps(civitai_version(_sha256(lora)), indent=4))
+    base.with_name(base.name + ".preview.png").write_bytes(PNG)
+    catalog.scan()
+    renamed = lora.with_name("inkstyle-v2.safetensors")
+    os.rename(lora, renamed)
+    report = catalog.scan()
+    assert report.files_moved == 1
+    names = sorted(p.name for p in lora.parent.iterdir() if p.name.startswith("inkstyle"))
+    assert names == ["inkstyle-v2.civitai.info", "inkstyle-v2.preview.png", "inkstyle-v2.safetensors"]
+    details = catalog.show("inkstyle-v2")
+    assert [p["path"] for p in details.previews if (p["path"] or "").endswith(".preview.png")] == [
+        str(renamed.with_suffix("")) + ".preview.png"]
+    assert catalog.scan().sidecars_read == 0  # nothing changed since
