@@ -669,8 +669,7 @@ class SafeUnpickler:
         return TensorRef(storage, dtype, offset, size, stride)
 
 
-_HASHABLE_SCALARS = (str, int, float, complex, bytes, type(None), Global, Inert, TorchDType, NumpyDType,
-                     StorageRef, TensorRef)
+_HASHABLE_SCALARS = (str, int, float, complex, bytes, type(None), Global, Inert, TorchDType, NumpyDType)
 _MAX_KEY_DEPTH = 8
 _MAX_KEY_ITEMS = 10_000
 #: What the build budget counts for a new container, for each element put in one, and for a set item.
@@ -695,6 +694,9 @@ def _hash_cost(value: Any) -> int:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, _HASHABLE_SCALARS):
+            continue
+        if isinstance(item, (TensorRef, StorageRef)):  # hashed field by field, shape and stride included
+            budget -= 8 + 2 * len(getattr(item, "shape", ()))
             continue
         if not isinstance(item, (tuple, frozenset)):
             raise _corrupt(f"a dict key or set item is a {type(item).__name__}, which cannot be hashed")
