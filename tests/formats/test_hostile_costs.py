@@ -264,3 +264,41 @@ def test_budgets_scale_with_the_pickle_but_floors_stay(tmp_path: Path) -> None:
     many = _zip_with_prelude(tmp_path / "many.ckpt", _repeat_call(setup, b"h\x01(h\x00h\x02tR", times=40_000))
     with pytest.raises(BadInputError, match=r"building its values takes more than 32 MiB"):
         open_model(many)
+
+
+def test_each_key_is_checked_once_and_its_hashing_counted_per_use() -> None:
+    """A tuple or tensor key used again costs its hashing again; past the budget, one line."""
+    from sdhub.errors import BadInputError
+    from sdhub.formats.pickle_values import StorageRef
+    from sdhub.formats.safe_unpickler import Limits, SafeUnpickler
+
+    def storage(pid: tuple) -> StorageRef:
+        return StorageRef(pid[2], "F32", pid[4])
+
+    limits = Limits(hash_floor=10_000, hash_factor=0)
+    tuple_key = b"(" + b"".join(enc(i) for i in range(99)) + b"tq\x00"
+    tensor_key = tensor_expr("0", 4, size=(1,) * 40, stride=(1,) * 40).data + b"q\x00"
+    for key in (tuple_key, tensor_key):
+        few = b"\x80\x02" + key + b"0}(" + b"h\x00K\x01" * 50 + b"u."
+        value, _ = SafeUnpickler(few, "few.pkl", storage, limits=limits).load()
+        assert len(value) == 1
+        many = b"\x80\x02" + key + b"0}(" + b"h\x00K\x01" * 200 + b"u."
+        with pytest.raises(BadInputError, match="hashing its dict keys takes more than 10000 element hashes"):
+            SafeUnpickler(many, "many.pkl", storage, limits=limits).load()
+
+
+def test_a_long_chain_of_dicts_is_walked_once() -> None:
+    """60 nested dicts, a tensor at each level: naming them costs one step per entry, not per level."""
+    from sdhub.formats.weights import _Walker, find_weights
+    from sdhub.formats.pickle_values import StorageRef, TensorRef
+
+    tensor = TensorRef(StorageRef("0", "F32", 4), "F32", 0, (4,), (1,))
+    root: dict = {"w": tensor}
+    node = root
+    for level in range(60):
+        node["next"] = {"w": tensor}
+        node = node["next"]
+    found = find_weights(root, "chain.pt")
+    assert len(found.tensors) == 61 and "next.next.w" in found.tensors
+    walker = _Walker("chain.pt", 10_000)
+    assert walker.holds_tensors(root) and walker.steps <= 2 * 61 + 2
