@@ -248,6 +248,10 @@ def _open(path: Path, file: Any, size: int, limits: Limits) -> ModelFile:
 
 
 def _unknown_format(head: bytes) -> str:
+    if not head:
+        return "is empty (0 bytes): a download or copy that never started; get it again"
+    if head.lstrip()[:64].lower().startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        return "is a web page, not a model (a login or error page saved under the model's name?); get it again"
     if head[:2] == b"\x1f\x8b":
         return "is gzip-compressed; torch never writes that, refusing it"
     if head[:6] == b"7z\xbc\xaf\x27\x1c":
