@@ -80,6 +80,15 @@ class MissingDependencyError(SdhubError):
 
 
 class Interrupted(SdhubError):
-    """The user interrupted the operation (Ctrl-C); partial output has been removed."""
+    """The work was stopped (Ctrl-C, SIGTERM, a cancel in the TUI); partial output has been removed.
+
+    ``reason`` is how it was stopped ("interrupted", "terminated", "convert: cancelled"), ``left``
+    what the work leaves behind ("no output written", "12 of 40 files catalogued").
+    """
 
     exit_code = 130
+
+    def __init__(self, reason: str = "interrupted", *, left: str = "", exit_code: int | None = None) -> None:
+        super().__init__(f"{reason}; {left}" if left else reason, exit_code=exit_code)
+        self.reason = reason
+        self.left = left

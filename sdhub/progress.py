@@ -16,9 +16,10 @@ point where it can clean up.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from sdhub.errors import Interrupted
 
@@ -57,6 +58,26 @@ def check_cancelled(progress: Any = None) -> None:
     check = getattr(progress, "check", None)
     if check is not None:
         check()
+
+
+@contextlib.contextmanager
+def reporting_stop(left: Callable[[], str]) -> Iterator[None]:
+    """Turn a stop inside the block (Ctrl-C's KeyboardInterrupt, a cancel) into one ``Interrupted``
+    that also says what the work leaves behind: ``left()``, e.g. "no output written (x.safetensors)".
+
+    What an inner operation said it left is kept before the outer one's words.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as stop:
+        raise interrupted(stop, left()) from None
+
+
+def interrupted(stop: BaseException, left: str) -> Interrupted:
+    """The ``Interrupted`` for ``stop`` (a KeyboardInterrupt or an Interrupted) that adds what the work left."""
+    if isinstance(stop, Interrupted):
+        return Interrupted(stop.reason, left="; ".join(filter(None, (stop.left, left))))
+    return Interrupted(PROCESS_CANCELLATION.reason if PROCESS_CANCELLATION.is_set() else "interrupted", left=left)
 
 
 class Cancellable:
@@ -137,6 +158,19 @@ class NullProgress(Cancellable):
 
 
 NULL_PROGRESS = NullProgress()
+
+
+class QuietProgress(NullProgress):
+    """Shows nothing but stops when ``follow`` is cancelled: for work beside a reported task
+    (the source's SHA-256 hashed while its conversion is written)."""
+
+    def __init__(self, follow: Any) -> None:
+        super().__init__()
+        self._follow = follow
+
+    def check(self) -> None:
+        super().check()
+        check_cancelled(self._follow)
 
 
 @dataclass

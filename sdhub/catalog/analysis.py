@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 if TYPE_CHECKING:
     from sdhub.ops.hashing import FileHashes
 
-from sdhub.errors import BadInputError, SdhubError, UnsafeFileError
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.errors import BadInputError, Interrupted, SdhubError, UnsafeFileError
+from sdhub.progress import NULL_PROGRESS, Progress, QuietProgress
 
 #: File name endings the catalog treats as model files (lower case).
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
@@ -205,7 +205,8 @@ def _problem_text(problem: Any) -> str:
     return str(problem)
 
 
-def _inspect(path: Path, check_values: bool) -> tuple[dict[str, Any], list[str], str | None]:
+def _inspect(path: Path, check_values: bool, progress: Progress = NULL_PROGRESS
+             ) -> tuple[dict[str, Any], list[str], str | None]:
     """The inspect report of a file or folder, its problems, and its defect (see ``DEFECTS``).
 
     A file sdhub cannot understand is still catalogued (it takes space, it may be a duplicate),
@@ -215,7 +216,9 @@ def _inspect(path: Path, check_values: bool) -> tuple[dict[str, Any], list[str],
     from sdhub.ops.inspect import inspect_file
 
     try:
-        report = inspect_file(path, check_values=check_values).to_dict()
+        report = inspect_file(path, check_values=check_values, progress=progress).to_dict()
+    except Interrupted:
+        raise  # a stop, not a defect of the file
     except UnsafeFileError as error:
         return {}, [str(error)], "unsafe"
     except SdhubError as error:
@@ -247,7 +250,7 @@ def analyse_file(path: str | Path, progress: Progress = NULL_PROGRESS, *, check_
         raise BadInputError(f"cannot read {path}: {error.strerror or error}") from None
     if "sha256" not in values:
         raise BadInputError(f"hashing {path} gave no SHA-256")
-    inspect, problems, defect = _inspect(path, check_values)
+    inspect, problems, defect = _inspect(path, check_values, QuietProgress(progress))
     after = FileIdentity.of(path.stat())
     if after != before:
         raise BadInputError(f"{path} changed while it was being read; scan again when it is complete")
@@ -280,7 +283,7 @@ def analyse_folder(path: str | Path, progress: Progress = NULL_PROGRESS, *, chec
                 bytes_read += member.size
     except OSError as error:
         raise BadInputError(f"cannot read {path}: {error.strerror or error}") from None
-    inspect, problems, defect = _inspect(path, check_values)
+    inspect, problems, defect = _inspect(path, check_values, QuietProgress(progress))
     if folder_listing(path)[0] != before:
         raise BadInputError(f"{path} changed while it was being read; scan again when it is complete")
     return FileAnalysis(str(path), before, {"sha256": manifest_sha256(members)}, inspect, problems,

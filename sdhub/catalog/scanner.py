@@ -33,14 +33,16 @@ from sdhub.catalog.analysis import (
 )
 from sdhub.catalog.db import write_transaction
 from sdhub.catalog.records import ScanReport
-from sdhub.catalog.sidecars import read_sidecars
-from sdhub.catalog.walker import FoundFile, walk_roots
-from sdhub.errors import SdhubError
-from sdhub.progress import NULL_PROGRESS, Progress, ProgressTask, check_cancelled
+from sdhub.catalog.sidecars import move_sidecars, read_sidecars
+from sdhub.catalog.walker import FoundFile, sidecar_stamps, walk_roots
+from sdhub.errors import Interrupted, SdhubError
+from sdhub.progress import NULL_PROGRESS, Progress, ProgressTask, check_cancelled, reporting_stop
 
 #: Results are written in one transaction per this many files (or per second, whichever first).
 BATCH_FILES = 64
 BATCH_SECONDS = 1.0
+#: The longest the scan waits for a file before it looks whether it was asked to stop.
+CHECK_SECONDS = 0.25
 
 
 @dataclass
@@ -78,6 +80,7 @@ class _ForwardedBytes:
         pass
 
     def advance(self, amount: float = 1) -> None:
+        self.check()
         with self._lock:
             self.reported += int(amount)
         self._task.advance(amount)
@@ -128,10 +131,23 @@ class Scanner:
         self.report = ScanReport()
         self._pending_writes: list[Callable[[], None]] = []
         self._last_flush = time.monotonic()
+        self._to_read: list[FoundFile] | None = None
 
     # -- the whole scan -------------------------------------------------------------------------
 
     def scan(self, roots: Iterable[tuple[Path, str | None]], exclude: Iterable[Path] = ()) -> ScanReport:
+        """Walk ``roots``, read what changed, record it; a stop keeps every file recorded before it."""
+        with reporting_stop(self._left_behind):
+            return self._scan(roots, exclude)
+
+    def _left_behind(self) -> str:
+        """What an interrupted scan leaves: the files it recorded stay catalogued."""
+        if self._to_read is None:
+            return "the catalog is as it was"
+        return (f"{self.report.files_read} of {len(self._to_read)} files to read were read and are catalogued; "
+                "the next scan reads the rest")
+
+    def _scan(self, roots: Iterable[tuple[Path, str | None]], exclude: Iterable[Path] = ()) -> ScanReport:
         started = time.monotonic()
         roots = [(Path(path), kind) for path, kind in roots]
         self.report.roots = [str(path) for path, _ in roots]
@@ -181,6 +197,7 @@ class Scanner:
             store.mark_seen(self.db, unchanged)
         self.report.files_unchanged = len(unchanged)
 
+        self._to_read = to_read
         self._read_all(to_read, known, vanished)
 
         newly_missing = [row.id for rows in vanished.values() for row in rows if not row.missing]
@@ -188,7 +205,6 @@ class Scanner:
             with write_transaction(self.db):
                 store.set_missing(self.db, newly_missing, True)
         self.report.files_missing = len(newly_missing)
-        self.report.broken = store.broken_files(self.db)
         self.report.broken = store.broken_files(self.db)
         self.report.seconds = round(time.monotonic() - started, 3)
         return self.report
@@ -215,6 +231,7 @@ class Scanner:
             gone.remove(twin)
             self._count(store.move_file(self.db, twin.id, twin.asset_id, found.path, found.identity,
                                         found.folder_kind))
+            self._follow_sidecars(twin.path, found)
         else:
             store.put_file(self.db, twin.asset_id, found.path, found.identity, found.folder_kind, "")
             self.report.files_added += 1
@@ -225,6 +242,11 @@ class Scanner:
             self.report.files_moved += 1
         else:
             self.report.files_added += 1
+
+    def _follow_sidecars(self, old_path: str, found: FoundFile) -> None:
+        """A renamed model file takes its sidecars along, so none is left behind as an orphan."""
+        if not found.folder and move_sidecars(old_path, found.path):
+            found.sidecars = sidecar_stamps(found.path)
 
     def _refresh_sidecars(self, found: FoundFile, asset_id: int) -> None:
         sha256 = self.db.execute("SELECT sha256 FROM assets WHERE id = ?", [asset_id]).fetchone()[0]
@@ -246,8 +268,10 @@ class Scanner:
             store.put_file(self.db, asset_id, found.path, analysis.identity, found.folder_kind, "")
             self.report.files_changed += 1
         elif gone:
-            self._count(store.move_file(self.db, gone.pop(0).id, asset_id, found.path, analysis.identity,
+            previous = gone.pop(0)
+            self._count(store.move_file(self.db, previous.id, asset_id, found.path, analysis.identity,
                                         found.folder_kind))
+            self._follow_sidecars(previous.path, found)
         else:
             store.put_file(self.db, asset_id, found.path, analysis.identity, found.folder_kind, "")
             self.report.files_added += 1
@@ -292,7 +316,9 @@ class Scanner:
                         cached = store.folder_files(self.db, found.path) if found.folder and not self.full else []
                         future = pool.submit(analyse, found, forward, self.check_values, cached)
                         running[future] = (found, forward)
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    # A timeout, so a cancel is seen here even while every file being read is small.
+                    finished, _ = wait(running, timeout=CHECK_SECONDS, return_when=FIRST_COMPLETED)
+                    check_cancelled(self.progress)
                     for future in finished:
                         found, forward = running.pop(future)
                         task.advance(max(0, found.identity.size - forward.reported))
@@ -311,6 +337,8 @@ class Scanner:
                      vanished: dict[int, list[_KnownFile]]) -> None:
         try:
             analysis: FileAnalysis = future.result()
+        except Interrupted:
+            raise  # the scan was stopped, not this file
         except (SdhubError, OSError) as error:
             self.report.errors.append({"path": found.path, "error": str(error)})
             return

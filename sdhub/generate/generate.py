@@ -23,7 +23,7 @@ from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with
 from sdhub.generate.loading import LoadedModel, dtype_name, load_checkpoint, select_device, select_dtype
 from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
 from sdhub.generate.rng import INFOTEXT_RNG
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled, reporting_stop
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
 VAE_SIDECAR_SUFFIXES = (".vae.pt", ".vae.ckpt", ".vae.safetensors")
@@ -268,7 +268,25 @@ def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams
     """Generate images from ``params`` with the model ``model_ref`` and write them as PNGs with infotext.
 
     ``model_ref`` may be a ``resolve_file`` result already in hand, so its file is not hashed twice.
+    A stop (Ctrl-C, a cancelled ``progress``) raises ``Interrupted`` saying which images were written.
     """
+    written: list[Path] = []
+
+    def left() -> str:
+        if not written:
+            return "no image written"
+        return f"{len(written)} of {params.batch_size} images written ({', '.join(p.name for p in written)})"
+
+    with reporting_stop(left):
+        return _generate(home, model_ref, params, progress, vae_ref=vae_ref, out_dir=out_dir, device=device,
+                         dtype=dtype, vae_dtype=vae_dtype, auto_fp32_vae=auto_fp32_vae, file_prefix=file_prefix,
+                         written=written)
+
+
+def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams, progress: Progress, *,
+              vae_ref: str | None, out_dir: str | Path | None, device: str | None, dtype: str | None,
+              vae_dtype: str | None, auto_fp32_vae: bool, file_prefix: str | None, written: list[Path]
+              ) -> GenerationResult:
     params.validate()
     params = params.with_seeds()
     model = model_ref if isinstance(model_ref, ResolvedFile) else resolve_file(home, model_ref, "checkpoint")
@@ -327,7 +345,9 @@ def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams
     for index, (image, path) in enumerate(zip(sampled.images, paths)):
         fields = infotext_params(params, sampled, model, vae, index, lora_records)
         text = Infotext.create(params.prompt, params.negative_prompt, fields).to_text()
+        check_cancelled(progress)
         save_png_with_parameters(image, path, text)
+        written.append(path)
         infotexts.append(text)
     return GenerationResult(
         images=paths, seeds=sampled.seeds, params=params, infotexts=infotexts, model=model, vae=vae,

@@ -9,9 +9,10 @@ retries in fp32 when half precision produces NaNs (A1111's "Automatically revert
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from sdhub.generate.samplers import (
     sample_ddim,
     sigmas_for,
 )
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled
 
 #: Refiner aesthetic scores A1111 uses for the positive and the negative prompt.
 REFINER_AESTHETIC = (6.0, 2.5)
@@ -302,6 +303,27 @@ def _txt2img_image_cond(model: LoadedModel, height: int, width: int) -> torch.Te
     return latent[:, :extra_channels]
 
 
+#: The building blocks of a UNet or VAE decoder before each of which generation looks whether it
+#: was asked to stop: one denoising step of a full-size model or its VAE decode takes seconds on a
+#: CPU, one of these blocks a fraction of a second.
+CHECKED_BLOCKS = ("ResnetBlock2D", "Transformer2DModel", "Attention")
+
+
+@contextlib.contextmanager
+def stops_inside(progress: Progress, *models: Any) -> Iterator[None]:
+    """While the block runs, a stop asked of ``progress`` interrupts ``models`` between their building blocks."""
+    def check(*_: Any) -> None:
+        check_cancelled(progress)
+
+    handles = [module.register_forward_pre_hook(check) for model in models if model is not None
+               for module in model.modules() if type(module).__name__ in CHECKED_BLOCKS]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def decode_latents(model: LoadedModel, latents: torch.Tensor, auto_fp32: bool = True
                    ) -> tuple[torch.Tensor, bool, bool]:
     """VAE-decode to [0, 1] images; on NaNs in half precision, retry in fp32 once (and keep it there).
@@ -368,24 +390,28 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
             raise Interrupted("generation interrupted")
 
     started = time.perf_counter()
-    try:
-        if spec.algorithm == "ddim":
-            timesteps = ddim_timesteps(params.steps)
-            latents = sample_ddim(cfg.eps, x, timesteps, schedule.alphas_cumprod.to(device), on_step, noise.next)
-        else:
-            sigmas = sigmas_for(spec, schedule, params.steps).to(device)
-            brownian = None
-            if spec.algorithm == "dpmpp_sde":
-                positive_sigmas = sigmas[sigmas > 0]
-                brownian = BrownianNoise(x, positive_sigmas.min(), sigmas.max(), plan.seeds,
-                                         lambda seed, size: randn_local(source, seed, size, device))
-            latents = run_sampler(spec, cfg.denoise, x, sigmas, on_step, next_noise=noise.next, brownian=brownian)
-    finally:
-        task.finish()
+    check_cancelled(progress)
+    with stops_inside(progress, model.unet):
+        try:
+            if spec.algorithm == "ddim":
+                timesteps = ddim_timesteps(params.steps)
+                latents = sample_ddim(cfg.eps, x, timesteps, schedule.alphas_cumprod.to(device), on_step, noise.next)
+            else:
+                sigmas = sigmas_for(spec, schedule, params.steps).to(device)
+                brownian = None
+                if spec.algorithm == "dpmpp_sde":
+                    positive_sigmas = sigmas[sigmas > 0]
+                    brownian = BrownianNoise(x, positive_sigmas.min(), sigmas.max(), plan.seeds,
+                                             lambda seed, size: randn_local(source, seed, size, device))
+                latents = run_sampler(spec, cfg.denoise, x, sigmas, on_step, next_noise=noise.next, brownian=brownian)
+        finally:
+            task.finish()
     sampling_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    images, retried, has_nan = decode_latents(model, latents, auto_fp32_vae)
+    check_cancelled(progress)
+    with stops_inside(progress, model.vae):
+        images, retried, has_nan = decode_latents(model, latents, auto_fp32_vae)
     decode_seconds = time.perf_counter() - started
     notes = []
     if retried:

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from sdhub.config import Home
-from sdhub.errors import BadInputError, SdhubError, VerificationError
+from sdhub.errors import BadInputError, Interrupted, SdhubError, VerificationError
 from sdhub.generate.generate import GenerationResult, ResolvedFile, generate, load_model_cached, resolve_file
 from sdhub.generate.pipeline import GenerationParams
 from sdhub.generate.verdicts import Verdict, judge_image
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, interrupted, reporting_stop
 
 ASUKA_PARAMS = GenerationParams(
     prompt="masterpiece, best quality, masterpiece, asuka langley sitting cross legged on a chair",
@@ -149,9 +149,10 @@ def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, referen
         progress.message(f"the Asuka test draws {params.steps} steps at {params.width}x{params.height} on the CPU, "
                          "which takes minutes; the first step is timed for an estimate")
         progress = StepTimeEstimate(progress)
-    generated = generate(home, model, params, progress, vae_ref=vae_ref,
-                         out_dir=home.outputs_dir / "tests", device=device, dtype=dtype, vae_dtype=vae_dtype,
-                         file_prefix=f"asuka-{model.path.stem}")
+    with reporting_stop(lambda: "no verdict recorded"):
+        generated = generate(home, model, params, progress, vae_ref=vae_ref,
+                             out_dir=home.outputs_dir / "tests", device=device, dtype=dtype, vae_dtype=vae_dtype,
+                             file_prefix=f"asuka-{model.path.stem}")
     seconds = time.perf_counter() - started
     if generated.device == "cpu" and generated.dtype == "fp32":
         notes.append("ran in fp32 on the CPU; A1111 of 2022 ran fp16 on a GPU, so expect small pixel differences")
@@ -256,7 +257,8 @@ def run_smoke(home: Home, refs: list[str], *, all_models: bool = False, steps: i
               progress: Progress = NULL_PROGRESS, record: bool = True) -> list[ReferenceTestResult]:
     """A quick generation per model with a verdict each; one broken model does not stop the others."""
     results = []
-    for ref in smoke_targets(home, refs, all_models):
+    targets = smoke_targets(home, refs, all_models)
+    for ref in targets:
         started = time.perf_counter()
         try:
             model = resolve_file(home, ref, "checkpoint")
@@ -274,6 +276,10 @@ def run_smoke(home: Home, refs: list[str], *, all_models: bool = False, steps: i
             result = _result("smoke", generated, verdict, time.perf_counter() - started, [])
             if record:
                 _record(home, str(model.path), result)
+        except (KeyboardInterrupt, Interrupted) as stop:
+            recorded = sum(1 for r in results if r.recorded)
+            raise interrupted(stop, f"{len(results)} of {len(targets)} models tested before it, "
+                                    f"{recorded} verdicts recorded" if results else "no verdict recorded") from None
         except SdhubError as error:
             result = ReferenceTestResult("smoke", {"ref": ref}, "error", [str(error)], None,
                                          time.perf_counter() - started)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ from sdhub import __version__
 from sdhub.errors import Interrupted, MissingFileError, SdhubError, UsageError, VerificationError
 from sdhub.formats import DeferredValue, ModelFile, TensorSpec, open_model, write_safetensors
 from sdhub.formats.dtypes import dtype_name, torch_dtype
+from sdhub.formats.safe_unpickler import DEFAULT_LIMITS
 from sdhub.ops.cast import output_dtype
 from sdhub.ops.hashing import BackgroundSha256
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled, interrupted
 
 #: Extensions of the pickle files a folder conversion picks up.
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -80,8 +81,12 @@ def already_safetensors(source: Path, dtype: str) -> str:
 
 def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, dtype: str = "keep",
             overwrite: bool = False, verify: bool = False, delete_original: bool = False,
-            progress: Progress = NULL_PROGRESS) -> ConvertReport:
-    """Convert one model file to ``.safetensors`` and return what was done."""
+            progress: Progress = NULL_PROGRESS, allow_expansion: bool = False) -> ConvertReport:
+    """Convert one model file to ``.safetensors`` and return what was done.
+
+    ``allow_expansion`` accepts tensors that describe far more bytes than the file stores
+    (stride-0 views, one storage under many names), so the output may be much larger.
+    """
     started = time.monotonic()
     source = Path(src)
     if dtype not in DTYPE_CHOICES:
@@ -102,11 +107,11 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
     target = None if dtype == "keep" else dtype_name(dtype)
 
     try:
-        with open_model(source) as model:
+        with open_model(source, limits=replace(DEFAULT_LIMITS, allow_expansion=allow_expansion)) as model:
             if model.format == "safetensors" and target is None:
                 raise UsageError(already_safetensors(source, dtype))
             specs = _specs(model, target)
-            digest = BackgroundSha256(source)
+            digest = BackgroundSha256(source, progress=progress)
             metadata = {
                 "format": "pt",
                 "sdhub.converted_from": source.name,
@@ -131,8 +136,8 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
                     output.unlink(missing_ok=True)
                     raise
                 report.verified = True
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted while converting {source.name}; no output was left behind") from None
+    except (KeyboardInterrupt, Interrupted) as stop:
+        raise interrupted(stop, f"no output written ({output.name})") from None
     if delete_original:
         source.unlink()
         report.deleted_original = True
@@ -230,7 +235,8 @@ def find_pickles(folder: Path) -> list[Path]:
 
 def convert_paths(paths: list[str | os.PathLike[str]], out: str | os.PathLike[str] | None = None,
                   dtype: str = "keep", overwrite: bool = False, verify: bool = False,
-                  delete_original: bool = False, progress: Progress = NULL_PROGRESS) -> list[ConvertReport]:
+                  delete_original: bool = False, progress: Progress = NULL_PROGRESS,
+                  allow_expansion: bool = False) -> list[ConvertReport]:
     """Convert files and folders; a folder converts every pickle in it, skipping converted ones."""
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and str(out).endswith(("/", os.sep)):
@@ -262,10 +268,14 @@ def convert_paths(paths: list[str | os.PathLike[str]], out: str | os.PathLike[st
             reports.append(ConvertReport(str(source), str(final), "skipped", reason="already converted"))
             continue
         try:
+            check_cancelled(progress)
             reports.append(convert(source, final, dtype=dtype, overwrite=overwrite, verify=verify,
-                                   delete_original=delete_original, progress=progress))
-        except Interrupted:
-            raise
+                                   delete_original=delete_original, progress=progress,
+                                   allow_expansion=allow_expansion))
+        except (KeyboardInterrupt, Interrupted) as stop:
+            converted = [Path(r.output).name for r in reports if r.status == "converted"]
+            raise interrupted(stop, f"{len(converted)} of {len(jobs)} files converted before it "
+                                    f"({', '.join(converted)})" if converted else "") from None
         except SdhubError as error:
             if len(jobs) == 1:
                 raise

@@ -22,9 +22,10 @@ import blake3
 import xxhash
 from isal import isal_zlib
 
-from sdhub.errors import BadInputError, MissingFileError, SdhubError, UsageError
+from sdhub.errors import BadInputError, SdhubError, UsageError
+from sdhub.formats.regular_file import open_regular_file
 from sdhub.formats.safetensors_file import looks_like_safetensors
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, QuietProgress, check_cancelled
 
 if TYPE_CHECKING:
     from sdhub.formats import ModelFile
@@ -166,18 +167,14 @@ class _Slots:
 
 
 def _open_for_hashing(file_path: Path) -> BinaryIO:
-    if not file_path.exists():
-        raise MissingFileError(f"{file_path}: no such file")
-    if not file_path.is_file():
+    if file_path.is_dir():
         raise UsageError(f"{file_path}: not a file (hash works on model files, not folders)")
-    try:
-        return open(file_path, "rb", buffering=0)
-    except OSError as error:
-        raise BadInputError(f"{file_path}: cannot be read ({error.strerror})") from error
+    return open_regular_file(file_path)
 
 
 def _read_once(handle: BinaryIO, file_path: Path, consumers: list[_Consumer], progress: Progress) -> int:
     """Read ``handle`` sequentially once, giving every chunk to every consumer."""
+    check_cancelled(progress)  # a small file is read without reports
     size = os.fstat(handle.fileno()).st_size
     if size <= _BUFFER_SIZE:
         return _read_small(handle, file_path, size, consumers)
@@ -445,20 +442,23 @@ def hash_model(path: str | os.PathLike[str], *, components: bool = True,
 class BackgroundSha256:
     """A file's SHA-256 computed by a daemon thread while the caller writes its output.
 
-    ``known`` skips the work when the caller (the catalog) already has the value.
+    ``known`` skips the work when the caller (the catalog) already has the value; the hashing
+    stops when ``progress`` (the caller's) is cancelled.
     """
 
-    def __init__(self, path: str | os.PathLike[str], known: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], known: str | None = None,
+                 progress: Progress = NULL_PROGRESS) -> None:
         self._value = known
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         if known is None:
-            self._thread = threading.Thread(target=self._run, args=(Path(path),), name="sha256", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(Path(path), QuietProgress(progress)),
+                                            name="sha256", daemon=True)
             self._thread.start()
 
-    def _run(self, path: Path) -> None:
+    def _run(self, path: Path, progress: Progress) -> None:
         try:
-            self._value = sha256_file(path)
+            self._value = sha256_file(path, progress)
         except BaseException as error:  # handed to the caller by result()
             self._error = error
 

@@ -25,7 +25,7 @@ from sdhub.models.detect import PREDICTION_METADATA_KEY, Detection, detect, read
 from sdhub.models.vae_keys import is_diffusers_vae, ldm_vae_names, ldm_vae_shape
 from sdhub.ops.cast import cast_tensor, output_dtype, target_dtype
 from sdhub.ops.hashing import BackgroundSha256
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled, reporting_stop
 
 EMA_CHOICES = ("use", "drop", "keep")
 VAE_DTYPE_CHOICES = ("fp32", "same")
@@ -283,7 +283,8 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
         raise UsageError(f"{out_path} is the input file; prune never overwrites its input (choose another -o)")
     if out_path.exists() and not overwrite:
         raise UsageError(f"{out_path} already exists (use --overwrite to replace it)")
-    with contextlib.ExitStack() as stack:
+    with reporting_stop(lambda: f"no output written ({out_path.name})"), contextlib.ExitStack() as stack:
+        check_cancelled(progress)
         model = stack.enter_context(open_model(src_path, limits=replace(DEFAULT_LIMITS,
                                                                        allow_expansion=options.allow_expansion)))
         detection = detect(model.tensors, model.metadata, sidecar_config=read_sidecar_config(src_path))
@@ -291,11 +292,12 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
             raise UsageError(embedding_refusal(src_path))
         vae_model = stack.enter_context(open_model(options.vae_file)) if options.vae == "bake" else None
         broken = find_broken_position_ids(model)
+        check_cancelled(progress)  # opening and planning a big checkpoint reports nothing
         plan = plan_prune(model, detection, options, vae_model, broken)
         if not plan.tensors:
             raise BadInputError(f"{src_path.name}: nothing would be left after pruning")
 
-        sha = BackgroundSha256(src_path, source_sha256)
+        sha = BackgroundSha256(src_path, source_sha256, progress)
         target = target_dtype(options.dtype)
         specs = [_spec(model, vae_model, planned, options.force) for planned in plan.tensors]
         metadata: dict[str, Any] = output_metadata(model, detection, options, plan)

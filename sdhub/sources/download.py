@@ -30,7 +30,7 @@ from typing import Callable
 import requests
 
 from sdhub.errors import BadInputError, Interrupted, NetworkError, SdhubError, UsageError, VerificationError
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.progress import NULL_PROGRESS, Progress, interrupted
 from sdhub.sources.filenames import SAFE_EXTENSIONS, content_disposition_filename, sanitize_filename, url_filename
 from sdhub.sources.http import BODY_READ_ERRORS, TRANSIENT_ERRORS, HttpClient, ResponseBody, generic_error, redact
 from sdhub.sources.part_file import DIRECT_ALIGNMENT, PartFile, new_buffer
@@ -509,9 +509,11 @@ class _Download:
                             raise failed[0].exception()  # type: ignore[misc]
                         if not running:
                             break
-                except KeyboardInterrupt:
-                    raise Interrupted(f"download of {self.name} interrupted; {self._fetched()} bytes kept in "
-                                      f"{self.part.name}: run the same command to resume") from None
+                except (KeyboardInterrupt, Interrupted) as stop:
+                    self.abort.set()
+                    wait(futures)  # what the connections still write counts in what is kept
+                    raise interrupted(stop, f"{self._fetched()} bytes of {self.name} kept in {self.part.name}: "
+                                            "run the same command to resume") from None
                 finally:
                     self.abort.set()
                     wait(futures)

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sdhub.atomic import atomic_output
 from sdhub.config import ASSET_KINDS, Home
-from sdhub.errors import AuthError, NetworkError, NotFoundError, SdhubError, UsageError
-from sdhub.progress import NULL_PROGRESS, Progress
+from sdhub.errors import AuthError, Interrupted, NetworkError, NotFoundError, SdhubError, UsageError
+from sdhub.progress import NULL_PROGRESS, Progress, interrupted
 from sdhub.sources import huggingface as hub
 from sdhub.sources.civitai import CivitaiChoice, CivitaiClient
 from sdhub.sources.download import DownloadResult, download
@@ -178,6 +178,9 @@ def _convert_pickle(home: Home, path: Path, options: GetOptions, result: GetResu
         number += 1
     try:
         report = convert(path, target, progress=progress)
+    except (KeyboardInterrupt, Interrupted) as stop:
+        raise interrupted(stop, f"the download {path} is kept, not converted or catalogued: "
+                                "run the same command to finish") from None
     except SdhubError as error:
         quarantine = home.catalog_dir / "quarantine"
         quarantine.mkdir(parents=True, exist_ok=True)
@@ -465,7 +468,7 @@ def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL
             for asset in assets:
                 report.checked += 1
                 try:
-                    version = client.by_hash(asset.sha256)
+                    found_by, version = client.by_any_hash(catalog.origin_hashes(asset.sha256))
                 except NotFoundError:
                     report.not_found.append(asset.sha256)
                     task.advance(1)
@@ -492,7 +495,8 @@ def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL
                                        preview=str(result.preview) if result.preview else None)
                 report.matched.append({"sha256": asset.sha256, "name": asset.name,
                                        "model": (version.get("model") or {}).get("name"),
-                                       "version": version.get("name"), "version_id": version.get("id")})
+                                       "version": version.get("name"), "version_id": version.get("id"),
+                                       "found_by": found_by})
                 task.advance(1)
         finally:
             task.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -395,3 +396,20 @@ def test_retry_after_may_be_an_http_date() -> None:
     assert retry_after_seconds(response) == 12
     response.headers["Retry-After"] = "soon"
     assert retry_after_seconds(response) is None
+
+
+def test_a_download_stopped_through_its_progress_says_what_it_kept(served: CivitaiServer, tmp_path: Path,
+                                                                   model_bytes: bytes) -> None:
+    from sdhub.testing.stopping import CancelWhen
+
+    served.served(SAFETENSORS_ID).trickle = 2_000_000
+    progress = CancelWhen(lambda task: task.completed >= 500_000)
+    with pytest.raises(Interrupted) as stopped:
+        fetch(tmp_path, progress=progress)
+    said = re.fullmatch(r"cancelled; (\d+) bytes of synthwavepunk_v3Alpha.safetensors kept in (\S+\.part): "
+                        r"run the same command to resume", str(stopped.value))
+    assert said, stopped.value
+    kept, part = int(said[1]), tmp_path / said[2]
+    assert kept >= 500_000 and part.stat().st_size >= kept
+    served.served(SAFETENSORS_ID).trickle = None
+    assert fetch(tmp_path).resumed_from == kept
