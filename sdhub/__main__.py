@@ -1,3 +1,3 @@
-from sdhub.cli.app import main
+from sdhub.cli.entry import main
 
 main()

@@ -9,7 +9,9 @@ import typer
 
 from sdhub import __version__
 from sdhub.cli.state import STATE
-from sdhub.errors import SdhubError
+from sdhub.errors import Interrupted, SdhubError
+from sdhub.progress import PROCESS_CANCELLATION
+from sdhub.text import printable
 
 app = typer.Typer(
     name="sdhub",
@@ -48,6 +50,7 @@ def _register_commands() -> None:
     from sdhub.cli import home_commands  # noqa: F401
     # COMMAND MODULES (one import line per module; keep sorted)
     from sdhub.cli import catalog_commands  # noqa: F401
+    from sdhub.cli import clean_command  # noqa: F401
     from sdhub.cli import convert_commands  # noqa: F401
     from sdhub.cli import demo_command  # noqa: F401
     from sdhub.cli import generate_commands  # noqa: F401
@@ -63,7 +66,7 @@ HELP_PANELS = {
     "Start here": ("demo", "init", "home", "doctor", "tui"),
     "Get models": ("get", "civitai"),
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
-    "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "tag", "rm", "roots",
+    "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "rm", "roots",
                            "export-sidecars"),
     "Prove they work": ("generate", "smoke", "test", "prompt", "pnginfo"),
 }
@@ -87,33 +90,41 @@ _register_commands()
 _assign_help_panels()
 
 
+def _stop_reason() -> str:
+    return PROCESS_CANCELLATION.reason if PROCESS_CANCELLATION.is_set() else "interrupted"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``sdhub`` console script."""
+    """Run ``sdhub ARGS`` (the console script is ``sdhub.cli.entry.main``, which installs the stop handlers first)."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    command = typer.main.get_command(app)
     try:
+        command = typer.main.get_command(app)
         result = command.main(args=args, prog_name="sdhub", standalone_mode=False)
         if isinstance(result, int):
             sys.exit(result)
     except typer.Exit as exit_:
+        if isinstance(exit_.__cause__, KeyboardInterrupt):  # typer turns Ctrl-C into a silent exit 130
+            typer.echo(f"sdhub: {_stop_reason()}", err=True)
         sys.exit(exit_.exit_code)
     except typer.TyperException as error:  # typer's own click: usage errors (exit 2) and the like
-        error.show() if hasattr(error, "show") else typer.echo(f"sdhub: error: {error}", err=True)
+        error.show() if hasattr(error, "show") else typer.echo(f"sdhub: error: {printable(error)}", err=True)
         sys.exit(error.exit_code)
-    except typer.Abort:
-        typer.echo("sdhub: interrupted", err=True)
+    except (typer.Abort, KeyboardInterrupt):
+        # A stop the command had nothing to clean up for; the ones that did raise Interrupted.
+        typer.echo(f"sdhub: {_stop_reason()}", err=True)
         sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("sdhub: interrupted", err=True)
-        sys.exit(130)
+    except Interrupted as error:
+        typer.echo(f"sdhub: {printable(error)}", err=True)  # what the work left behind, never a traceback
+        sys.exit(error.exit_code)
     except SdhubError as error:
         if debug or STATE.debug:
             raise
-        typer.echo(f"sdhub: error: {error}", err=True)
+        typer.echo(f"sdhub: error: {printable(error)}", err=True)
         sys.exit(error.exit_code)
     except Exception as error:  # a bug: still one line unless --debug
         if debug or STATE.debug:
             raise
-        typer.echo(f"sdhub: internal error: {type(error).__name__}: {error} (run with --debug for details)", err=True)
+        typer.echo(f"sdhub: internal error: {type(error).__name__}: {printable(error)} (run with --debug for details)",
+                   err=True)
         sys.exit(1)

@@ -10,6 +10,7 @@ from rich.markup import escape
 from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
+from sdhub.progress import reporting_stop
 
 
 @app.command("convert")
@@ -32,7 +33,8 @@ def convert_command(
 
     Example: sdhub convert models/v1-5-pruned-emaonly.ckpt --dtype fp16 --verify
     """
-    from sdhub.ops.convert import convert_paths
+    with reporting_stop(lambda: "no output written"):  # the stop may come while the code loads
+        from sdhub.ops.convert import convert_paths
 
     with RichProgress() as progress:
         reports = convert_paths(paths, out, dtype=dtype, overwrite=overwrite, verify=verify,
@@ -45,7 +47,7 @@ def convert_command(
         if report.status != "converted":
             info(escape(f"{report.status} {report.source}: {report.reason}"))
             continue
-        extra = f", dropped {len(report.dropped)} non-tensor entries" if report.dropped else ""
+        extra = f", left out {len(report.dropped)} entries that are not weights" if report.dropped else ""
         info(escape(f"converted {report.source} -> {report.output} ({report.tensors} tensors, "
                     f"{human_size(report.bytes_written)}{', verified' if report.verified else ''}{extra})"))
     if not reports and not json_output:

@@ -13,6 +13,7 @@ from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import human_size, info, print_fields, print_json, print_table
 from sdhub.errors import Interrupted, SdhubError
+from sdhub.progress import interrupted
 
 _METADATA_WIDTH = 160
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -109,8 +110,8 @@ def hash_command(
         for path in paths:
             try:
                 results.append(hash_model(path, components=components, progress=progress))
-            except Interrupted:
-                raise
+            except (KeyboardInterrupt, Interrupted) as stop:
+                raise interrupted(stop, f"{len(results)} of {len(paths)} files hashed, nothing printed") from None
             except SdhubError as error:  # one missing or unreadable file does not stop the others
                 failures.append(error)
                 info(f"sdhub: error: {escape(str(error))}")

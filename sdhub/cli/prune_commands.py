@@ -11,6 +11,7 @@ from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import human_size, info, print_json
 from sdhub.errors import UsageError
+from sdhub.progress import reporting_stop
 
 
 @app.command("prune")
@@ -45,7 +46,8 @@ def prune_command(
 
     Example: sdhub prune models/v1-5-pruned.ckpt --ema use --dtype fp16 --vae bake models/vae/vae-ft-mse.safetensors
     """
-    from sdhub.ops.prune import PruneOptions, prune
+    with reporting_stop(lambda: "no output written"):  # the stop may come while the code loads
+        from sdhub.ops.prune import PruneOptions, prune
 
     if vae == "bake":
         if len(paths) != 2:
