@@ -1,3 +1,118 @@
-"""sdhub: keep a Stable Diffusion model library in order and prove it works."""
+"""sdhub: keep a Stable Diffusion model library in order and prove it works.
+
+The Python API (docs/python-api.md): ``sdhub.convert``, ``prune``, ``inspect``, ``hash``, ``scan``,
+``get``, ``generate``, ``smoke_test``, the ``Catalog``, the home (``open_home``, ``init_home``),
+the result types and the errors, all ``SdhubError`` subclasses. Names are imported on first use
+(PEP 562), so ``import sdhub`` stays cheap for the CLI: torch and the rest load only when needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> "module:attribute" it comes from ("module" alone: the module itself).
+_EXPORTS: dict[str, str] = {
+    # model files: path in, report out
+    "convert": "sdhub.ops.convert:convert",
+    "prune": "sdhub.library:prune",
+    "inspect": "sdhub.ops.inspect:inspect_file",
+    "hash": "sdhub.ops.hashing:hash_model",
+    "scan_pickle": "sdhub.ops.scan_pickle:scan_pickle",
+    # a home and its catalog
+    "Home": "sdhub.config:Home",
+    "HomeLike": "sdhub.library:HomeLike",
+    "open_home": "sdhub.library:open_home",
+    "init_home": "sdhub.config:init_home",
+    "Catalog": "sdhub.catalog:Catalog",
+    "scan": "sdhub.library:scan",
+    "get": "sdhub.library:get",
+    "civitai_sync": "sdhub.library:civitai_sync",
+    # sdhub.generate is also the generation package; calling that package calls the function.
+    "generate": "sdhub.generate",
+    "smoke_test": "sdhub.library:smoke_test",
+    # result and option types
+    "ConvertReport": "sdhub.ops.convert:ConvertReport",
+    "PruneOptions": "sdhub.ops.prune:PruneOptions",
+    "PruneReport": "sdhub.ops.prune:PruneReport",
+    "InspectReport": "sdhub.ops.inspect:InspectReport",
+    "ModelHashes": "sdhub.ops.hashing:ModelHashes",
+    "FileHashes": "sdhub.ops.hashing:FileHashes",
+    "ScanReport": "sdhub.catalog.records:ScanReport",
+    "Asset": "sdhub.catalog.records:Asset",
+    "AssetDetails": "sdhub.catalog.records:AssetDetails",
+    "GetOptions": "sdhub.sources.get:GetOptions",
+    "GetResult": "sdhub.sources.get:GetResult",
+    "SyncResult": "sdhub.sources.get:SyncResult",
+    "GenerationParams": "sdhub.generate.pipeline:GenerationParams",
+    "GenerationResult": "sdhub.generate.generate:GenerationResult",
+    "ReferenceTestResult": "sdhub.generate.reference_tests:ReferenceTestResult",
+    # progress reporting
+    "Progress": "sdhub.progress:Progress",
+    "RecordingProgress": "sdhub.progress:RecordingProgress",
+    # errors
+    "SdhubError": "sdhub.errors:SdhubError",
+    "UsageError": "sdhub.errors:UsageError",
+    "HomeError": "sdhub.errors:HomeError",
+    "BadInputError": "sdhub.errors:BadInputError",
+    "UnsafeFileError": "sdhub.errors:UnsafeFileError",
+    "NotFoundError": "sdhub.errors:NotFoundError",
+    "MissingFileError": "sdhub.errors:MissingFileError",
+    "VerificationError": "sdhub.errors:VerificationError",
+    "NetworkError": "sdhub.errors:NetworkError",
+    "AuthError": "sdhub.errors:AuthError",
+    "MissingDependencyError": "sdhub.errors:MissingDependencyError",
+    "Interrupted": "sdhub.errors:Interrupted",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        target = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'sdhub' has no attribute {name!r}") from None
+    module_name, _, attribute = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attribute) if attribute else module
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])
+
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ does the importing
+    from sdhub.catalog import Catalog
+    from sdhub.catalog.records import Asset, AssetDetails, ScanReport
+    from sdhub.config import Home, init_home
+    from sdhub.errors import (
+        AuthError,
+        BadInputError,
+        HomeError,
+        Interrupted,
+        MissingDependencyError,
+        MissingFileError,
+        NetworkError,
+        NotFoundError,
+        SdhubError,
+        UnsafeFileError,
+        UsageError,
+        VerificationError,
+    )
+    from sdhub.generate.generate import GenerationResult
+    from sdhub.generate.pipeline import GenerationParams
+    from sdhub.generate.reference_tests import ReferenceTestResult
+    from sdhub.library import HomeLike, civitai_sync, generate, get, open_home, prune, scan, smoke_test
+    from sdhub.ops.convert import ConvertReport, convert
+    from sdhub.ops.hashing import FileHashes, ModelHashes
+    from sdhub.ops.inspect import InspectReport
+    from sdhub.ops.inspect import inspect_file as inspect
+    from sdhub.ops.hashing import hash_model as hash
+    from sdhub.ops.prune import PruneOptions, PruneReport
+    from sdhub.ops.scan_pickle import scan_pickle
+    from sdhub.progress import Progress, RecordingProgress

@@ -1,11 +1,122 @@
-"""The Library facade: what the CLI and the TUI call to work on a home.
+"""The public API's own entry points: the calls that are more than one core function taking paths.
 
-Each function here is a thin entry point over the core packages, so both front-ends share one
-implementation.
+``import sdhub`` offers these beside the core functions that already take paths and plain values
+(``convert``, ``inspect``, ``hash``, ``scan_pickle``). Each one here accepts a home as a ``Home``,
+a folder path or None, and plain keyword choices instead of option objects. The CLI and the TUI
+call these, or the one core function each wraps, so a script does exactly what the commands do.
+
+Heavy modules (torch, diffusers, sqlite-utils, requests) are imported inside the functions, so
+importing this module costs next to nothing.
 """
 
 from __future__ import annotations
 
-from sdhub.sources.get import GetOptions, GetResult, SyncResult, civitai_sync, get
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["GetOptions", "GetResult", "SyncResult", "civitai_sync", "get"]
+from sdhub import config
+from sdhub.config import Home, as_home
+from sdhub.errors import UsageError
+from sdhub.progress import NULL_PROGRESS, Progress
+
+if TYPE_CHECKING:
+    from sdhub.catalog.records import ScanReport
+    from sdhub.generate.generate import GenerationResult
+    from sdhub.generate.pipeline import GenerationParams
+    from sdhub.generate.reference_tests import ReferenceTestResult
+    from sdhub.ops.prune import PruneOptions, PruneReport
+    from sdhub.sources.get import GetOptions, GetResult, SyncResult
+
+__all__ = ["HomeLike", "civitai_sync", "generate", "get", "open_home", "prune", "scan", "smoke_test"]
+
+#: A home as the API takes it: a ``Home``, a home folder's path, or None for the home sdhub would pick.
+HomeLike = Home | str | os.PathLike[str] | None
+
+_Choices = TypeVar("_Choices")
+
+
+def with_choices(base: _Choices, choices: dict[str, Any]) -> _Choices:
+    """A copy of the options dataclass ``base`` with ``choices`` set; an unknown name is a usage error."""
+    known = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    unknown = sorted(set(choices) - known)
+    if unknown:
+        raise UsageError(f"unknown {type(base).__name__} choice {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(sorted(known))}")
+    return dataclasses.replace(base, **choices)  # type: ignore[type-var]
+
+
+def open_home(path: str | os.PathLike[str] | None = None, *, layout: str | None = None) -> Home:
+    """The home at ``path`` (or the one sdhub would pick: ``SDHUB_HOME``, a parent with ``catalog/``,
+    the user data dir), resolved without creating anything."""
+    return config.open_home(path, layout=layout)
+
+
+def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
+          options: PruneOptions | None = None, overwrite: bool = False, progress: Progress = NULL_PROGRESS,
+          **choices: Any) -> PruneReport:
+    """Write the inference-only ``.safetensors`` of ``src`` (default ``<stem>-pruned.safetensors``).
+
+    ``choices`` are ``PruneOptions`` fields: ``ema`` ("use", "drop", "keep"), ``dtype`` ("fp16",
+    "bf16", "fp32", "keep"; default fp16), ``vae`` ("keep", "drop", "bake" with ``vae_file``),
+    ``vae_dtype``, ``fix_clip``, ``keep_training_state``, ``force``.
+    """
+    from sdhub.ops import prune as ops_prune
+
+    chosen = with_choices(options or ops_prune.PruneOptions(), choices)
+    return ops_prune.prune(src, out, chosen, progress, overwrite=overwrite)
+
+
+def scan(home: HomeLike = None, *, full: bool = False, check_values: bool = False,
+         progress: Progress = NULL_PROGRESS) -> ScanReport:
+    """Bring the home's catalog up to date with its folders (only new or changed files are read)."""
+    from sdhub.catalog import Catalog
+
+    with Catalog(as_home(home)) as catalog:
+        return catalog.scan(progress, full, check_values=check_values)
+
+
+def get(ref: str, home: HomeLike = None, *, options: GetOptions | None = None,
+        progress: Progress = NULL_PROGRESS, **choices: Any) -> GetResult:
+    """Fetch one model (Civitai page or AIR, ``hf:org/repo[/file]``, URL) into the home: verified,
+    in its folder, catalogued. ``choices`` are ``GetOptions`` fields (``kind``, ``format``, ``fp``...)."""
+    from sdhub.sources import get as sources_get
+
+    return sources_get.get(as_home(home), ref, options=options, progress=progress, **choices)
+
+
+def civitai_sync(home: HomeLike = None, *, sidecars: bool = True, progress: Progress = NULL_PROGRESS) -> SyncResult:
+    """Look up every catalogued asset without Civitai metadata by its SHA-256 and fill it in."""
+    from sdhub.sources import get as sources_get
+
+    return sources_get.civitai_sync(as_home(home), sidecars=sidecars, progress=progress)
+
+
+def generate(model: str | os.PathLike[str], prompt: str | None = None, *, home: HomeLike = None,
+             params: GenerationParams | None = None, vae: str | os.PathLike[str] | None = None,
+             out_dir: str | os.PathLike[str] | None = None, device: str | None = None, dtype: str | None = None,
+             vae_dtype: str | None = None, progress: Progress = NULL_PROGRESS, **settings: Any) -> GenerationResult:
+    """Draw images with ``model`` (a path, catalog name or hash) as A1111 would, and write PNGs with infotext.
+
+    ``settings`` are ``GenerationParams`` fields named as in A1111 (``negative_prompt``, ``steps``,
+    ``sampler``, ``cfg_scale``, ``seed``, ``width``, ``height``, ``clip_skip``, ``batch_size``...).
+    Images go to ``out_dir``, else the home's ``outputs/``; LoRA tags and embeddings come from the home.
+    """
+    from sdhub.generate import generate as generation
+    from sdhub.generate.pipeline import GenerationParams
+
+    if prompt is not None:
+        settings["prompt"] = prompt
+    chosen = with_choices(params or GenerationParams(prompt=""), settings)
+    return generation.generate(as_home(home), os.fspath(model), chosen, progress,
+                               vae_ref=os.fspath(vae) if vae is not None else None, out_dir=out_dir,
+                               device=device, dtype=dtype, vae_dtype=vae_dtype)
+
+
+def smoke_test(model: str | os.PathLike[str], home: HomeLike = None, *, steps: int | None = None,
+               size: int | None = None, progress: Progress = NULL_PROGRESS) -> ReferenceTestResult:
+    """A quick generation with ``model`` and a verdict on the image (fine, black, washed out...),
+    recorded in the home's catalog when the model is catalogued."""
+    from sdhub.generate.reference_tests import run_smoke
+
+    return run_smoke(as_home(home), [os.fspath(model)], steps=steps, size=size, progress=progress)[0]

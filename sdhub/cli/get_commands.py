@@ -13,7 +13,7 @@ from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import format_option, human_size, info, output_format, print_fields, print_json, print_table
 from sdhub.cli.state import STATE
-from sdhub.errors import SdhubError, UsageError
+from sdhub.errors import NotFoundError, SdhubError, UsageError
 
 civitai_app = typer.Typer(help="Search Civitai, look models up, and fill in the catalog from Civitai.",
                           no_args_is_help=True)
@@ -44,7 +44,7 @@ def get_command(
 
     Example: sdhub get https://civitai.com/models/4201 --format safetensors --fp fp16
     """
-    from sdhub.library import GetOptions, get
+    from sdhub import GetOptions, get
 
     home = STATE.open_home()
     options = GetOptions(kind=kind, version=version, format=format, fp=fp, size=size, file_type=file_type,
@@ -54,7 +54,7 @@ def get_command(
     with RichProgress() as progress:
         for ref in refs:
             try:
-                result = get(home, ref, options=options, progress=progress)
+                result = get(ref, home, options=options, progress=progress)
             except SdhubError as error:
                 if len(refs) == 1:
                     raise
@@ -130,10 +130,13 @@ def info_command(
     client = CivitaiClient()
     try:
         if Path(ref).is_file():
-            info(f"hashing {ref}...")
-            data = client.by_hash(sha256_file(Path(ref)))
+            hashes = _catalog_hashes(ref)
+            if not hashes:
+                info(f"hashing {ref}...")
+                hashes = [sha256_file(Path(ref))]
+            data = client.by_any_hash(hashes)[1]
         elif _HASH.match(ref):
-            data = client.by_hash(ref)
+            data = client.by_any_hash(_catalog_hashes(ref, quiet=True) or [ref])[1]
         else:
             try:
                 parsed = parse_ref(ref)
@@ -142,7 +145,10 @@ def info_command(
             if isinstance(parsed, CivitaiRef):
                 data = client.model_version(parsed.version_id) if parsed.version_id else client.model(parsed.model_id)
             else:
-                data = client.by_hash(_catalog_sha256(ref))
+                hashes = _catalog_hashes(ref)
+                if not hashes:
+                    raise UsageError(f"{ref} is not a Civitai reference, a hash, a file or a catalogued model")
+                data = client.by_any_hash(hashes)[1]
     finally:
         client.close()
     if json_output:
@@ -163,15 +169,26 @@ def info_command(
     print_table(rows, ["version", "name", "base", "file", "type", "format", "fp", "size", "bytes", "primary"])
 
 
-def _catalog_sha256(ref: str) -> str:
-    """The SHA-256 of a catalogued asset named ``ref`` (name, path, id or hash prefix)."""
+def _catalog_hashes(ref: str, *, quiet: bool = False) -> list[str]:
+    """The hashes Civitai may know a catalogued asset by (its own, then its origins'), or [] when the
+    catalog does not hold ``ref``; a file converted or pruned here is looked up by its original's."""
     from sdhub.catalog import Catalog
 
-    home = STATE.open_home()
+    try:
+        home = STATE.open_home()
+    except UsageError:  # no home here: a file or hash is looked up as it is
+        return []
     if not home.database_path.exists():
-        raise UsageError(f"{ref} is not a Civitai reference, a hash, a file or a catalogued model")
+        return []
     with Catalog(home) as catalog:
-        return catalog.find(ref).sha256
+        try:
+            asset = catalog.find(ref)
+        except (NotFoundError, UsageError):
+            return []
+        hashes = catalog.origin_hashes(asset.sha256)
+    if len(hashes) > 1 and not quiet:
+        info(f"{asset.name} was made from another file; Civitai is asked by that file's hash too")
+    return hashes
 
 
 @civitai_app.command("sync")
@@ -183,7 +200,7 @@ def sync_command(
 
     Example: sdhub civitai sync --json
     """
-    from sdhub.library import civitai_sync
+    from sdhub import civitai_sync
 
     home = STATE.open_home()
     with RichProgress() as progress:

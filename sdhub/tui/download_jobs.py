@@ -93,7 +93,7 @@ class DownloadJobs:
         result, error = None, None
         try:
             get = feature("get")  # imported here, off the UI thread
-            result = get(self.home, job.ref, progress=job.progress, **job.options)
+            result = get(job.ref, self.home, progress=job.progress, **job.options)
             status = "done"
         except Interrupted:
             status = "interrupted" if self._closing else "cancelled"

@@ -9,7 +9,7 @@ import pytest
 
 from sdhub.config import Home
 from sdhub.errors import AuthError, NotFoundError, UsageError
-from sdhub.library import get
+from sdhub.sources.get import get
 from sdhub.progress import RecordingProgress
 from sdhub.sources import huggingface as hub_source
 from sdhub.sources.refs import HubRef
