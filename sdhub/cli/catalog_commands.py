@@ -184,7 +184,7 @@ def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
     fields: list[tuple[str, object]] = [
         ("id", asset.id), ("name", asset.name), ("kind", asset.kind), ("architecture", asset.architecture),
         ("base model", asset.base_model), ("format", asset.format), ("dtype", asset.dtype),
-        ("size", f"{human_size(asset.size)} ({asset.size} bytes)"), ("status", asset.status),
+        ("size", f"{human_size(asset.size)} ({asset.size} bytes)"), ("status", asset.condition),
     ]
     fields += [(f"hash {scheme}", value) for scheme, value in details.hashes.items()]
     fields += [("trigger words", ", ".join(asset.trigger_words)), ("tags", ", ".join(asset.tags)),

@@ -125,6 +125,8 @@ def test_scan_counts_broken_files_and_ls_problems_lists_them(run_cli, home: Path
     why = {row[2]: row[5] for row in rows}
     assert "truncated" in why["half.safetensors"]
     assert "web page" in why["realistic.safetensors"] and "empty (0 bytes)" in why["empty.ckpt"]
+    shown = run_cli("--home", home, "show", "realistic.safetensors").stdout.splitlines()
+    assert any(line.split() == ["status", "broken"] for line in shown)
     problems_json = json.loads(run_cli("--home", home, "ls", "--problems", "--json").stdout)
     assert sorted(a["file_name"] for a in problems_json) == JUNK
     assert {a["defect"] for a in problems_json} == {"broken"}
