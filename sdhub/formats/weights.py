@@ -87,6 +87,11 @@ class _Walker:
             raise BadInputError(f"{self.source}: naming its tensors takes more than {self.budget} steps "
                                 "(sub-dicts shared many times over?); refusing it")
 
+    def label(self, value: Any) -> str:
+        """``describe(value)``, saying so when tensors sit inside it (left out, but not silently)."""
+        inside = (value.args, value.state, value.items) if isinstance(value, Inert) else value
+        return describe(value) + (" holding tensors" if self.holds_tensors(inside) else "")
+
     def holds_tensors(self, value: Any) -> bool:
         """Whether a tensor is reachable from ``value``; each container is looked into once."""
         value = _mapping(value)
@@ -242,7 +247,7 @@ def _flatten(root: Any, prefix: str, found: FoundWeights, walker: _Walker) -> No
             elif depth == 0 and isinstance(item, (int, float, str, bool)) and isinstance(node, dict):
                 found.extras[name] = item
             else:
-                found.dropped.append(f"{name} ({describe(item)})")
+                found.dropped.append(f"{name} ({walker.label(item)})")
 
 
 def _embedding(value: dict, source: str) -> FoundWeights:

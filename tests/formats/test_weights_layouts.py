@@ -233,3 +233,12 @@ def test_verify_catches_a_mistake_of_the_reader_that_converted(tmp_path: Path, m
     assert not (tmp_path / "out.safetensors").exists()
     monkeypatch.undo()
     convert(path, tmp_path / "out.safetensors", verify=True)
+
+
+def test_a_placeholder_holding_tensors_is_reported_as_such(tmp_path: Path) -> None:
+    import argparse
+
+    torch.save({"w": torch.ones(2), "args": argparse.Namespace(init=torch.zeros(3), lr=0.1)}, tmp_path / "ns.pt")
+    with open_model(tmp_path / "ns.pt") as model:
+        assert list(model.tensors) == ["w"]
+        assert model.report.dropped == ["args (argparse.Namespace holding tensors)"]
