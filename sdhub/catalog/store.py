@@ -44,9 +44,9 @@ def asset_row(db: sqlite_utils.Database, *, asset_id: int | None = None,
 def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis, folder_kind: str | None) -> tuple[int, bool]:
     """The asset for this content, created or refreshed from the analysis; (id, created)."""
     report = analysis.inspect
-    kind = report.get("kind")
-    if not kind or kind == "unknown":
-        kind = folder_kind or "unknown"
+    # The folder a file sits in is where the user put it, not evidence of what it is: what the tensors
+    # do not show stays "unknown" (with the detector's evidence in the report).
+    kind = report.get("kind") or "unknown"
     fields = {
         "kind": kind,
         "architecture": report.get("architecture"),
