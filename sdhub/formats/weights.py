@@ -273,7 +273,8 @@ def _human(nbytes: int) -> str:
     return f"{nbytes} bytes"
 
 
-def check_expansion(tensors: dict[str, TensorRef], file_size: int, source: str, limits: Limits = DEFAULT_LIMITS) -> None:
+def check_expansion(tensors: dict[str, TensorRef], file_size: int, source: str,
+                    limits: Limits = DEFAULT_LIMITS) -> None:
     """Refuse tensors that describe far more bytes than the file stores, before anything is read.
 
     A stride-0 or overlapping view may repeat its storage's elements, and one storage may be

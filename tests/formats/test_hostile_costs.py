@@ -165,8 +165,8 @@ _PROBE = textwrap.dedent("""
                 cli.main(argv)
             except SystemExit as stop:
                 code = stop.code or 0
-        results.append({"wall": time.time() - t0, "argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
-                        "cpu": cpu() - start, "memory_mb": status("VmHWM") - idle})
+        results.append({"argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                        "cpu": cpu() - start, "wall": time.time() - t0, "memory_mb": status("VmHWM") - idle})
     print(json.dumps(results))
 """)
 
