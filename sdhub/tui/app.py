@@ -19,16 +19,24 @@ from sdhub.config import Home
 from sdhub.tui import keys
 from sdhub.tui.backend import feature, unavailable_reason
 from sdhub.tui.download_jobs import DownloadJobs
+from sdhub.tui.jobs import RunningJobs
 from sdhub.tui.messages import CatalogChanged, DownloadsChanged
 from sdhub.tui.screens.downloads import DownloadsScreen
 from sdhub.tui.screens.first_run import FirstRunScreen
 from sdhub.tui.screens.get import GetScreen
 from sdhub.tui.screens.help import HelpScreen
 from sdhub.tui.screens.library import LibraryScreen
+from sdhub.tui.screens.quitting import STOPPING_TITLE, StoppingScreen, quit_question
+from sdhub.tui.widgets.image_view import HALF_BLOCKS
 from sdhub.tui.widgets.progress import TaskProgress
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
+#: How often, while quitting, the app looks whether the cancelled jobs have stopped.
+STOP_POLL_SECONDS = 0.1
+#: The actions that switch to a mode: hidden (and idle) in that mode, which leaves the footer
+#: room for the keys that do something, Quit included, at 80 columns.
+MODE_ACTIONS = {"show_library": "library", "show_get": "get", "show_downloads": "downloads"}
 
 
 class SdhubCommands(Provider):
@@ -70,12 +78,22 @@ class SdhubApp(App[None]):
     MODES = {"library": LibraryScreen, "get": GetScreen, "downloads": DownloadsScreen}
     DEFAULT_MODE = "library"
 
-    def __init__(self, home: Home, *, resume_downloads: bool = True) -> None:
+    def __init__(self, home: Home, *, resume_downloads: bool = True, images: str = HALF_BLOCKS) -> None:
+        """``images``: how pictures are drawn (see ``image_view.choose_protocol``); half blocks,
+        the default, look the same in every terminal."""
         super().__init__()
         self.home = home
+        self.image_protocol = images
         self.sub_title = f"{home.root} · {home.layout} layout"
         self.downloads = DownloadJobs(self, home)
+        self.jobs = RunningJobs()
         self._resume_downloads = resume_downloads
+        self._asking_to_quit = False
+        self._stopping: StoppingScreen | None = None
+        #: What the jobs said while the app was stopping them, for the terminal after the app closes.
+        self.exit_notes: list[str] = []
+        #: Jobs still running when the user chose to leave without waiting for them.
+        self.left_running: list[str] = []
 
     def on_mount(self) -> None:
         self.theme = DARK_THEME
@@ -88,6 +106,9 @@ class SdhubApp(App[None]):
         self.downloads.interrupt_all()
 
     # -- navigation ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return MODE_ACTIONS.get(action) != self.current_mode
 
     def action_show_library(self) -> None:
         self.switch_mode("library")
@@ -105,11 +126,78 @@ class SdhubApp(App[None]):
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT_THEME if self.theme == DARK_THEME else DARK_THEME
 
+    # -- quitting --------------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Quit at once when idle; with jobs running, ask first (then cancel them and wait)."""
+        if self._stopping is not None:
+            self._stopping.action_press_quit()
+            return
+        titles = self.running_job_titles()
+        if not titles:
+            self.exit()
+            return
+        if self._asking_to_quit:
+            return
+        self._asking_to_quit = True
+
+        def answered(cancel_and_quit: bool | None) -> None:
+            self._asking_to_quit = False
+            if cancel_and_quit:
+                self.stop_jobs_and_quit()
+
+        self.push_screen(quit_question(titles), answered)
+
+    def action_help_quit(self) -> None:
+        if self._stopping is not None:
+            self._stopping.action_press_quit()
+        else:
+            super().action_help_quit()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the user chose to quit and the app is waiting for the cancelled jobs."""
+        return self._stopping is not None
+
+    def running_job_titles(self) -> list[str]:
+        """What is running now, as the quit question names it."""
+        titles = [job.title for job in self.jobs.running()]
+        titles += [f"Download {job.label} (resumes next time)"
+                   for job in self.downloads.jobs.values() if job.status == "running"]
+        return titles
+
+    def _jobs_stopped(self) -> bool:
+        # A download's outcome is recorded by its worker, so wait for the worker itself to end.
+        return not self.jobs.running() and not any(
+            worker.group == "downloads" and not worker.is_finished for worker in self.workers)
+
+    def stop_jobs_and_quit(self) -> None:
+        """Cancel every job, show that they are stopping, and exit once they all have."""
+        titles = self.running_job_titles()
+        self.jobs.cancel_all("sdhub is quitting")
+        self.downloads.interrupt_all()
+        self._stopping = StoppingScreen(titles)
+        self.push_screen(self._stopping)
+        self.set_interval(STOP_POLL_SECONDS, self._exit_when_stopped)
+
+    def _exit_when_stopped(self) -> None:
+        if self._jobs_stopped():
+            self.exit()
+        elif self._stopping is not None and self._stopping.is_attached:
+            self._stopping.show_running(self.running_job_titles())
+
+    def leave_now(self) -> None:
+        """Leave without waiting for the jobs still stopping (``sdhub tui`` then ends the process)."""
+        self.left_running = self.running_job_titles()
+        self.exit(return_code=130)
+
     # -- shared plumbing for the screens ---------------------------------------------------------
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
         """Notifications show library messages verbatim: paths and URLs with ``[`` are not markup."""
+        if self.stopping and not self.left_running and title != STOPPING_TITLE:
+            self.exit_notes.append(f"{title}: {message}" if title else message)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def catalog_changed(self) -> None:

@@ -22,6 +22,7 @@ class ActionSpec:
     scope: str  # "app", "library", "asset" (library and details), "details", "get", "downloads"
     show: bool = False  # shown in the footer
     key_display: str | None = None
+    footer_title: str | None = None  # a shorter title for the footer, where the screen says the rest
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -30,7 +31,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("show_downloads", "d", "Downloads", "Show downloads in progress and finished", "app", True),
     ActionSpec("help", "question_mark", "Help", "Show the keys and what they do", "app", True, "?"),
     ActionSpec("toggle_theme", "ctrl+t", "Light/dark theme", "Switch between the light and the dark theme", "app"),
-    ActionSpec("quit", "q", "Quit", "Leave sdhub", "app", True),
+    ActionSpec("quit", "q", "Quit", "Leave sdhub (asks first while a job is running; ctrl+q works in text fields too)",
+               "app", True),
     ActionSpec("focus_search", "slash", "Search", "Search the library as you type", "library", True, "/"),
     ActionSpec("leave_search", "escape", "Leave search", "Leave the search box (back to the table)", "library"),
     ActionSpec("details", "enter", "Details", "Open everything known about the highlighted asset", "library", True),
@@ -49,18 +51,22 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("copy_triggers", "w", "Copy trigger words", "Copy the asset's trigger words", "asset"),
     ActionSpec("delete", "delete", "Delete", "Delete the asset and its files", "asset", False, "del"),
     ActionSpec("back", "escape", "Back", "Back to the library", "details", True, "esc"),
-    ActionSpec("leave_field", "escape", "Leave field", "Leave the text field (then l, d, q work)", "get"),
+    ActionSpec("leave_field", "escape", "Leave field", "Leave the text field (then l, d, q work)", "get", True,
+               "esc"),
     ActionSpec("get_ref", "ctrl+g", "Get reference", "Download the pasted reference", "get"),
     ActionSpec("civitai_search", "ctrl+s", "Search Civitai", "Search Civitai with the query and filters", "get"),
-    ActionSpec("cancel_download", "x", "Cancel download", "Cancel the highlighted download", "downloads", True),
-    ActionSpec("retry_download", "r", "Retry download", "Retry (resume) the highlighted download", "downloads", True),
+    ActionSpec("cancel_download", "x", "Cancel download", "Cancel the highlighted download", "downloads", True,
+               footer_title="Cancel"),
+    ActionSpec("retry_download", "r", "Retry download", "Retry (resume) the highlighted download", "downloads", True,
+               footer_title="Retry"),
 )
 
 
 def bindings(*scopes: str) -> list[Binding]:
     """The Textual bindings of some scopes (``app``, ``library``, ``asset``, ``get``...)."""
     return [
-        Binding(spec.key, spec.action, spec.title, show=spec.show, key_display=spec.key_display)
+        Binding(spec.key, spec.action, spec.footer_title or spec.title, show=spec.show, key_display=spec.key_display,
+                tooltip=spec.help)
         for spec in ACTIONS
         if spec.scope in scopes
     ]

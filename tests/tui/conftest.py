@@ -6,8 +6,11 @@ import shutil
 
 import pytest
 
+from sdhub.catalog import Catalog
 from sdhub.config import Home, init_home
-from tui_support import SNAPSHOT_ROOT, seed_assets
+from sdhub.testing import factory
+from sdhub.tui import backend
+from tui_support import HELD, SNAPSHOT_ROOT, seed_assets
 
 
 @pytest.fixture
@@ -33,3 +36,13 @@ def snapshot_home(request: pytest.FixtureRequest) -> Home:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture
+def home_with_pickle(tmp_home: Home, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """A home with one pickled embedding, ``tiny-emb`` (a pickle like a .ckpt, made in no time),
+    whose convert is held at ``tui_support.HELD``'s gate."""
+    factory.embedding(tmp_home.folder("embedding") / "tiny-emb.pt")
+    with Catalog(tmp_home) as catalog:
+        catalog.scan()
+    monkeypatch.setitem(backend.FEATURES, "convert", "tui_support:held_convert")
+    yield tmp_home
+    HELD.gate.set()  # never leave a worker thread waiting after a failed test

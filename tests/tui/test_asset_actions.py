@@ -38,7 +38,7 @@ async def test_prune_from_the_p_key_adds_the_pruned_file_as_a_new_asset(home_wit
         await wait_until(lambda: isinstance(app.screen, PruneDialog), pilot)
         output = app.screen.query_one("#output").value
         assert output == str(home_with_checkpoint.folder("checkpoint") / "tiny-sd1-ema-pruned.safetensors")
-        await pilot.press("enter")  # accept the defaults: EMA weights used, fp16, training state dropped
+        await pilot.click("#ok")  # accept the defaults: EMA weights used, fp16, training state dropped
         # The pruned copy is a new asset, named after its own file (lineage links it to its source).
         await wait_until(lambda: len(table.rows) == 2, pilot, timeout=60)
         assert Path(output).is_file()
@@ -144,7 +144,14 @@ async def test_convert_from_the_c_key_writes_a_verified_safetensors_copy(home_wi
         await wait_until(lambda: isinstance(app.screen, ConvertDialog), pilot)
         output = Path(app.screen.query_one("#output").value)
         assert output == home_with_checkpoint.folder("checkpoint") / "tiny-sd1-ema.safetensors"
-        await pilot.press("enter")
+        await pilot.press("enter")  # a stray enter opens the first option; it starts nothing
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ConvertDialog) and not app.jobs.running()
+        await pilot.press("escape")  # closes the option's list, not the dialog
+        assert isinstance(app.screen, ConvertDialog)
+        await pilot.click("#ok")
+        await wait_until(lambda: any(n.title == "Converting tiny-sd1-ema" and str(output) in n.message
+                                     for n in app._notifications), pilot)
         await wait_until(lambda: len(table.rows) == 2, pilot, timeout=60)
     assert output.is_file()
     with Catalog(home_with_checkpoint) as catalog:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -130,3 +131,51 @@ def shown_names(app) -> list[str]:
     from sdhub.tui.widgets.asset_table import AssetTable
 
     return [row.cells[0] for row in library_screen(app).query_one(AssetTable).rows]
+
+
+class HeldJob:
+    """Explicit synchronisation for tests of long jobs: the real library call runs in the app's
+    worker thread, but waits at a gate (before starting, or after finishing) until the test opens it.
+
+    Point ``backend.FEATURES["convert"]`` at ``"tui_support:held_convert"`` and set ``HELD.where``.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self, where: str = "before") -> None:
+        self.where = where  # "before": hold, then convert; "after": convert, then hold
+        self.waiting = threading.Event()
+        self.gate = threading.Event()
+
+    def hold(self) -> None:
+        self.waiting.set()
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never opened the gate")
+
+
+HELD = HeldJob()
+
+
+def held_convert(source, output, progress, **options):
+    """``sdhub.ops.convert.convert``, held at ``HELD``'s gate before or after it runs."""
+    from sdhub.ops.convert import convert
+
+    if HELD.where == "before":
+        HELD.hold()
+    report = convert(source, output, progress=progress, **options)
+    if HELD.where == "after":
+        HELD.hold()
+    return report
+
+
+async def start_held_convert(app, pilot, where: str) -> None:
+    """Convert the highlighted asset from the c key; returns once the job waits at ``HELD``'s gate."""
+    from sdhub.tui.screens.prune import ConvertDialog
+
+    HELD.reset(where)
+    await wait_until(lambda: len(shown_names(app)) == 1, pilot)
+    await pilot.press("c")
+    await wait_until(lambda: isinstance(app.screen, ConvertDialog), pilot)
+    await pilot.click("#ok")
+    await wait_until(HELD.waiting.is_set, pilot, timeout=60)

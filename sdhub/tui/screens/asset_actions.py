@@ -10,7 +10,7 @@ from typing import Any, Callable
 from textual.screen import Screen
 
 from sdhub.catalog.records import AssetDetails
-from sdhub.errors import NotFoundError
+from sdhub.errors import Interrupted, NotFoundError
 from sdhub.progress import Progress
 from sdhub.tui.backend import error_message, feature
 from sdhub.tui.screens.dialogs import ConfirmDialog, ReferenceResultScreen, ReportScreen
@@ -58,9 +58,13 @@ class AssetActions:
             with app.open_catalog() as catalog:
                 details = catalog.show(key)
             result = work(details, progress)
+        except Interrupted as stopped:  # cancelled (the app is quitting): say what was left
+            app.notify(str(stopped), title=f"{title} cancelled", severity="warning", timeout=10)
         except Exception as error:  # SdhubError, or a library bug: a notification, never a crash
             app.notify(error_message(error), title=f"{title} failed", severity="error", timeout=10)
         else:
+            if app.stopping:  # it ended before its next report; its outcome goes to the terminal
+                app.exit_notes.append(f"{title}: finished before sdhub quit")
             app.call_from_thread(done, details, result)
         finally:
             app.call_from_thread(activity.done, title)
@@ -98,6 +102,7 @@ class AssetActions:
                 catalog.add_file(Path(output))
             return report
 
+        self._started(f"Pruning {details.asset.name}", output)
         self._with_asset("prune", f"Pruning {details.asset.name}", work,
                          lambda details, report: self._made_file(output, "Prune finished"), details.asset.sha256)
 
@@ -115,8 +120,12 @@ class AssetActions:
                 catalog.add_file(Path(output))
             return report
 
+        self._started(f"Converting {details.asset.name}", output)
         self._with_asset("convert", f"Converting {details.asset.name}", work,
                          lambda details, report: self._made_file(output, "Convert finished"), details.asset.sha256)
+
+    def _started(self: Any, title: str, output: Path) -> None:
+        self.notify(f"writing {output}; the bar at the bottom shows its progress", title=title)
 
     def _made_file(self: Any, output: Path, title: str) -> None:
         self.notify(f"{Path(output).name} is in the library", title=title)

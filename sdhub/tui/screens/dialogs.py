@@ -23,9 +23,9 @@ class ConfirmDialog(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("y", "confirm", "Yes", show=False)]
 
-    def __init__(self, title: str, body: str, *, confirm: str = "OK") -> None:
+    def __init__(self, title: str, body: str, *, confirm: str = "OK", cancel: str = "Cancel") -> None:
         super().__init__()
-        self._title, self._body, self._confirm = title, body, confirm
+        self._title, self._body, self._confirm, self._cancel = title, body, confirm, cancel
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -33,7 +33,7 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Static(Text(self._body), classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self._confirm, variant="error", id="confirm", compact=True)
-                yield Button("Cancel", id="cancel", compact=True)
+                yield Button(self._cancel, id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -206,6 +206,13 @@ class GetScreen(Screen):
         self.app.downloads.add(civitai_ref(model.get("id"), version.get("id")), label=label)
         self.notify(f"{label} joined the downloads", title="Get")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # "esc Leave field" is in the footer only while a text field has the focus (and the q).
+        return action != "leave_field" or isinstance(self.focused, Input)
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
     def action_leave_field(self) -> None:
         self.query_one("#models", DataTable).focus()
 

@@ -224,6 +224,9 @@ class LibraryScreen(AssetActions, Screen):
     def on_catalog_changed(self, message: CatalogChanged) -> None:
         self._listings = {}
         self.reload()
+        key = self.selected_asset_key()
+        if key is not None and not self.has_class("-narrow"):
+            self._load_details(key)  # the pane too: a test's verdict, a new name, lineage
 
     # -- search, filters, sorting ----------------------------------------------------------------
 

@@ -58,8 +58,10 @@ class _OptionsDialog(ModalScreen[tuple[Any, Path] | None]):
                 yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
-        # The defaults are the common choice: enter accepts them, tab reaches the options.
-        self.query_one("#ok", Button).focus()
+        # The first option has the focus, not the button: a stray enter (meant for the table
+        # behind) opens that option instead of starting a long job; the button, or enter in the
+        # output field, starts it.
+        self.query("Select, Checkbox, Input").first().focus()
 
     def on_input_submitted(self) -> None:
         self._accept()
