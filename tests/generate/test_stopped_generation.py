@@ -73,3 +73,14 @@ def test_a_cancelled_smoke_test_records_no_verdict(tmp_home, tiny_models) -> Non
     [result] = run_smoke(tmp_home, ["tiny"], steps=2)  # the same test, not stopped, is recorded
     with Catalog(tmp_home) as catalog:
         assert catalog.list_assets()[0].status == result.verdict and result.recorded
+
+
+def test_a_cancelled_asuka_test_records_no_verdict(tmp_home, tiny_models) -> None:
+    from sdhub.generate.reference_tests import run_asuka
+
+    progress = CancelWhen(after_steps(1))
+    with pytest.raises(Interrupted) as stopped:
+        run_asuka(tmp_home, str(tiny_models["sd1"]), force=True, progress=progress,
+                  overrides={"width": 64, "height": 64, "steps": 4})
+    assert str(stopped.value) == "cancelled; no image written; no verdict recorded"
+    assert pngs(tmp_home.outputs_dir) == []
