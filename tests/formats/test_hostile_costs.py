@@ -65,9 +65,9 @@ def size_bomb(path: Path) -> Path:
 
 
 def tuple_key_bomb(path: Path) -> Path:
-    """One 9,000-int tuple as the key of 200,000 SETITEMs (tuples do not cache their hash)."""
+    """One 9,000-int tuple as the key of 100,000 SETITEMs (tuples do not cache their hash)."""
     key = b"(" + b"".join(enc(i) for i in range(9_000)) + b"tq\x00"
-    items = b"}(" + b"h\x00K\x01" * 200_000 + b"u0"
+    items = b"}(" + b"h\x00K\x01" * 100_000 + b"u0"
     return _zip_with_prelude(path, key + b"0" + items)
 
 
