@@ -110,9 +110,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from sdhub.library import HomeLike, civitai_sync, generate, get, open_home, prune, scan, smoke_test
     from sdhub.ops.convert import ConvertReport, convert
     from sdhub.ops.hashing import FileHashes, ModelHashes
+    from sdhub.ops.hashing import hash_model as hash
     from sdhub.ops.inspect import InspectReport
     from sdhub.ops.inspect import inspect_file as inspect
-    from sdhub.ops.hashing import hash_model as hash
     from sdhub.ops.prune import PruneOptions, PruneReport
     from sdhub.ops.scan_pickle import scan_pickle
     from sdhub.progress import Progress, RecordingProgress
+    from sdhub.sources.get import GetOptions, GetResult, SyncResult

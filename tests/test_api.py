@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import subprocess
@@ -58,6 +59,19 @@ def test_every_public_name_resolves_and_is_listed_by_dir() -> None:
             "init_home", "SdhubError"} <= set(sdhub.__all__)
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         sdhub.nonsense  # noqa: B018
+
+
+def test_editors_and_type_checkers_see_the_same_names_and_objects() -> None:
+    # The TYPE_CHECKING imports in sdhub/__init__.py are what IDEs complete; they must match the lazy table.
+    tree = ast.parse(Path(sdhub.__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body
+                 if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+    seen: dict[str, object] = {}
+    exec(compile(ast.Module(block.body, type_ignores=[]), "sdhub TYPE_CHECKING imports", "exec"), seen)
+    names = {name for name in seen if not name.startswith("__")}
+    assert names == set(sdhub.__all__)
+    for name in names - {"generate"}:  # sdhub.generate is the callable package wrapping library.generate
+        assert seen[name] is getattr(sdhub, name), name
 
 
 def test_every_exported_error_is_an_sdhub_error_with_an_exit_code() -> None:
