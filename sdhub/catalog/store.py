@@ -65,7 +65,7 @@ def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis, folder_kind:
         db.execute(f"UPDATE assets SET {assignments} WHERE id = ?", [*fields.values(), existing["id"]])
         asset_id, created = existing["id"], False
     else:
-        name = os.path.basename(analysis.path) if analysis.is_folder else model_stem(analysis.path)
+        name = file_name_of(analysis.path, FOLDER_FORMAT if analysis.is_folder else None)
         row = {"sha256": analysis.sha256, "name": name, "name_source": "file",
                "added_at": fields["updated_at"], **fields}
         columns = ", ".join(row)
@@ -116,8 +116,9 @@ def move_file(db: sqlite_utils.Database, file_id: int, asset_id: int, path: str,
     """Give an existing file row (whose old path is gone) its new path: the same content moved.
 
     If another process removed or moved that row meanwhile, ``path`` gets a row of its own
-    instead. Returns "moved" or "added".
+    instead. Returns "moved" or "added". An asset named after the file's old name takes the new one.
     """
+    old_path = db.execute("SELECT path FROM files WHERE id = ?", [file_id]).fetchone()
     db.execute("DELETE FROM files WHERE path = ? AND id != ?", [path, file_id])
     cursor = db.execute(
         "UPDATE files SET path = ?, size = ?, mtime_ns = ?, inode = ?, device = ?, folder_kind = ?, "
@@ -126,9 +127,26 @@ def move_file(db: sqlite_utils.Database, file_id: int, asset_id: int, path: str,
          sidecar_sig, file_id, asset_id],
     )
     if cursor.rowcount == 1:
+        if old_path is not None:
+            _name_follows_file(db, asset_id, old_path[0], path)
         return "moved"
     put_file(db, asset_id, path, identity, folder_kind, sidecar_sig)
     return "added"
+
+
+def file_name_of(path: str, fmt: str | None) -> str:
+    """The name an asset takes from its file: the file name without its model extension (a folder: its name)."""
+    return os.path.basename(path) if fmt == FOLDER_FORMAT else model_stem(path)
+
+
+def _name_follows_file(db: sqlite_utils.Database, asset_id: int, old_path: str, new_path: str) -> None:
+    """A file renamed by the user renames the asset named after it; a name from a source or a user stays."""
+    row = db.execute("SELECT name, name_source, format FROM assets WHERE id = ?", [asset_id]).fetchone()
+    if row is None or (row[1] or "file") != "file" or row[0] != file_name_of(old_path, row[2]):
+        return
+    new_name = file_name_of(new_path, row[2])
+    if new_name != row[0]:
+        update_asset(db, asset_id, {"name": new_name})
 
 
 def put_folder_files(db: sqlite_utils.Database, path: str, members: list[FolderMember]) -> None:

@@ -73,6 +73,7 @@ def test_a_moved_folder_keeps_its_asset(catalog: Catalog, stocked: StockedHome,
     assert (report.files_moved, report.files_read) == (1, 0)
     after = catalog.get(before.sha256)
     assert after.id == before.id and [f.path for f in after.files] == [str(folder.with_name("renamed"))]
+    assert (before.name, after.name) == ("tiny", "renamed")
     assert len(catalog.show(after.sha256).folder_files) == len(pipeline_files)
 
 

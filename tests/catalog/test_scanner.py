@@ -102,6 +102,19 @@ def test_renamed_file_keeps_its_rows_without_being_read(catalog: Catalog, stocke
     after = catalog.find(str(moved))
     assert after.id == asset.id
     assert [(f.id, f.path, f.missing) for f in after.files] == [(asset.files[0].id, str(moved), False)]
+    assert (asset.name, after.name) == ("dreamy-sd15", "renamed")  # named after its file, it follows it
+
+
+def test_a_name_from_civitai_stays_when_the_file_is_renamed(catalog: Catalog, stocked) -> None:
+    from catalog_homes import civitai_version
+
+    catalog.scan()
+    path = stocked.paths["lora"]
+    sha256 = catalog.find(str(path)).sha256
+    catalog.set_remote(sha256, "civitai", civitai_version(sha256))
+    path.rename(path.with_name("inkstyle-v2.safetensors"))
+    catalog.scan()
+    assert catalog.get(sha256).name == "Ink Style"
 
 
 def test_file_moved_across_a_copy_is_recognised_by_content(catalog: Catalog, stocked, tmp_path) -> None:
@@ -116,7 +129,7 @@ def test_file_moved_across_a_copy_is_recognised_by_content(catalog: Catalog, sto
     assert report.files_read == 1 and report.files_moved == 1 and report.files_missing == 0
     after = catalog.find(str(target))
     assert after.id == asset.id and after.files[0].id == asset.files[0].id
-    assert len(after.files) == 1
+    assert len(after.files) == 1 and after.name == "inkstyle-v1"
 
 
 def test_deleted_file_is_marked_missing_not_forgotten(catalog: Catalog, stocked) -> None:
