@@ -36,7 +36,7 @@ from sdhub.catalog.records import ScanReport
 from sdhub.catalog.sidecars import move_sidecars, read_sidecars
 from sdhub.catalog.walker import FoundFile, sidecar_stamps, walk_roots
 from sdhub.errors import Interrupted, SdhubError
-from sdhub.progress import NULL_PROGRESS, Progress, ProgressTask, check_cancelled, reporting_stop
+from sdhub.progress import NULL_PROGRESS, Cancellation, Progress, ProgressTask, check_cancelled, reporting_stop
 
 #: Results are written in one transaction per this many files (or per second, whichever first).
 BATCH_FILES = 64
@@ -64,13 +64,15 @@ class _ForwardedBytes:
     """Progress handed to ``hash_file``: its byte counts feed the scan's one bytes bar, its checks
     are the scan's (so cancelling the scan stops every file being read)."""
 
-    def __init__(self, task: ProgressTask, progress: Progress) -> None:
+    def __init__(self, task: ProgressTask, progress: Progress, stop: Cancellation) -> None:
         self._task = task
         self._progress = progress
+        self._stop = stop
         self.reported = 0
         self._lock = threading.Lock()
 
     def check(self) -> None:
+        self._stop.check()
         check_cancelled(self._progress)
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> "_ForwardedBytes":
@@ -306,13 +308,16 @@ class Scanner:
         done = 0
         # Largest first: the long reads start early and the pool drains evenly.
         queue = sorted(to_read, key=lambda f: f.identity.size, reverse=True)
+        # Set when the scan stops for any reason (a KeyboardInterrupt from Python's own handler
+        # included), so the files still being read stop too instead of being read to the end.
+        stop = Cancellation()
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sdhub-scan") as pool:
             running: dict[Future, tuple[FoundFile, _ForwardedBytes]] = {}
             try:
                 while queue or running:
                     while queue and len(running) < self.workers * 2:
                         found = queue.pop(0)
-                        forward = _ForwardedBytes(task, self.progress)
+                        forward = _ForwardedBytes(task, self.progress, stop)
                         cached = store.folder_files(self.db, found.path) if found.folder and not self.full else []
                         future = pool.submit(analyse, found, forward, self.check_values, cached)
                         running[future] = (found, forward)
@@ -326,6 +331,7 @@ class Scanner:
                         task.update(description=f"Reading files {done}/{len(to_read)}")
                         self._take_result(future, found, known, vanished)
             except BaseException:
+                stop.cancel()
                 for future in running:
                     future.cancel()
                 raise
