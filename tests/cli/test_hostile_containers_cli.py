@@ -105,13 +105,11 @@ def test_a_fifo_named_like_a_model_is_refused_by_every_command_unopened(run_cli,
     with fifo_never_opened(home.folder("checkpoint") / "x.ckpt") as fifo, \
             fifo_never_opened(home.folder("checkpoint") / "good.civitai.info"):  # a sidecar is read too
         before = sorted(p.name for p in fifo.parent.iterdir())
-        for command in ("convert", "scan-pickle", "inspect", "prune"):
+        for command in ("convert", "scan-pickle", "inspect", "hash", "prune"):
             result = run_cli(command, fifo)
             assert result.exit_code == 2, (command, result.stderr)
             assert result.stderr.strip() == f"sdhub: error: {fifo} is a FIFO (named pipe); refusing to read it " \
                                             "(model files are regular files)", command
-        hashed = run_cli("hash", fifo)
-        assert hashed.exit_code == 2 and hashed.stderr.count("\n") == 1 and str(fifo) in hashed.stderr
         scan = run_cli("--home", home.root, "scan", "--json")
     assert scan.exit_code == 0, scan.stderr
     report = json.loads(scan.stdout)
