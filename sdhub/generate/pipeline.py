@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from sdhub.errors import Interrupted, UsageError
+from sdhub.errors import UsageError
 from sdhub.generate.conditioning import Embedding, PromptEncoder, ScheduledCond, conditioning_schedule
 from sdhub.generate.loading import LoadedModel
 from sdhub.generate.prompt_schedule import prompt_schedule, split_and
@@ -353,8 +353,7 @@ def to_pil(images: torch.Tensor) -> list[Any]:
 
 @torch.inference_mode()
 def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: list[Embedding] | None = None,
-                  progress: Progress = NULL_PROGRESS, auto_fp32_vae: bool = True,
-                  should_stop: Callable[[], bool] | None = None) -> SampledImages:
+                  progress: Progress = NULL_PROGRESS, auto_fp32_vae: bool = True) -> SampledImages:
     """Generate ``params.batch_size`` images (seeds must already be resolved, see ``with_seeds``)."""
     params.validate()
     if params.seed < 0:
@@ -385,9 +384,7 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
 
     def on_step(index: int) -> None:
         cfg.step = index + 1
-        task.advance(1)
-        if should_stop is not None and should_stop():
-            raise Interrupted("generation interrupted")
+        task.advance(1)  # raises Interrupted once ``progress`` is cancelled
 
     started = time.perf_counter()
     check_cancelled(progress)
