@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
 
@@ -31,7 +32,11 @@ def tui_command(
     except ValueError as error:
         raise UsageError(str(error)) from None
     tui = SdhubApp(STATE.open_home(must_exist=False), images=protocol)  # its first-run screen sets a new home up
-    tui.run()
+    try:
+        tui.run()
+    except KeyboardInterrupt:  # SIGTERM, SIGHUP or a SIGINT sent to the process (the ctrl+c key is the app's)
+        _stop_jobs_after_a_signal(tui)
+        raise
     for note in tui.exit_notes:  # what the jobs stopped on the way out said
         typer.echo(plain_text(note), err=True)
     if tui.left_running:
@@ -43,3 +48,15 @@ def tui_command(
         os._exit(130)
     if tui.return_code:
         raise typer.Exit(tui.return_code)
+
+
+def _stop_jobs_after_a_signal(tui: Any) -> None:
+    """The app was stopped by a signal: cancel the jobs it was running and say so. Python then
+    waits for their threads, which stop at their next progress report; by then it has given the
+    signals back to the system, so a second one ends the process at once, without a traceback."""
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # the app may not have given them back
+    titles = tui.running_job_titles()
+    tui.jobs.cancel_all("sdhub was stopped")
+    tui.downloads.interrupt_all()
+    if titles:
+        typer.echo(f"sdhub: stopping {plain_text('; '.join(titles))} (a second signal leaves at once)", err=True)
