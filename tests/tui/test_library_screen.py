@@ -225,20 +225,24 @@ async def test_broken_files_show_as_broken_and_a_scan_counts_them(tmp_home: Home
     folder = tmp_home.folder("checkpoint")
     factory.lora(tmp_home.folder("lora") / "inkstyle.safetensors")
     (folder / "empty.ckpt").write_bytes(b"")
+    (folder / "evil\x1b[2Jname.ckpt").write_bytes(b"\0")
     with Catalog(tmp_home) as catalog:
         catalog.scan()
     app = SdhubApp(tmp_home)
     async with app.run_test(size=(140, 30)) as pilot:
-        table = await loaded(app, pilot, 2)
+        table = await loaded(app, pilot, 3)
+        # A terminal escape in a file name is shown as text, never sent to the terminal.
+        line = next(table.render_line(y).text for y in range(1, 4) if "evil" in table.render_line(y).text)
+        assert "\x1b" not in line and "evil\\x1b[2Jname" in line
         (folder / "easynegative.safetensors").write_text("<!DOCTYPE html><html>Sign in</html>")
         await pilot.press("ctrl+r")
-        await wait_until(lambda: table.row_count == 3, pilot)
+        await wait_until(lambda: table.row_count == 4, pilot)
         await wait_until(lambda: any(n.title == "Scan finished" for n in app._notifications), pilot)
         note = next(n for n in app._notifications if n.title == "Scan finished")
-        assert "2 not usable" in note.message and note.severity == "warning"
+        assert "3 not usable" in note.message and note.severity == "warning"
         rows = {row.cells[CELL["file"]]: (row.cells[CELL["status"]], row.style) for row in table.rows}
         assert rows == {"easynegative.safetensors": ("broken", "broken"), "empty.ckpt": ("broken", "broken"),
-                        "inkstyle.safetensors": ("", "")}
+                        "evil\x1b[2Jname.ckpt": ("broken", "broken"), "inkstyle.safetensors": ("", "")}
         # Wide enough for every column: the header names the file column.
         header = table.render_line(0).text
         assert "File" in header and "Dtype" in header and "Base" in header

@@ -20,6 +20,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from sdhub.text import printable
+
 
 @dataclass(frozen=True)
 class Column:
@@ -247,7 +249,8 @@ class AssetTable(ScrollView, can_focus=True):
         return padding + text if right else text + padding
 
     def _line_text(self, cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
-        parts = [self._fit(cell, width, column.align_right)
+        # File names and names from servers may hold terminal escapes: shown as text, never sent.
+        parts = [self._fit(printable(cell), width, column.align_right)
                  for cell, width, column in zip(cells, widths, self.columns) if width]
         return (" " * GAP).join(parts)
 
