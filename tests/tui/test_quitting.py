@@ -6,16 +6,19 @@ test decides exactly when the job reaches its next progress report."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from sdhub.catalog import Catalog
 from sdhub.config import Home
+from sdhub.testing import factory
+from sdhub.testing.civitai_server import CivitaiServer
 from sdhub.tui.app import SdhubApp
 from sdhub.tui.screens.dialogs import ConfirmDialog
 from sdhub.tui.screens.quitting import StoppingScreen
-from tui_support import HELD, start_held_convert, wait_until
+from tui_support import HELD, civitai_model, start_held_convert, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -100,3 +103,31 @@ async def test_ctrl_c_while_stopping_explains_and_twice_leaves_without_waiting(h
     assert app.return_code == 130
     assert app.left_running == ["Converting tiny-emb"]
     assert not any(note.startswith("Stopping") for note in app.exit_notes)
+
+
+async def test_quitting_during_a_download_interrupts_it_so_that_it_resumes_next_time(
+        tmp_home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lora = factory.lora(tmp_path / "served.safetensors")
+    with CivitaiServer() as server:
+        server.add_model(civitai_model(601, 701, 801, name="Watercolor Wash", file_name="watercolorWash.safetensors"),
+                         contents={801: lora})
+        served = server.served(801)
+        served.hold_at = lora.stat().st_size // 2  # the download waits half-way until the test says
+        monkeypatch.setenv("SDHUB_CIVITAI_URL", server.url)
+        app = SdhubApp(tmp_home)
+        async with app.run_test(size=(100, 30)) as pilot:
+            job = app.downloads.add("civitai:601@701")
+            await wait_until(lambda: any(r.path.startswith("/models/") for r in server.requests_to("storage")), pilot)
+            await pilot.press("ctrl+q")  # the empty home's first-run screen is up: ctrl+q quits from anywhere
+            await wait_until(lambda: isinstance(app.screen, ConfirmDialog), pilot)
+            assert "(resumes next time)" in screen_text(app.screen)
+            await pilot.press("y")
+            await wait_until(lambda: isinstance(app.screen, StoppingScreen), pilot)
+            await pilot.pause(0.3)
+            assert app.return_code is None  # the download has not reported since: still stopping
+            served.release.set()
+            await wait_until(lambda: app.return_code is not None, pilot)
+    assert app.return_code == 0 and job.status == "interrupted"
+    remembered = json.loads(app.downloads.state_path.read_text())
+    assert [entry["status"] for entry in remembered] == ["interrupted"]  # started again next time
+    assert not (tmp_home.folder("lora") / "watercolorWash.safetensors").exists()
