@@ -8,7 +8,7 @@ import typer
 
 from sdhub.cli.app import app
 from sdhub.cli.progress import RichProgress
-from sdhub.cli.render import info, print_json, print_table
+from sdhub.cli.render import format_option, info, output_format, print_json, print_table
 from sdhub.cli.state import STATE
 from sdhub.errors import UsageError
 
@@ -139,6 +139,7 @@ def smoke_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    table_format: Optional[str] = format_option(),
 ) -> None:
     """Generate one quick image per model and judge it; exit 1 if any model fails (also `sdhub test smoke`).
 
@@ -146,15 +147,17 @@ def smoke_command(
     """
     from sdhub.generate.reference_tests import run_smoke
 
+    fmt = output_format(table_format, as_json)
     home = STATE.open_home()
     with RichProgress() as progress:
         results = run_smoke(home, refs or [], all_models=all_models, steps=steps, size=size, device=device,
                             dtype=dtype, progress=progress)
-    if as_json:
+    if fmt == "json":
         print_json(results)
     else:
         print_table(((r.model.get("name") or r.model.get("ref"), r.verdict, f"{r.seconds:.1f}",
-                      "; ".join(r.reasons) or "-") for r in results), ["model", "verdict", "seconds", "why"])
+                      "; ".join(r.reasons) or "-") for r in results), ["model", "verdict", "seconds", "why"],
+                    fmt=fmt)
     if any(result.verdict != "pass" for result in results):
         raise typer.Exit(1)
 
@@ -162,6 +165,7 @@ def smoke_command(
 def doctor_command(
     fetch_tokenizers: bool = typer.Option(False, "--fetch-tokenizers", help="Download the CLIP tokenizers first."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+    table_format: Optional[str] = format_option(),
 ) -> None:
     """Check that this machine and home can generate images, with a one-line fix for each problem.
 
@@ -169,16 +173,17 @@ def doctor_command(
     """
     from sdhub.generate.doctor import run_doctor
 
+    fmt = output_format(table_format, as_json)
     home = STATE.open_home(must_exist=False)  # a missing home is one of the things doctor reports
     with RichProgress() as progress:
         report = run_doctor(home, fetch=fetch_tokenizers, progress=progress)
-    if as_json:
+    if fmt == "json":
         print_json(report)
     else:
         for repo in report.fetched:
             info(f"fetched the tokenizer of {repo}")
         print_table(((check.status, check.name, check.detail, check.fix or "") for check in report.checks),
-                    ["status", "check", "detail", "fix"])
+                    ["status", "check", "detail", "fix"], fmt=fmt)
     if not report.ok:
         raise typer.Exit(1)
 

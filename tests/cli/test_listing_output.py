@@ -181,3 +181,13 @@ def test_on_a_terminal_ls_prints_a_table(home: Path) -> None:
     assert process.returncode == 0
     header = next(line for line in text.splitlines() if "autov2" in line)
     assert "name" in header and "file" in header and "┃" in header  # rich's table, not tab-separated lines
+
+
+def test_doctor_pipes_one_check_per_line_and_takes_a_format(run_cli, home: Path) -> None:
+    scan(run_cli, home)
+    piped = run_cli("--home", home, "doctor").stdout.splitlines()
+    checks = {line.split("\t")[1]: line.split("\t")[0] for line in piped}
+    assert checks["torch"] == "ok" and checks["catalog"] == "warn"  # the catalog holds broken files
+    rows = list(csv.DictReader(io.StringIO(run_cli("--home", home, "doctor", "--format", "csv").stdout)))
+    assert [r["check"] for r in rows] == list(checks)
+    assert run_cli("--home", home, "smoke", "--format", "xml").exit_code == 2
