@@ -112,8 +112,9 @@ def test_without_the_retry_the_fp16_vae_draws_black(tmp_home, tiny_models, overf
 
 
 def test_asuka_run_uses_the_era_settings_and_records_the_verdict(tmp_home, tiny_models, overflowing_vae):
+    # force: the tiny model is not the test's, which run_asuka refuses before drawing otherwise
     result = run_asuka(tmp_home, str(tiny_models["sd1"]), vae_ref=str(overflowing_vae), vae_dtype="fp16",
-                       overrides={"steps": 2, "width": 64, "height": 64})
+                       overrides={"steps": 2, "width": 64, "height": 64}, force=True)
     assert result.vae_fp32_retry and any("fp32" in reason for reason in result.reasons)
     assert result.verdict == "wrong-model"  # the tiny model is not NAI's animefull (925997e9)
     assert result.params["seed"] == ASUKA_PARAMS.seed and result.params["eta_noise_seed_delta"] == 31337
@@ -133,12 +134,12 @@ def test_asuka_run_uses_the_era_settings_and_records_the_verdict(tmp_home, tiny_
 
 def test_asuka_reference_similarity(tmp_home, tiny_models):
     overrides = {"steps": 2, "width": 64, "height": 64}
-    first = run_asuka(tmp_home, str(tiny_models["sd1"]), overrides=overrides, record=False)
+    first = run_asuka(tmp_home, str(tiny_models["sd1"]), overrides=overrides, record=False, force=True)
     again = run_asuka(tmp_home, str(tiny_models["sd1"]), reference=first.image_path, overrides=overrides,
-                      record=False)
+                      record=False, force=True)
     assert again.similarity["ssim"] == pytest.approx(1.0) and again.similarity["passed"]
     other = run_asuka(tmp_home, str(tiny_models["sd1"]), reference=first.image_path,
-                      overrides={**overrides, "seed": 1}, record=False)
+                      overrides={**overrides, "seed": 1}, record=False, force=True)
     assert other.similarity["ssim"] < again.similarity["ssim"]
 
 
