@@ -69,6 +69,13 @@ def test_the_picture_protocol_is_the_one_asked_for_and_half_blocks_need_no_termi
         choose_protocol("ascii-art")
 
 
+def test_sdhub_tui_refuses_an_unknown_picture_protocol_in_one_line(run_cli, tmp_home) -> None:
+    result = run_cli("--home", tmp_home.root, "tui", "--images", "ascii-art")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "sdhub: error: unknown picture protocol 'ascii-art'; choose auto, kitty, sixel, halfblocks"]
+
+
 class PictureApp(App[None]):
     """One picture, drawn with ``image_protocol`` as the sdhub app would."""
 
