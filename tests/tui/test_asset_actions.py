@@ -168,3 +168,18 @@ async def test_inspect_shows_what_the_file_is(home_with_checkpoint: Home) -> Non
         await wait_until(lambda: isinstance(app.screen, ReportScreen), pilot, timeout=60)
         report = str(app.screen.query_one(".dialog-body").render())
         assert "architecture: sd1" in report and "kind: checkpoint" in report
+
+
+async def test_the_asuka_test_asks_before_drawing_a_model_that_is_not_its_own(home_with_checkpoint: Home) -> None:
+    app = SdhubApp(home_with_checkpoint)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: shown_names(app) == ["tiny-sd1-ema"], pilot)
+        await pilot.press("a")
+        await wait_until(lambda: isinstance(app.screen, ConfirmDialog), pilot, timeout=60)
+        question = " ".join(str(label.render()) for label in app.screen.query("Static"))
+        assert "925997e9" in question and "Draw it anyway?" in question and "--force" not in question
+        await pilot.press("escape")  # nothing is drawn and nothing recorded
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, (ConfirmDialog, ReferenceResultScreen))
+    with Catalog(home_with_checkpoint) as catalog:
+        assert catalog.show("tiny-sd1-ema").tests == []

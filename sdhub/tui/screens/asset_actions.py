@@ -161,10 +161,33 @@ class AssetActions:
         self._with_asset("smoke_test", "Smoke test", work, self._show_test)
 
     def action_asuka_test(self: Any) -> None:
-        def work(details: AssetDetails, progress: Progress) -> Any:
-            return feature("asuka_test")(self.app.home, str(asset_file(details)), progress=progress)
+        self._asuka_test(None, force=False)
 
-        self._with_asset("asuka_test", "Asuka test", work, self._show_test)
+    def _asuka_test(self: Any, key: str | None, *, force: bool) -> None:
+        """Run the Asuka test; a model that is not the test's is asked about before anything is drawn."""
+        def work(details: AssetDetails, progress: Progress) -> Any:
+            run = feature("asuka_test")
+            from sdhub.generate.reference_tests import WrongModelError  # loaded with the feature
+
+            try:
+                return run(self.app.home, str(asset_file(details)), progress=progress, force=force)
+            except WrongModelError as wrong:
+                return wrong
+
+        def done(details: AssetDetails, result: Any) -> None:
+            if not isinstance(result, Exception):
+                self._show_test(details, result)
+                return
+            from sdhub.generate.reference_tests import ASUKA_MODEL_HASH, ASUKA_MODEL_NAME
+
+            body = (f"{details.asset.name} has model hash {result.actual_hash}; the Asuka test is for "
+                    f"{ASUKA_MODEL_NAME} ({ASUKA_MODEL_HASH}). Any other model draws another picture, and the "
+                    "verdict will be 'wrong-model'. Draw it anyway?")
+            dialog = ConfirmDialog("Not the Asuka test's model", body, confirm="Draw anyway", cancel="Cancel")
+            self.app.push_screen(dialog, lambda yes: self._asuka_test(details.asset.sha256, force=True) if yes
+                                 else None)
+
+        self._with_asset("asuka_test", "Asuka test", work, done, key=key)
 
     def _show_test(self: Any, details: AssetDetails, result: Any) -> None:
         title = "Asuka test" if result.kind == "asuka" else "Smoke test"
