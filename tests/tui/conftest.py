@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 
 import pytest
@@ -27,13 +28,20 @@ def library_home(tmp_home: Home) -> Home:
 
 @pytest.fixture
 def snapshot_home(request: pytest.FixtureRequest) -> Home:
-    """Like ``library_home`` but at a fixed path, for snapshot tests."""
+    """Like ``library_home`` but at a fixed path, for snapshot tests.
+
+    The path is the same for every run on the machine, so a lock beside it keeps two suites running
+    at once (two checkouts, say) from sharing the folder.
+    """
     root = SNAPSHOT_ROOT / request.node.name.replace("[", "-").replace("]", "")
-    shutil.rmtree(root, ignore_errors=True)
-    home = init_home(root, "sdhub")
-    seed_assets(home)
-    yield home
-    shutil.rmtree(root, ignore_errors=True)
+    SNAPSHOT_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(root.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(root, ignore_errors=True)
+        home = init_home(root, "sdhub")
+        seed_assets(home)
+        yield home
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
