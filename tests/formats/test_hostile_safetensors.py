@@ -113,10 +113,10 @@ def test_a_scan_catalogues_the_good_file_beside_hostile_ones(run_cli, tmp_home, 
     result = run_cli("--home", tmp_home.root, "scan", "--check-values")
     assert result.exit_code == 0, result.stderr
     listing = run_cli("--home", tmp_home.root, "ls", "--json")
-    rows = {row["file_name"] if "file_name" in row else Path(row["path"]).name: row
-            for row in json.loads(listing.stdout)}
+    rows = {row["file_name"]: row for row in json.loads(listing.stdout)}
     assert "good.safetensors" in rows and rows["good.safetensors"]["base_model"] == "sd1"
-    assert len(rows) == len(hostile) + 1
+    assert rows["good.safetensors"]["defect"] is None
+    assert {name for name, row in rows.items() if row["defect"] == "broken"} == {p.name for p in hostile.values()}
 
 
 @pytest.fixture(scope="module")
