@@ -4,6 +4,7 @@ section of docs/benchmarks.md."""
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -24,6 +25,23 @@ def write_section(name: str, text: str, doc: Path = DOC) -> None:
     temp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")
     temp.write_text(updated, encoding="utf-8")
     os.replace(temp, doc)
+
+
+def cpu_model() -> str:
+    """The processor's model name as the kernel reports it (figures differ between CPU makers)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """One phrase naming the machine a benchmark ran on: CPU model, core count, Python."""
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
 
 
 def met(ok: bool) -> str:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -23,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from benchdoc import write_section  # bench/ is on sys.path when a script runs
+from benchdoc import machine, write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
@@ -124,8 +122,8 @@ def table(source: Path, results: list[Result], repeat: int, size: str) -> str:
     lines = [
         f"Source: `{source.name}`, {source.stat().st_size / 1e9:.2f} GB (factory `sd1_checkpoint(size=\"{size}\", "
         f"fmt=\"ckpt\")`, random fp32 weights). Median of {repeat} round(s), each round running every method in turn; page cache warm, "
-        f"`/usr/bin/time -v` peak RSS (mapped file pages included). Machine: {os.cpu_count()} CPUs, "
-        f"{platform.machine()}, Python {platform.python_version()}; measured {time.strftime('%Y-%m-%d %H:%M')}.",
+        f"`/usr/bin/time -v` peak RSS (mapped file pages included). Machine: {machine()}; "
+        f"measured {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         "| method | wall (s) | peak RSS (MB) | wall / cp | output (MB) |",
         "| --- | ---: | ---: | ---: | ---: |",
