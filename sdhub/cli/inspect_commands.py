@@ -119,6 +119,9 @@ def hash_command(
         print_json(results)
     else:
         _print_hashes(results)
+    for result in results:
+        if result.not_a_model:
+            info(f"file hashes only, not read as a model: {escape(result.not_a_model)}")
     if failures:
         if len(paths) > 1:
             info(f"{len(failures)} of {len(paths)} files not hashed")

@@ -411,10 +411,12 @@ class ModelHashes:
     file: FileHashes
     kind: str | None
     components: dict[str, str] | None
+    #: Why the file was not read as a model (only its file hashes stand), or None.
+    not_a_model: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {**self.file.to_dict(), "civitai": self.file.civitai(), "kind": self.kind,
-                "components": self.components}
+                "components": self.components, "not_a_model": self.not_a_model}
 
 
 def hash_model(path: str | os.PathLike[str], *, components: bool = True,
@@ -427,8 +429,8 @@ def hash_model(path: str | os.PathLike[str], *, components: bool = True,
     _open_for_hashing(file_path).close()  # a missing file or a folder gets its own message first
     try:
         model = open_model(file_path)
-    except SdhubError:
-        return ModelHashes(hash_file(file_path, progress), None, None)  # not a model: file hashes still stand
+    except SdhubError as refused:  # not a model: its file hashes still stand, and the reason is kept
+        return ModelHashes(hash_file(file_path, progress), None, None, not_a_model=refused.message)
     with model:
         try:
             kind = detect(model.tensors, model.metadata).kind

@@ -70,6 +70,9 @@ def test_each_command_refuses_in_one_line_and_leaves_nothing(run_cli, hostile: d
     hashed = run_cli("hash", path, "--json")  # a file that is no model still has its file hashes
     assert hashed.exit_code == 0, hashed.stderr
     assert len(json.loads(hashed.stdout)[0]["sha256"]) == 64
+    reason = json.loads(hashed.stdout)[0]["not_a_model"]  # and says why it has nothing more
+    assert reason and path.name in reason
+    assert f"file hashes only, not read as a model: {reason}" in " ".join(hashed.stderr.split())
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors" or p.name.startswith(".")) == []
 
 
