@@ -9,8 +9,8 @@ from sdhub.cli import signals
 
 def main(argv: list[str] | None = None) -> None:
     """Run ``sdhub ARGS``; a stop signal from the first instruction on ends it with exit 130."""
-    signals.install_stop_handlers()
     try:
+        signals.install_stop_handlers()  # inside the try: a signal may come as soon as one is installed
         from sdhub.cli.app import main as run_command
 
         signals.record_stop()  # a stop swallowed during those imports still stops the command

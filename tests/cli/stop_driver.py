@@ -6,15 +6,12 @@ minute) for the signal, so "a signal in the middle of the work" needs no big fil
 Nothing else changes: the same entry point, handlers, core code and clean-up run.
 """
 
+import os
 import sys
+import time
+from pathlib import Path
 
 from sdhub.cli import entry, signals
-
-signals.install_stop_handlers()  # first, as the console script does; entry.main installs them again
-
-import os  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 HOLD = os.environ.get("SDHUB_TEST_HOLD")
 MARKER = os.environ.get("SDHUB_TEST_MARKER")
@@ -56,9 +53,10 @@ def _hold_reports() -> None:
     cli_progress.RichProgress.task, cli_progress.RichTask.advance, cli_progress.RichTask.update = task, advance, update
 
 
-if HOLD:
-    try:
+try:
+    signals.install_stop_handlers()  # first, as the console script does; entry.main installs them again
+    if HOLD:
         _hold_reports()
-    except KeyboardInterrupt:
-        pass  # swallowed, as some libraries do: the recorded stop must still end the command
+except KeyboardInterrupt:
+    pass  # a stop during this set-up is swallowed, as some libraries do: the recorded stop must still end the command
 entry.main(sys.argv[1:])
