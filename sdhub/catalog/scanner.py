@@ -262,7 +262,7 @@ class Scanner:
     def record_analysis(self, found: FoundFile, analysis: FileAnalysis, path_known: bool,
                         vanished: dict[int, list[_KnownFile]]) -> int:
         """Write one analysed file: its asset, hashes, file row (moved if its content moved), sidecars."""
-        asset_id, created = store.upsert_asset(self.db, analysis, found.folder_kind)
+        asset_id, created = store.upsert_asset(self.db, analysis)
         if created:
             self.report.assets_added += 1
         gone = vanished.get(asset_id, [])

@@ -41,7 +41,7 @@ def asset_row(db: sqlite_utils.Database, *, asset_id: int | None = None,
     return rows[0] if rows else None
 
 
-def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis, folder_kind: str | None) -> tuple[int, bool]:
+def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis) -> tuple[int, bool]:
     """The asset for this content, created or refreshed from the analysis; (id, created)."""
     report = analysis.inspect
     # The folder a file sits in is where the user put it, not evidence of what it is: what the tensors

@@ -12,7 +12,6 @@ resumed by running the same command again, so it is kept unless ``partials`` is 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -22,11 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from sdhub.atomic import claim_if_unlocked, is_temp_name, writer_locks
+from sdhub.sources.placing import PART_PREFIX, lock_if_free
 
 #: A file whose writer takes no lock is left alone while it changed within this many seconds.
 UNLOCKED_GRACE_SECONDS = 15 * 60
-#: Prefix of every name sdhub writes in a library folder (``sdhub.sources.placing.PART_PREFIX``).
-_SDHUB_PREFIX = ".sdhub-"
 #: A download's files: ``.sdhub-KEY.part``, its resume state and its lock (``sdhub.sources.download.part_paths``).
 _DOWNLOAD_FILE = re.compile(r"^\.sdhub-(?P<key>[0-9a-f]{20})\.(?P<what>part|part\.json|part\.json\.tmp|lock)$")
 
@@ -99,7 +97,7 @@ def find_leftovers(folders: Iterable[str | os.PathLike[str]], *, now: float | No
             match = _DOWNLOAD_FILE.match(entry.name)
             if match and entry.is_file(follow_symlinks=False):
                 downloads.setdefault(match["key"], {})[match["what"]] = entry
-            elif is_temp_name(entry.name) or (entry.name.startswith(_SDHUB_PREFIX) and entry.name.endswith(".part")):
+            elif is_temp_name(entry.name) or (entry.name.startswith(PART_PREFIX) and entry.name.endswith(".part")):
                 item = _temporary(entry, now)
                 if item is not None:
                     found.append(item)
@@ -194,7 +192,7 @@ def _download(folder: Path, key: str, files: dict[str, os.DirEntry]) -> Leftover
     stats = {what: _stat(entry) for what, entry in files.items()}
     size = sum(stat.st_size for stat in stats.values() if stat)
     modified = max((stat.st_mtime for stat in stats.values() if stat), default=0.0)
-    lock = folder / f"{_SDHUB_PREFIX}{key}.lock"
+    lock = folder / f"{PART_PREFIX}{key}.lock"
     live = False
     if lock.exists():
         with claim_if_unlocked(lock) as unlocked:
@@ -223,11 +221,11 @@ def _remove(item: Leftover) -> bool:
     path = Path(item.path)
     if _DOWNLOAD_FILE.match(path.name):
         key = _DOWNLOAD_FILE.match(path.name)["key"]
-        with _download_lock(path.parent / f"{_SDHUB_PREFIX}{key}.lock") as ours:
+        with lock_if_free(path.parent / f"{PART_PREFIX}{key}.lock") as ours:
             if not ours:
                 return False
             for name in (f"{key}.part", f"{key}.part.json", f"{key}.part.json.tmp"):
-                (path.parent / f"{_SDHUB_PREFIX}{name}").unlink(missing_ok=True)
+                (path.parent / f"{PART_PREFIX}{name}").unlink(missing_ok=True)
         return True
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -239,25 +237,3 @@ def _remove(item: Leftover) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _download_lock(lock: Path) -> Iterator[bool]:
-    """Take a download's lock as a downloader would (create, lock, check it is still the file there),
-    without waiting; the lock file is removed on the way out, as a finishing download does."""
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            ours = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            ours = False
-        try:
-            yield ours
-        finally:
-            if ours:
-                lock.unlink(missing_ok=True)
-    finally:
-        os.close(fd)

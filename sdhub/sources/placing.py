@@ -21,11 +21,38 @@ READ_BLOCK = 8 << 20
 @contextmanager
 def exclusive_lock(path: Path, progress: Progress = NULL_PROGRESS) -> Iterator[None]:
     """Hold an exclusive lock file; waits (and says so) while another process holds it."""
+    fd = _take_lock(path, progress, wait=True)
+    assert fd is not None
+    try:
+        yield
+    finally:
+        _release_lock(path, fd)
+
+
+@contextmanager
+def lock_if_free(path: Path) -> Iterator[bool]:
+    """Take the lock file as ``exclusive_lock`` does, but without waiting: yield True while holding it,
+    False when another process holds it (``sdhub clean`` then leaves that download alone)."""
+    fd = _take_lock(path, NULL_PROGRESS, wait=False)
+    if fd is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _release_lock(path, fd)
+
+
+def _take_lock(path: Path, progress: Progress, *, wait: bool) -> int | None:
+    """An fd holding ``path``'s lock, the file still being the one at ``path``; None if busy and not ``wait``."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                os.close(fd)
+                return None
             progress.message(f"waiting for another sdhub downloading the same file ({path.name})")
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -33,13 +60,13 @@ def exclusive_lock(path: Path, progress: Progress = NULL_PROGRESS) -> Iterator[N
         except FileNotFoundError:
             same_file = False
         if same_file:
-            break
+            return fd
         os.close(fd)  # the holder removed the lock file as it finished: take a fresh one
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-        os.close(fd)
+
+
+def _release_lock(path: Path, fd: int) -> None:
+    path.unlink(missing_ok=True)  # before closing: a waiter then sees a removed file and takes a fresh one
+    os.close(fd)
 
 
 def sha256_file(path: Path) -> str:

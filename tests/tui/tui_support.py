@@ -71,7 +71,7 @@ def seed_assets(home: Home, seeds: tuple[Seed, ...] | list[Seed] = LIBRARY) -> d
                              "format": "safetensors", "dtype": seed.dtype, "metadata": {}},
                     problems=list(seed.problems),
                 )
-                asset_id, _ = store.upsert_asset(db, analysis, seed.kind)
+                asset_id, _ = store.upsert_asset(db, analysis)
                 store.put_file(db, asset_id, str(path), identity, seed.kind)
                 shas[seed.name] = sha
             db.execute("UPDATE assets SET added_at = ?, updated_at = ?", [FIXED_TIME, FIXED_TIME])
