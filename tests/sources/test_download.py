@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -231,8 +232,25 @@ def slow_enough_for_company(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(downloader, "FAST_CONNECTION_BYTES_PER_SECOND", 1e15)
 
 
+def _release_when_asked(served: CivitaiServer, requests: int) -> threading.Thread:
+    """Let the held download go on once ``requests`` have reached the storage host (or after 60 s)."""
+    def wait() -> None:
+        deadline = time.monotonic() + 60
+        while len(served.requests_to("storage")) < requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        served.served(SAFETENSORS_ID).release.set()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_parallel_ranges_when_the_server_allows_them(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
                                                      slow_enough_for_company: None) -> None:
+    # The first answer stops after its first blocks until the three other connections have asked, so
+    # on a fast machine it cannot finish the whole file alone.
+    served.served(SAFETENSORS_ID).hold_at = 2 * 256 * 1024 + 1
+    _release_when_asked(served, 4)
     result = fetch(tmp_path, connections=4)
     assert result.connections == 4 and result.path.read_bytes() == model_bytes
     storage = served.requests_to("storage")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -26,13 +26,14 @@ def _read_until(process: subprocess.Popen, text: bytes, timeout: float) -> bytes
     """Read the process's stderr until ``text`` shows (or it exits, or ``timeout`` passes); return what was read."""
     seen = b""
     deadline = time.monotonic() + timeout
-    while text not in seen and time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stderr], [], [], 0.5)
-        if ready:
-            chunk = os.read(process.stderr.fileno(), 65536)
-            if not chunk:
-                break
-            seen += chunk
+    with selectors.DefaultSelector() as selector:  # epoll: no limit on the descriptor's number
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while text not in seen and time.monotonic() < deadline:
+            if selector.select(0.5):
+                chunk = os.read(process.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                seen += chunk
     return seen
 
 
