@@ -1,0 +1,68 @@
+"""What every detector shares: the Detection verdict, shape access and the width tables of the families."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sdhub.models.kinds import family_of
+
+LORA_FLAVOURS = ("kohya", "locon", "loha", "lokr", "peft")
+
+#: Where sdhub records, in files it writes, that a model predicts v (SD2 768-v has no flag of its own).
+PREDICTION_METADATA_KEY = "sdhub.prediction"
+UNET_PREFIX = "model.diffusion_model."
+INPUT_CONV = UNET_PREFIX + "input_blocks.0.0.weight"
+ADM_INPUT = UNET_PREFIX + "label_emb.0.0.weight"
+
+# Real text-encoder widths: CLIP ViT-L (SD1, SDXL's first), OpenCLIP ViT-H (SD2), ViT-bigG (SDXL's second).
+TEXT_WIDTH_BASE = {768: "sd1", 1024: "sd2"}
+#: The base model a UNet's cross-attention width belongs to (the text embedding it attends to).
+CROSS_ATTENTION_BASE = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+#: UNet input channels beyond a plain model's 4 latent ones: the variant they make and what they hold.
+INPUT_CHANNEL_VARIANTS = {9: ("inpainting", "latent + mask + masked image"),
+                          8: ("instruct-pix2pix", "latent + image latent")}
+# SDXL's ADM input: pooled bigG (1280) + 6 (base) or 5 (refiner) Fourier features of 256.
+ADM_WIDTH_ARCH = {2816: "sdxl", 2560: "sdxl-refiner"}
+
+KOHYA_BASE_VERSIONS = (
+    ("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"), ("v2", "sd2"), ("v1", "sd1"), ("flux", "flux1"),
+    ("sd3", "sd3"),
+)
+MODELSPEC_BASES = (
+    ("stable-diffusion-xl-v1-refiner", "sdxl-refiner"), ("stable-diffusion-xl", "sdxl"),
+    ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"), ("flux-1", "flux1"),
+    ("stable-diffusion-v3", "sd3"),
+)
+#: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor takes in).
+TRANSFORMER_WIDTH_BASE = {3072: "flux1", 1536: "sd3", 2432: "sd3"}
+
+
+@dataclass
+class Detection:
+    """The verdict on one file; ``evidence`` says, in words, what it rests on."""
+
+    kind: str
+    architecture: str | None = None
+    variant: str | None = None  # "inpainting" | "instruct-pix2pix"
+    base_model: str | None = None  # the family a checkpoint, LoRA or embedding belongs to: sd1 | sd2 | sdxl
+    lora_flavour: str | None = None
+    embedding_vectors: int | None = None
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def inpainting(self) -> bool:
+        return self.variant == "inpainting"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "inpainting": self.inpainting}
+
+
+def family(architecture: str | None) -> str | None:
+    """The family ('sd1', 'sdxl', 'flux1'...) of an architecture name, or None."""
+    return family_of(architecture)
+
+
+def shape_of(info: Any) -> tuple[int, ...]:
+    shape = info[1] if isinstance(info, tuple) else info.shape
+    return tuple(int(size) for size in shape)
