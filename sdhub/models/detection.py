@@ -49,6 +49,8 @@ class Detection:
     lora_flavour: str | None = None
     embedding_vectors: int | None = None
     evidence: list[str] = field(default_factory=list)
+    #: Facts a kind adds beyond the fields above (e.g. a text encoder's ``families``, an upscaler's ``scale``).
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def inpainting(self) -> bool:
