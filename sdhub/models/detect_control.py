@@ -6,7 +6,8 @@ Layouts told apart (from the key names the tools publish them in):
 - diffusers: ``controlnet_cond_embedding.*``, ``controlnet_down_blocks.N``, ``controlnet_mid_block``;
 - Stability's control-LoRA: a ``lora_controlnet`` marker beside ``*.up`` / ``*.down`` factors;
 - kohya's ControlNet-LLLite (SDXL only): ``lllite_unet_*`` modules;
-- Flux: XLabs (``controlnet_blocks.N`` beside BFL ``double_blocks``), InstantX / diffusers
+- Flux: XLabs (``controlnet_blocks.N`` beside BFL ``double_blocks``; MistoLine's ``controlnet_blocks.N.linear``),
+  InstantX / diffusers
   (``controlnet_x_embedder``, ``controlnet_single_blocks``); SD3 / SD3.5 (``controlnet_blocks.N`` beside
   ``pos_embed_input``);
 - T2I-Adapter: TencentARC's ``conv_in`` + ``body.N.block1`` (light: ``body.N.in_conv``), diffusers'
@@ -42,6 +43,8 @@ def detect_control(tensors: Mapping[str, Any]) -> Detection | None:
     if "controlnet_x_embedder.weight" in names or any(n.startswith("controlnet_single_blocks.") for n in names):
         return _transformer_controlnet(tensors, "diffusers", "controlnet_x_embedder / controlnet_single_blocks "
                                        "(InstantX / diffusers Flux ControlNet)")
+    if "controlnet_blocks.0.linear.weight" in names:
+        return _transformer_controlnet(tensors, "mistoline", "controlnet_blocks.N.linear (MistoLine Flux ControlNet)")
     if "controlnet_blocks.0.weight" in names:
         if any(n.startswith("double_blocks.") for n in names):
             return _transformer_controlnet(tensors, "xlabs", "controlnet_blocks beside BFL double_blocks "
@@ -99,9 +102,8 @@ def _unet_controlnet(tensors: Mapping[str, Any], prefix: str, layout: str, found
 def _transformer_controlnet(tensors: Mapping[str, Any], layout: str, found: str) -> Detection:
     evidence = [found]
     details: dict[str, Any] = {"layout": layout}
-    width = _shape(tensors["controlnet_blocks.0.weight"])[0] if "controlnet_blocks.0.weight" in tensors else None
-    if width is None and "controlnet_x_embedder.weight" in tensors:
-        width = _shape(tensors["controlnet_x_embedder.weight"])[0]
+    width = next((_shape(tensors[key])[0] for key in ("controlnet_blocks.0.weight", "controlnet_blocks.0.linear.weight",
+                                                       "controlnet_x_embedder.weight") if key in tensors), None)
     base = TRANSFORMER_WIDTH_BASE.get(width) if width is not None else None
     architecture = base
     if base is None:

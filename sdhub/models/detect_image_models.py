@@ -110,15 +110,17 @@ def detect_clip_vision(tensors: Mapping[str, Any]) -> Detection | None:
     for prefix, layers_at, patch_key, layout in (
             ("vision_model.", "vision_model.encoder.layers.", "vision_model.embeddings.patch_embedding.weight",
              "transformers"),
-            ("visual.", "visual.transformer.resblocks.", "visual.conv1.weight", "open_clip")):
+            ("visual.", "visual.transformer.resblocks.", "visual.conv1.weight", "open_clip"),
+            # A vision model saved on its own by newer transformers drops the vision_model. prefix.
+            ("", "encoder.layers.", "embeddings.patch_embedding.weight", "transformers")):
         if patch_key not in tensors:
             continue
         depth = len({n[len(layers_at):].split(".", 1)[0] for n in tensors if n.startswith(layers_at)})
         if depth == 0:
             continue
         width, _, patch, _ = _shape(tensors[patch_key])
-        siglip = layout == "transformers" and "vision_model.embeddings.class_embedding" not in tensors
-        positions = _positions(tensors, layout)
+        siglip = layout == "transformers" and f"{prefix}embeddings.class_embedding" not in tensors
+        positions = _positions(tensors, prefix, layout)
         tokens = positions - (0 if siglip else 1) if positions else None
         side = math.isqrt(tokens) * patch if tokens and math.isqrt(tokens) ** 2 == tokens else None
         name = _vision_name(width, patch, depth, siglip)
@@ -138,8 +140,8 @@ def detect_clip_vision(tensors: Mapping[str, Any]) -> Detection | None:
     return None
 
 
-def _positions(tensors: Mapping[str, Any], layout: str) -> int | None:
-    key = ("vision_model.embeddings.position_embedding.weight" if layout == "transformers"
+def _positions(tensors: Mapping[str, Any], prefix: str, layout: str) -> int | None:
+    key = (f"{prefix}embeddings.position_embedding.weight" if layout == "transformers"
            else "visual.positional_embedding")
     return _shape(tensors[key])[0] if key in tensors else None
 
