@@ -18,6 +18,7 @@ the width at 3072; the full-size shapes of both layouts hold the same 11.9 billi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def flux_shapes(variant: str = "dev", *, size: str = "tiny", layout: str = "bfl"
     _check(layout, FLUX_LAYOUTS, "layout")
     dims = FLUX_FULL if size == "full" else FLUX_TINY
     if layout == "diffusers":
-        return {k: tuple(v.shape) for k, v in _diffusers_flux(variant, dims, "meta").items()}
+        return dict(_diffusers_flux_shapes(variant, dims))
     shapes = _flux_bfl_shapes(variant, dims)
     prefix = DIFFUSION_PREFIX if layout == "comfyui" else ""
     return {prefix + name: shape for name, shape in shapes.items()}
@@ -185,6 +186,11 @@ def _flux_bfl_shapes(variant: str, d: FluxDims) -> Shapes:
         "final_layer.adaLN_modulation.1.weight": (2 * h, h), "final_layer.adaLN_modulation.1.bias": (2 * h,),
     })
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _diffusers_flux_shapes(variant: str, dims: FluxDims) -> Shapes:
+    return {k: tuple(v.shape) for k, v in _diffusers_flux(variant, dims, "meta").items()}
 
 
 def _diffusers_flux(variant: str, dims: FluxDims, device: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -244,7 +250,7 @@ def sd3_shapes(arch: str = "sd3-medium", *, size: str = "tiny", layout: str = "o
     _check(layout, SD3_LAYOUTS, "layout")
     dims = (SD3_FULL if size == "full" else SD3_TINY)[arch]
     if layout == "diffusers":
-        return {k: tuple(v.shape) for k, v in _diffusers_sd3(dims, "meta").items()}
+        return dict(_diffusers_sd3_shapes(dims))
     prefix = DIFFUSION_PREFIX if layout == "comfyui" else ""
     return {prefix + name: shape for name, shape in _sd3_original_shapes(dims).items()}
 
@@ -307,6 +313,11 @@ def _sd3_config(d: SD3Dims) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=None)
+def _diffusers_sd3_shapes(d: SD3Dims) -> Shapes:
+    return {k: tuple(v.shape) for k, v in _diffusers_sd3(d, "meta").items()}
+
+
 def _diffusers_sd3(d: SD3Dims, device: str, seed: int = 0) -> dict[str, torch.Tensor]:
     from diffusers import SD3Transformer2DModel
 
@@ -346,20 +357,61 @@ def write_sd3_checkpoint(path: str | Path, arch: str = "sd3-medium", *, t5: bool
 # ---- UNets alone ----------------------------------------------------------------------------
 
 
-def unet_shapes(arch: str = "sdxl", *, layout: str = "ldm") -> Shapes:
-    """A tiny SD1/SD2/SDXL UNet alone: 'ldm' (under ``model.diffusion_model.``), 'ldm-bare' (``input_blocks...``)
-    or 'diffusers' (``down_blocks...``, as ``unet/diffusion_pytorch_model.safetensors``)."""
-    return {k: tuple(v.shape) for k, v in _unet_state(arch, layout).items()}
+#: The real SDXL UNets (``unet/config.json`` of stabilityai's base and refiner repositories).
+SDXL_UNET_FULL = {
+    "sdxl": {
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        "block_out_channels": [320, 640, 1280], "transformer_layers_per_block": [1, 2, 10],
+        "attention_head_dim": [5, 10, 20], "cross_attention_dim": 2048, "projection_class_embeddings_input_dim": 2816,
+    },
+    "sdxl-refiner": {
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        "block_out_channels": [384, 768, 1536, 1536], "transformer_layers_per_block": 4,
+        "attention_head_dim": [6, 12, 24, 24], "cross_attention_dim": 1280, "projection_class_embeddings_input_dim": 2560,
+    },
+}
 
 
-def _unet_state(arch: str, layout: str, seed: int = 0) -> dict[str, torch.Tensor]:
+def unet_shapes(arch: str = "sdxl", *, layout: str = "ldm", size: str = "tiny") -> Shapes:
+    """An SD1/SD2/SDXL UNet alone: 'ldm' (under ``model.diffusion_model.``), 'ldm-bare' (``input_blocks...``)
+    or 'diffusers' (``down_blocks...``, as ``unet/diffusion_pytorch_model.safetensors``). ``size='full'``
+    exists for sd1, sdxl and sdxl-refiner."""
+    return dict(_unet_shapes(arch, layout, size))
+
+
+@functools.lru_cache(maxsize=None)
+def _unet_shapes(arch: str, layout: str, size: str) -> Shapes:
+    if layout != "diffusers":  # the same tensors under other names: rename the cached diffusers map
+        diffusers_shapes = _unet_shapes(arch, "diffusers", size)
+        names = ldm_keys.unet_key_map(list(diffusers_shapes), 2)
+        prefix = "" if layout == "ldm-bare" else layouts.UNET_PREFIX
+        return {prefix + names[k]: shape for k, shape in diffusers_shapes.items()}
+    return {k: tuple(v.shape) for k, v in _unet_state(arch, layout, size=size).items()}
+
+
+def _unet_state(arch: str, layout: str, seed: int = 0, size: str = "tiny") -> dict[str, torch.Tensor]:
     _check(layout, UNET_LAYOUTS, "layout")
+    _check(size, SIZES, "size")
+    if size == "full" and arch in SDXL_UNET_FULL:
+        diffusers_unet = _full_sdxl_unet(arch)
+    else:
+        diffusers_unet = diffusers_state_dicts(arch, size, seed)["unet"]
     if layout == "diffusers":
-        return diffusers_state_dicts(arch, "tiny", seed)["unet"]
-    state = layouts.checkpoint_state(arch, seed=seed)
-    prefix = layouts.UNET_PREFIX
-    unet = {k: v for k, v in state.items() if k.startswith(prefix)}
-    return {k.removeprefix(prefix): v for k, v in unet.items()} if layout == "ldm-bare" else unet
+        return diffusers_unet
+    unet = {layouts.UNET_PREFIX + k: v for k, v in ldm_keys.unet_to_ldm(diffusers_unet, 2).items()}
+    return {k.removeprefix(layouts.UNET_PREFIX): v for k, v in unet.items()} if layout == "ldm-bare" else unet
+
+
+def _full_sdxl_unet(arch: str) -> dict[str, torch.Tensor]:
+    from diffusers import UNet2DConditionModel
+
+    config = {"in_channels": 4, "out_channels": 4, "layers_per_block": 2, "norm_num_groups": 32, "sample_size": 128,
+              "use_linear_projection": True, "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
+              **SDXL_UNET_FULL[arch]}
+    with _quiet_seeded(0, "meta"):
+        return dict(UNet2DConditionModel(**config).state_dict())
 
 
 def write_unet(path: str | Path, arch: str = "sdxl", *, layout: str = "ldm", dtype: torch.dtype = torch.float16,
@@ -375,6 +427,11 @@ def clip_shapes(which: str = "clip-l", *, size: str = "tiny", layout: str = "tra
     """CLIP-L (ViT-L/14, 768 wide) or CLIP-G (ViT-bigG/14, 1280 wide) text tower: 'transformers' names
     (``text_model.encoder.layers.N...``; CLIP-G with ``text_projection.weight``) or 'openclip' (CLIP-G only:
     ``transformer.resblocks.N...``)."""
+    return dict(_clip_shapes(which, size, layout))
+
+
+@functools.lru_cache(maxsize=None)
+def _clip_shapes(which: str, size: str, layout: str) -> Shapes:
     return {k: tuple(v.shape) for k, v in _clip_state(which, size, layout, "meta").items()}
 
 
@@ -459,6 +516,11 @@ def write_text_encoder(path: str | Path, which: str = "clip-l", *, layout: str =
 
 def vae16_shapes(*, size: str = "tiny", layout: str = "ldm") -> Shapes:
     """The 16-channel VAE of SD3 and FLUX.1 (``ae.safetensors``): LDM names without quant convs, or diffusers'."""
+    return dict(_vae16_shapes(size, layout))
+
+
+@functools.lru_cache(maxsize=None)
+def _vae16_shapes(size: str, layout: str) -> Shapes:
     return {k: tuple(v.shape) for k, v in _vae16_state(size, layout, "meta").items()}
 
 
@@ -501,6 +563,7 @@ def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch
 
 
 def _write_shapes(path: Path, shapes: Shapes, dtype: torch.dtype, seed: int) -> Path:
-    meta = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    meta = {name: (torch.arange(shape[-1]).expand(shape).contiguous() if name.endswith("position_ids")
+                   else torch.empty(shape, device="meta")) for name, shape in shapes.items()}
     state = writers.materialize(meta, torch.float32, seed)
     return writers.save_tensors(path, _cast(state, dtype))
