@@ -7,7 +7,9 @@ from typing import Any
 
 from sdhub.models.kinds import family_of
 
-LORA_FLAVOURS = ("kohya", "locon", "loha", "lokr", "peft")
+#: LoRA flavours: the LyCORIS algorithm, or the layout of a plain LoRA (described in detect_lora).
+LORA_FLAVOURS = ("kohya", "locon", "loha", "lokr", "dora", "ia3", "glora", "full", "peft", "diffusers",
+                 "diffusers-attn-proc", "lora-diffusion", "xlabs")
 
 #: Where sdhub records, in files it writes, that a model predicts v (SD2 768-v has no flag of its own).
 PREDICTION_METADATA_KEY = "sdhub.prediction"
@@ -27,12 +29,12 @@ ADM_WIDTH_ARCH = {2816: "sdxl", 2560: "sdxl-refiner"}
 
 KOHYA_BASE_VERSIONS = (
     ("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"), ("v2", "sd2"), ("v1", "sd1"), ("flux", "flux1"),
-    ("sd3", "sd3"),
+    ("sd3", "sd3"), ("sd_1", "sd1"), ("sd1", "sd1"), ("sd_2", "sd2"), ("sd2", "sd2"),
 )
 MODELSPEC_BASES = (
     ("stable-diffusion-xl-v1-refiner", "sdxl-refiner"), ("stable-diffusion-xl", "sdxl"),
     ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"), ("flux-1", "flux1"),
-    ("stable-diffusion-v3", "sd3"),
+    ("stable-diffusion-3", "sd3"),
 )
 #: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor takes in).
 TRANSFORMER_WIDTH_BASE = {3072: "flux1", 1536: "sd3", 2432: "sd3"}
