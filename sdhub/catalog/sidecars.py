@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -54,10 +55,22 @@ def move_sidecars(old_model_path: str | Path, new_model_path: str | Path) -> lis
             continue
         try:
             os.rename(old, new)
-        except OSError:
-            continue  # another file system or no permission: the old one stays, as before
+        except OSError as error:
+            if error.errno != errno.EXDEV or not _copy_across(old, new):
+                continue  # no permission, or the copy failed: the old one stays, as before
         moved.append(new)
     return moved
+
+
+def _copy_across(old: Path, new: Path) -> bool:
+    """Move a sidecar to another file system: a whole copy under the new name first, then the old one goes."""
+    try:
+        with open(old, "rb") as source, atomic_output(new, overwrite=False) as out:
+            shutil.copyfileobj(source, out)
+        old.unlink()
+    except OSError:
+        return False
+    return True
 
 
 def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:

@@ -48,3 +48,39 @@ def family_of(architecture: str | None) -> str | None:
     if architecture in FAMILY_ARCHITECTURES:
         return architecture
     return _FAMILY_OF.get(architecture)
+
+
+#: Other names users and tools give the kinds (folder names of A1111, ComfyUI and StabilityMatrix,
+#: Civitai's model types, plurals); ``kind_named`` accepts them, in any case, with - or _.
+KIND_ALIASES: dict[str, str] = {
+    "model": "checkpoint", "checkpoints": "checkpoint", "stable-diffusion": "checkpoint",
+    "stablediffusion": "checkpoint",
+    "diffusion-models": "diffusion-model", "diffusionmodel": "diffusion-model", "diffusionmodels": "diffusion-model",
+    "unet": "diffusion-model",
+    "loras": "lora", "lycoris": "lora", "locon": "lora", "loha": "lora", "lokr": "lora", "dora": "lora",
+    "embeddings": "embedding", "textualinversion": "embedding", "textual-inversion": "embedding", "ti": "embedding",
+    "vaes": "vae",
+    "text-encoders": "text-encoder", "text-encoder": "text-encoder", "textencoder": "text-encoder",
+    "textencoders": "text-encoder", "clip": "text-encoder", "t5": "text-encoder",
+    "controlnets": "controlnet", "control-net": "controlnet", "t2i-adapter": "controlnet", "t2iadapter": "controlnet",
+    "control-lora": "controlnet",
+    "ipadapter": "ip-adapter", "ip-adapters": "ip-adapter", "ipadapters": "ip-adapter",
+    "clipvision": "clip-vision", "vision-encoder": "clip-vision",
+    "upscalers": "upscaler", "upscale-models": "upscaler", "upscale-model": "upscaler", "esrgan": "upscaler",
+    "realesrgan": "upscaler", "swinir": "upscaler",
+    "preview-decoders": "preview-decoder", "vae-approx": "preview-decoder", "approxvae": "preview-decoder",
+    "taesd": "preview-decoder",
+    "hypernetworks": "hypernetwork", "hypernet": "hypernetwork",
+    "unknown": OTHER,
+}
+
+
+def kind_named(name: str) -> str:
+    """The kind ``name`` means (a kind or one of its aliases); a usage error listing the kinds otherwise."""
+    from sdhub.errors import UsageError
+
+    wanted = name.strip().lower().replace("_", "-").replace(" ", "-")
+    kind = wanted if wanted in KIND_DESCRIPTIONS else KIND_ALIASES.get(wanted)
+    if kind is None:
+        raise UsageError(f"unknown kind {name!r}; choose one of: {', '.join(KINDS)}")
+    return kind

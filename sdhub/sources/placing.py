@@ -78,11 +78,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def place_file(source: Path, folder: Path, name: str, sha256: str, size: int) -> tuple[Path, bool]:
+def place_file(source: Path, folder: Path, name: str, sha256: str, size: int, *,
+               reuse_identical: bool = True) -> tuple[Path, bool]:
     """Move a verified temporary file (in ``folder``) to ``folder/name`` without overwriting anything.
 
-    Identical bytes already under the name are reused (the source is dropped); a different file
-    there means the next free ``name-2``, ``name-3``... Returns (path, reused).
+    Identical bytes already under the name are reused (the source is dropped) unless
+    ``reuse_identical`` is False (``sdhub mv`` keeps every copy); a different file there means the
+    next free ``name-2``, ``name-3``... Returns (path, reused).
     """
     if source.parent.resolve() != folder.resolve():
         source = _stage_into(source, folder)
@@ -90,7 +92,8 @@ def place_file(source: Path, folder: Path, name: str, sha256: str, size: int) ->
     while True:
         candidate = folder / (name if number == 1 else numbered_name(name, number))
         if candidate.exists():
-            if candidate.is_file() and candidate.stat().st_size == size and sha256_file(candidate) == sha256:
+            if reuse_identical and candidate.is_file() and candidate.stat().st_size == size \
+                    and sha256_file(candidate) == sha256:
                 source.unlink(missing_ok=True)
                 return candidate, True
             number += 1
