@@ -5,6 +5,7 @@ SD3/SD3.5 and FLUX.1: the flavour and the base model a user sees, and the eviden
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -266,6 +267,16 @@ def test_the_pickled_forms_convert_and_verify(lora_files: dict[str, Path], tmp_p
     assert sdhub.inspect(processors.output).detection.lora_flavour == "diffusers-attn-proc"
 
 
+def test_convert_verify_on_the_command_line(lora_files: dict[str, Path], tmp_path: Path, run_cli) -> None:
+    text_encoder = tmp_path / "lora.text_encoder.pt"
+    text_encoder.write_bytes(lora_files["lora.text_encoder.pt"].read_bytes())
+    result = run_cli("convert", text_encoder, "--verify")
+    assert result.exit_code == 0, result.stderr
+    inspected = run_cli("inspect", tmp_path / "lora.text_encoder.safetensors", "--json")
+    data = json.loads(inspected.stdout)
+    assert (data["kind"], data["lora_flavour"], data["base_model"]) == ("lora", "lora-diffusion", "sd1")
+
+
 def test_scan_and_hash_catalogue_each_format_with_its_base(lora_files: dict[str, Path], tmp_path: Path) -> None:
     home = sdhub.init_home(tmp_path / "home", "sdhub")
     folder = home.folder("lora")
@@ -273,6 +284,9 @@ def test_scan_and_hash_catalogue_each_format_with_its_base(lora_files: dict[str,
               "pytorch_lora_weights.bin"]
     for name in picked:
         (folder / name).write_bytes(lora_files[name].read_bytes())
+    # A Flux LoRA whose metadata says SD 1.5 is catalogued as the Flux LoRA its tensors prove.
+    layouts.write_lora(folder / "flux-claims-sd15.safetensors", "flux1", "kohya", text_encoders=False,
+                       metadata={"ss_base_model_version": "sd_1.5", "ss_v2": "False"})
     report = sdhub.scan(home)
     assert report.errors == []
     expected = {c[0]: c[5] for c in FILE_CASES}
@@ -280,10 +294,24 @@ def test_scan_and_hash_catalogue_each_format_with_its_base(lora_files: dict[str,
         for name in picked:
             asset = catalog.find(str(folder / name))
             assert (asset.kind, asset.base_model) == ("lora", expected[name]), name
-        assert {a.name for a in catalog.list_assets(kind="lora", base="flux1")} == {"flux-xlabs"}
+        assert catalog.find(str(folder / "flux-claims-sd15.safetensors")).base_model == "flux1"
+        assert {a.name for a in catalog.list_assets(kind="lora", base="flux1")} == {"flux-xlabs", "flux-claims-sd15"}
     for name in ("flux-xlabs.safetensors", "lora.pt"):
         hashes = sdhub.hash(lora_files[name])
         assert (hashes.kind, hashes.not_a_model) == ("lora", None)
         assert hashes.file.sha256 == hashlib.sha256(lora_files[name].read_bytes()).hexdigest()
     # AutoV3 (A1111's LoRA short hash): the tensor data's hash, as kohya's sshs_model_hash would record it.
     assert sdhub.hash(lora_files["flux-xlabs.safetensors"]).file.autov3
+
+
+@pytest.mark.parametrize("prefix", ["lycoris_", "lora_transformer_"])
+@pytest.mark.parametrize("width, base", [(3072, "flux1"), (1536, "sd3"), (2432, "sd3")])
+def test_lycoris_on_diffusers_transformers_is_placed_by_width(prefix: str, width: int, base: str) -> None:
+    # LyCORIS as SimpleTuner runs it names diffusers' modules with its "lycoris_" prefix; others use kohya's style.
+    module = f"{prefix}transformer_blocks_0_attn_to_q"
+    tensors = {f"{module}.lokr_w1": (torch.bfloat16, (16, 16)),
+               f"{module}.lokr_w2": (torch.bfloat16, (width // 16, width // 16)),
+               f"{module}.alpha": (torch.bfloat16, ())}
+    detection = detect(tensors, {})
+    assert (detection.kind, detection.lora_flavour, detection.base_model) == ("lora", "lokr", base)
+    assert any(f"attention input width {width}" in line for line in detection.evidence)
