@@ -140,10 +140,13 @@ def lora_flavour(names: list[str]) -> str | None:
         return "lora"  # a list of tensors: detect_lora checks for (up, down) pairs
     for name in names:
         match = _LORA_DIFFUSION_SAFETENSORS.match(name) or _PROCESSOR_FACTOR.match(name) or _ROLE.match(name)
-        if match is not None and (match.re is not _ROLE or _has_factors({match.group("role"): ()})
-                                  or match.group("role") in _DOWN_ROLES):
+        if match is not None and (match.re is not _ROLE or match.group("role") in _SHIM_ROLES):
             return "lora"
     return None
+
+
+_SHIM_ROLES = {"lora_down.weight", "lora_A.weight", "lora.down.weight", "lora_linear_layer.down.weight", "hada_w1_a",
+               "lokr_w1", "lokr_w1_a", "diff", "a1.weight", "on_input"}
 
 
 def _read_layout(tensors: Mapping[str, Any], metadata: Mapping[str, str]
@@ -209,8 +212,13 @@ def _read_layout(tensors: Mapping[str, Any], metadata: Mapping[str, str]
     return flavour, lora_modules, evidence
 
 
+#: Sets of roles that make a module a network's: each algorithm's factors (a lone ``weight`` or ``alpha`` does not).
+_FACTOR_SETS = ({"down", "up"}, {"hada_w1_a", "hada_w1_b"}, {"lokr_w1"}, {"lokr_w1_a", "lokr_w1_b"}, {"diff"},
+                {"a1.weight", "b1.weight"}, {"weight", "on_input"})
+
+
 def _has_factors(factors: dict[str, tuple[int, ...]]) -> bool:
-    return bool({"down", "up", "hada_w1_a", "lokr_w1", "lokr_w1_a", "diff", "a1.weight", "on_input"} & set(factors))
+    return any(needed <= factors.keys() for needed in _FACTOR_SETS)
 
 
 def _plain_flavour(names: list[str], tensors: Mapping[str, Any], metadata: Mapping[str, str], roles: set[str]
@@ -341,6 +349,12 @@ def _from_diffusion_part(modules: list[_Module], evidence: list[str]) -> tuple[s
             architecture = "sd3.5-medium"
             evidence.append("a second attention (attn2) in the joint blocks: SD3.5 medium (MMDiT-X)")
         return base, architecture
+    for module in modules:  # a network of other layers still shows its blocks
+        structure = ("flux1" if re.search(r"(^|_)(double|single)_blocks_\d", module.name)
+                     else "sd3" if re.search(r"(^|_)joint_blocks_\d", module.name) else None)
+        if structure:
+            evidence.append("Flux double/single blocks" if structure == "flux1" else "SD3 joint blocks")
+            return structure, None
     for module in modules:
         if _CROSS_ATTENTION_KV.search(module.name) and _UNET_BLOCKS.search(module.name):
             width = module.input_width

@@ -315,3 +315,14 @@ def test_lycoris_on_diffusers_transformers_is_placed_by_width(prefix: str, width
     detection = detect(tensors, {})
     assert (detection.kind, detection.lora_flavour, detection.base_model) == ("lora", "lokr", base)
     assert any(f"attention input width {width}" in line for line in detection.evidence)
+
+
+def test_blocks_tell_the_family_when_no_attention_is_patched() -> None:
+    mlp_only = {k: v for k, v in layouts.lora_shapes("sd3", "kohya", size="tiny", text_encoders=False).items()
+                if "_mlp_" in k}
+    assert mlp_only and detect(_infos(mlp_only), {}).base_model == "sd3"
+    flux_mlp = {k: v for k, v in layouts.lora_shapes("flux1", "comfyui", size="tiny").items() if "_mlp." in k}
+    assert flux_mlp and detect(_infos(flux_mlp), {}).base_model == "flux1"
+    # A lone a1 (no b1), or weights without LyCORIS' on_input, are no network.
+    assert detect({"block.a1.weight": (torch.float32, (8, 4)), "block.conv.weight": (torch.float32, (8, 8, 3, 3))},
+                  {}).kind != "lora"
