@@ -39,6 +39,21 @@ class BadInputError(SdhubError):
     exit_code = 2
 
 
+class NotAModelError(BadInputError):
+    """The file reads fine but holds no model: a pickle without tensors, or a stand-in (below)."""
+
+
+class StandInFileError(NotAModelError):
+    """A file saved under a model's name instead of the model: empty, a Git LFS pointer, a web page.
+
+    Its hashes would be taken for the model's, so even ``hash`` refuses it.
+    """
+
+
+class UnsupportedStructureError(BadInputError):
+    """A pickle holds tensors in a structure sdhub cannot name them from (under tuple keys, inside objects)."""
+
+
 class UnsafeFileError(SdhubError):
     """A file would run code or touch things outside itself if loaded; it is refused."""
 

@@ -22,7 +22,7 @@ from sdhub.errors import BadInputError, Interrupted, SdhubError, UnsafeFileError
 from sdhub.progress import NULL_PROGRESS, Progress, QuietProgress
 
 #: File name endings the catalog treats as model files (lower case).
-MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 
 #: Names of files still being written or left behind by interrupted writers.
 _TEMPORARY_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", "~")

@@ -1,13 +1,13 @@
-"""Reading and writing model files: safetensors, torch zip and legacy torch pickles, safely.
+"""Reading and writing model files: safetensors, GGUF, torch zip and legacy torch pickles, safely.
 
 ``open_model(path)`` opens any of them without executing anything from the file;
 ``write_safetensors`` streams tensors into a new ``.safetensors`` file one at a time.
 """
 
-from sdhub.formats.model_file import ModelFile, ReadReport, TensorInfo, TensorSource, open_model
+from sdhub.formats.model_file import ModelFile, Quantisation, ReadReport, TensorInfo, TensorSource, open_model
 from sdhub.formats.safetensors_writer import DeferredValue, RawSource, TensorSpec, write_safetensors
 
 __all__ = [
-    "DeferredValue", "ModelFile", "RawSource", "ReadReport", "TensorInfo", "TensorSource", "TensorSpec",
+    "DeferredValue", "ModelFile", "Quantisation", "RawSource", "ReadReport", "TensorInfo", "TensorSource", "TensorSpec",
     "open_model", "write_safetensors",
 ]

@@ -1,4 +1,4 @@
-"""``open_model``: one read-only view of any model file (.safetensors, torch zip, legacy torch).
+"""``open_model``: one read-only view of any model file (.safetensors, GGUF, torch zip, legacy torch).
 
 Opening a file validates its container and, for pickles, runs the safe unpickler; it reads
 the header/pickle only, never the tensor data. Tensors are then described by ``tensors``
@@ -11,17 +11,22 @@ from __future__ import annotations
 import math
 import mmap
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sdhub.errors import BadInputError, NotFoundError, UnsafeFileError, UsageError
+from sdhub.errors import BadInputError, NotFoundError, StandInFileError, UnsafeFileError, UsageError
+from sdhub.formats.bnb_quant import read_bnb_weights
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
+from sdhub.formats.quantised import QUANTISED, quantised_refusal
+from sdhub.formats.gguf_file import GGUF_MAGIC, read_gguf
 from sdhub.formats.pickle_values import PickleReport, is_contiguous
 from sdhub.formats.regular_file import open_regular_file
 from sdhub.formats.safe_unpickler import DEFAULT_LIMITS, Limits, SafeUnpickler
 from sdhub.formats.safetensors_file import looks_like_safetensors, read_safetensors_header
 from sdhub.formats.safetensors_writer import RawSource, TensorSpec
+from sdhub.formats.stand_ins import HEAD_BYTES, stand_in_reason
 from sdhub.formats.torch_legacy import looks_like_legacy, read_legacy, reads_as_tar
 from sdhub.formats.torch_zip import ZIP_MAGIC, read_data_pickle, read_zip, storage_loader
 from sdhub.formats.weights import byte_swapped, find_weights
@@ -31,14 +36,19 @@ class TensorInfo:
     """What a tensor is without its data: name, dtype, shape and size in bytes.
 
     ``dtype`` is a ``torch.dtype`` (torch is imported on first use); ``dtype_name`` is the
-    safetensors name (``"F16"``), available without torch.
+    safetensors name (``"F16"``), available without torch. A quantised tensor (a GGUF ``"Q8_0"``,
+    a bitsandbytes ``"NF4"``) has its type's name, its shape as the model uses it (what detection
+    needs) and ``nbytes`` as stored.
     """
 
     __slots__ = ("name", "dtype_name", "shape", "nbytes")
 
     def __init__(self, name: str, dtype: Any, shape: tuple[int, ...], nbytes: int | None = None) -> None:
         self.name = name
-        self.dtype_name = dtype_name(dtype)
+        quantised = isinstance(dtype, str) and dtype in QUANTISED
+        if quantised and nbytes is None:
+            raise UsageError(f"tensor {name!r}: a quantised tensor's size is given, not computed")
+        self.dtype_name = dtype if quantised else dtype_name(dtype)
         self.shape = tuple(shape)
         self.nbytes = math.prod(self.shape) * DTYPES[self.dtype_name].itemsize if nbytes is None else nbytes
 
@@ -110,21 +120,57 @@ class ReadReport:
                 "protocol": self.protocol}
 
 
+@dataclass(frozen=True)
+class Quantisation:
+    """How a quantised file stores its weights: the scheme and how many tensors of each type it holds.
+
+    ``scheme`` is ``"gguf"`` or ``"bitsandbytes"``; ``types`` counts tensors by type name, quantised
+    or not (``{"Q8_0": 304, "F32": 476}``); ``quantised`` counts those of a quantised type.
+    """
+
+    scheme: str
+    types: dict[str, int]
+
+    @property
+    def quantised(self) -> int:
+        return sum(count for name, count in self.types.items() if name in QUANTISED)
+
+    def describe(self) -> str:
+        """One line for people, quantised types first: "GGUF, Q8_0 x304, F32 x476" / "bitsandbytes NF4 quantised, 304 tensors"."""
+        if self.scheme == "bitsandbytes":
+            kinds = "/".join(sorted(name for name in self.types if name in QUANTISED)) or "4-bit"
+            return f"bitsandbytes {kinds} quantised, {self.quantised} tensors"
+        order = sorted(self.types.items(), key=lambda item: (item[0] not in QUANTISED, -item[1], item[0]))
+        counts = ", ".join(f"{name} x{count}" for name, count in order)
+        return f"GGUF, {counts}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scheme": self.scheme, "types": dict(sorted(self.types.items())), "quantised_tensors": self.quantised,
+                "summary": self.describe()}
+
+
 class ModelFile:
     """An open model file: tensor descriptions, metadata, and one-tensor-at-a-time access."""
 
     def __init__(self, path: Path, file: Any, size: int, format: str, sources: dict[str, TensorSource],
-                 metadata: dict[str, str], report: ReadReport, embedding_layout: bool = False) -> None:
+                 metadata: dict[str, str], report: ReadReport, embedding_layout: bool = False, *,
+                 quantised: dict[str, TensorInfo] | None = None, quantisation: Quantisation | None = None,
+                 rewrite_refusal: str | None = None) -> None:
         self.path = path
         self.size = size
         self.format = format
         self.metadata = metadata
         self.report = report
         self.embedding_layout = embedding_layout
+        #: The quantisation scheme and types when the file is quantised (GGUF, bitsandbytes), else None.
+        self.quantisation = quantisation
+        #: Why the file cannot be rewritten (prune, cast, convert), or None when it can.
+        self.rewrite_refusal = rewrite_refusal
         self._file = file
         self._sources = sources
+        quantised = quantised or {}
         self.tensors: dict[str, TensorInfo] = {
-            name: TensorInfo(name, src.dtype, src.shape) for name, src in sources.items()
+            name: quantised.get(name) or TensorInfo(name, src.dtype, src.shape) for name, src in sources.items()
         }
 
     # -- lifecycle
@@ -144,6 +190,11 @@ class ModelFile:
         if self._file is None:
             raise UsageError(f"{self.path.name} is closed")
         return self._file.fileno()
+
+    def check_rewritable(self) -> None:
+        """Raise the one-line reason when this file cannot be rewritten (a GGUF or bitsandbytes file)."""
+        if self.rewrite_refusal is not None:
+            raise BadInputError(self.rewrite_refusal)
 
     # -- access
     def source(self, name: str) -> TensorSource:
@@ -166,6 +217,8 @@ class ModelFile:
         import torch
 
         src = self.source(name)
+        if self.tensors[name].dtype_name in QUANTISED:
+            raise BadInputError(f"{self.path.name}: {quantised_refusal(self.tensors[name].dtype_name)}")
         dtype = torch_dtype(src.dtype)
         first, end = src.element_span()
         if end == first:
@@ -188,6 +241,7 @@ class ModelFile:
         ``transform`` must be elementwise and return ``dtype`` (default: the tensor's own dtype);
         ``out_shape`` writes the same elements in another shape (a reshape, never a transpose).
         """
+        self.check_rewritable()
         src = self.source(name)
         out_dtype = dtype_name(dtype) if dtype is not None else src.dtype
         if transform is None and out_dtype != src.dtype:
@@ -216,7 +270,10 @@ def _byteswapped(flat: Any) -> Any:
 
 
 def open_model(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> ModelFile:
-    """Open a .safetensors, torch zip or legacy torch file safely (nothing in it is executed)."""
+    """Open a .safetensors, GGUF, torch zip or legacy torch file safely (nothing in it is executed).
+
+    A file saved in a model's place (empty, a Git LFS pointer, a web page) raises ``StandInFileError``.
+    """
     path = Path(path)
     file = open_regular_file(path)
     try:
@@ -243,22 +300,51 @@ def _open(path: Path, file: Any, size: int, limits: Limits) -> ModelFile:
             e.name: TensorSource(e.dtype, e.shape, _contiguous_stride(e.shape), 0, e.start, e.name)
             for e in header.entries.values()
         }
-        return ModelFile(path, file, size, "safetensors", sources, header.metadata, ReadReport("safetensors"))
+        weights, types = read_bnb_weights(fd, header.entries)
+        if not weights:
+            return ModelFile(path, file, size, "safetensors", sources, header.metadata, ReadReport("safetensors"))
+        quantisation = Quantisation("bitsandbytes", dict(types))
+        refusal = (f"{source}: is {quantisation.describe()}; sdhub reads, hashes and catalogues it but does not "
+                   "dequantise or rewrite it (prune, cast and convert need an unquantised copy of the model)")
+        quantised = {name: TensorInfo(name, type_name, shape, stored)
+                     for name, (type_name, shape, stored) in weights.items()}
+        return ModelFile(path, file, size, "safetensors", sources, header.metadata, ReadReport("safetensors"),
+                         quantised=quantised, quantisation=quantisation, rewrite_refusal=refusal)
+    if head[:4] == GGUF_MAGIC:
+        return _open_gguf(path, file, size, source)
+    stand_in = stand_in_reason(os.pread(fd, HEAD_BYTES, 0), size)
+    if stand_in is not None:
+        raise StandInFileError(f"{source}: {stand_in}")
     raise BadInputError(f"{source}: {_unknown_format(head)}")
 
 
+def _open_gguf(path: Path, file: Any, size: int, source: str) -> ModelFile:
+    contents = read_gguf(file, size, source)
+    sources: dict[str, TensorSource] = {}
+    quantised: dict[str, TensorInfo] = {}
+    for tensor in contents.tensors:
+        plain = tensor.plain_dtype
+        if plain is not None:
+            sources[tensor.name] = TensorSource(plain, tensor.shape, _contiguous_stride(tensor.shape), 0,
+                                                tensor.data_offset, tensor.name)
+        else:  # the stored blocks as bytes; the tensor keeps its model shape and GGML type name
+            sources[tensor.name] = TensorSource("U8", (tensor.nbytes,), (1,), 0, tensor.data_offset, tensor.name)
+            quantised[tensor.name] = TensorInfo(tensor.name, tensor.type_name, tensor.shape, tensor.nbytes)
+    quantisation = Quantisation("gguf", dict(Counter(tensor.type_name for tensor in contents.tensors)))
+    refusal = (f"{source}: is a GGUF file ({quantisation.describe()}); sdhub reads, hashes and catalogues GGUF "
+               "files but does not rewrite them (prune, cast and convert need an unquantised .safetensors)")
+    return ModelFile(path, file, size, "gguf", sources, contents.metadata, ReadReport("gguf"), quantised=quantised,
+                     quantisation=quantisation, rewrite_refusal=refusal)
+
+
 def _unknown_format(head: bytes) -> str:
-    if not head:
-        return "is empty (0 bytes): a download or copy that never started; get it again"
-    if head.lstrip()[:64].lower().startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
-        return "is a web page, not a model (a login or error page saved under the model's name?); get it again"
     if head[:2] == b"\x1f\x8b":
         return "is gzip-compressed; torch never writes that, refusing it"
     if head[:6] == b"7z\xbc\xaf\x27\x1c":
         return "is a 7z archive; torch never writes that, refusing it"
     if head[:1] == b"\x80":
         return "is a pickle but not a torch checkpoint; refusing it"
-    return "is not a model file (.safetensors, .ckpt, .pt, .pth or .bin)"
+    return "is not a model file (.safetensors, .gguf, .ckpt, .pt, .pth or .bin)"
 
 
 def _contiguous_stride(shape: tuple[int, ...]) -> tuple[int, ...]:

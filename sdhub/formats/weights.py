@@ -3,10 +3,20 @@
 Lightning/SD ``.ckpt`` files keep tensors under ``state_dict``; others under ``model`` or
 ``module``, or as a bare dict. Nested dicts, lists and tuples are flattened with dotted names
 by path (``layers.0.weight``, int keys as their number: an A1111 hypernetwork's
-``768.0.linear.0.weight``). An A1111 textual-inversion ``.pt`` (its only tensors under
-``string_to_param``/``string_to_token``) becomes the A1111 ``.safetensors`` layout
-(``emb_params``). Everything that is not a tensor is listed as dropped; plain top-level
-scalars are kept as extras for the report.
+``768.0.linear.0.weight``; an IP-Adapter ``.bin``'s ``{"image_proj": {...}, "ip_adapter": {...}}``
+gives ``image_proj.proj.weight`` and ``ip_adapter.1.to_k_ip.weight``). An A1111 textual-inversion
+``.pt`` (its only tensors under ``string_to_param``/``string_to_token``) becomes the A1111
+``.safetensors`` layout (``emb_params``). Everything that is not a tensor is listed as dropped;
+plain top-level scalars are kept as extras for the report.
+
+A pickle that is a list or tuple of tensors names them by position: ``"0"``, ``"1"``, ... (a
+list inside it: ``"2.0"``). cloneofsimo's ``lora_diffusion`` ``.pt`` files are exactly this: the
+LoRA up and down weights of each patched layer in turn, ``"0"`` up, ``"1"`` down, ``"2"`` up...
+(its detector relies on these names). A single bare tensor is named ``"tensor"``.
+
+What cannot be named sensibly (tensors in a set, under tuple or float keys, inside an object
+that is not a container) raises ``UnsupportedStructureError`` ("an unsupported structure");
+a pickle without tensors (an empty dict) raises ``NotAModelError``: neither is "corrupt".
 
 The walk is bounded: every container's "holds tensors" answer is computed once (a shared
 sub-dict is not re-walked per path), walk steps are counted against a budget, and the
@@ -18,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdhub.errors import BadInputError
+from sdhub.errors import BadInputError, NotAModelError, UnsupportedStructureError
 from sdhub.formats.dtypes import DTYPES
 from sdhub.formats.pickle_values import Global, Inert, NumpyDType, TensorRef, TorchDType
 from sdhub.formats.safe_unpickler import DEFAULT_LIMITS, Limits
@@ -148,7 +158,7 @@ def find_weights(value: Any, source: str, *, file_size: int | None = None, limit
     walker = _Walker(source, max(limits.walk_floor, 2 * objects))
     found = _find(value, source, walker)
     if not found.tensors:
-        raise BadInputError(f"{source}: contains no tensors; nothing to convert")
+        raise NotAModelError(f"{source}: holds no tensors ({_holding(value)}); it is not a model")
     if file_size is not None:
         check_expansion(found.tensors, file_size, source, limits)
     return found
@@ -162,7 +172,11 @@ def _find(value: Any, source: str, walker: _Walker) -> FoundWeights:
         _flatten(value, "", found, walker)
         return found
     if not isinstance(value, dict):
-        raise BadInputError(f"{source}: holds a {describe(value)}, not a dict of tensors; nothing to convert")
+        inside = (value.args, value.state, value.items) if isinstance(value, Inert) else value
+        if _unnameable(value) or walker.holds_tensors(inside):
+            raise UnsupportedStructureError(f"{source}: holds its tensors in an unsupported structure "
+                                            f"({_holding(value)}); sdhub cannot name them, refusing it")
+        return FoundWeights({})
     if _is_embedding(value, walker):
         return _embedding(value, source)
 
@@ -180,6 +194,29 @@ def _find(value: Any, source: str, walker: _Walker) -> FoundWeights:
         _report_outside(value, prefix_path, found)
     _flatten(root, "", found, walker)
     return found
+
+
+def _unnameable(value: Any) -> bool:
+    """Whether tensors sit directly in a set (no order, no keys: nothing to name them by)."""
+    return isinstance(value, (set, frozenset)) and any(isinstance(item, TensorRef) for item in value)
+
+
+def _holding(value: Any) -> str:
+    """What a pickle's value is, in words: "an empty dict", "a list of 3 items", "a set of 2 tensors"."""
+    if isinstance(value, dict):
+        if not value:
+            return "an empty dict"
+        keys = ", ".join(repr(key)[:40] for key in list(value)[:3]) + (", ..." if len(value) > 3 else "")
+        return f"a dict of {len(value)} entries: {keys}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        kind = type(value).__name__
+        article = "an" if kind[0] in "aeiou" else "a"
+        if not value:
+            return f"an empty {kind}"
+        tensors = sum(isinstance(item, TensorRef) for item in value)
+        return f"{article} {kind} of {len(value)} items" + (f", {tensors} of them tensors" if tensors else "")
+    name = describe(value)
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _is_embedding(value: dict, walker: _Walker) -> bool:
@@ -230,9 +267,10 @@ def _flatten(root: Any, prefix: str, found: FoundWeights, walker: _Walker) -> No
             item = _mapping(item)
             if part is None:
                 if walker.holds_tensors(item):
-                    raise BadInputError(f"{source}: holds tensors under a {type(key).__name__} key "
-                                        f"({repr(prefix)[1:-1]}{repr(key)[:60]}), which cannot name them; "
-                                        "refusing to drop them")
+                    raise UnsupportedStructureError(
+                        f"{source}: holds its tensors in an unsupported structure (tensors under a "
+                        f"{type(key).__name__} key, {repr(prefix)[1:-1]}{repr(key)[:60]}); sdhub cannot name them, "
+                        "refusing it")
                 found.dropped.append(f"{prefix}{repr(key)[:80]} ({describe(item)})")
                 continue
             name = prefix + part
@@ -246,6 +284,10 @@ def _flatten(root: Any, prefix: str, found: FoundWeights, walker: _Walker) -> No
                 stack.append((item, name + ".", depth + 1))
             elif depth == 0 and isinstance(item, (int, float, str, bool)) and isinstance(node, dict):
                 found.extras[name] = item
+            elif _unnameable(item):
+                raise UnsupportedStructureError(f"{source}: holds its tensors in an unsupported structure "
+                                                f"({_holding(item)} at {name[:80]}); sdhub cannot name them, "
+                                                "refusing it")
             else:
                 found.dropped.append(f"{name} ({walker.label(item)})")
 

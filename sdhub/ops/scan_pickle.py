@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdhub.errors import BadInputError, SdhubError, UnsafeFileError, UsageError
+from sdhub.errors import (BadInputError, NotAModelError, SdhubError, UnsafeFileError, UnsupportedStructureError,
+                          UsageError)
 from sdhub.formats import open_model
 from sdhub.formats.pickle_values import PickleReport, StorageRef
 from sdhub.formats.regular_file import open_regular_file
@@ -28,7 +29,7 @@ class ScanReport:
 
     path: str
     format: str
-    verdict: str                                   # safe | refused | corrupt
+    verdict: str                                   # safe | refused | corrupt | not-a-model | unsupported
     reason: str = ""
     globals: dict[str, str] = field(default_factory=dict)
     opcodes: dict[str, int] = field(default_factory=dict)
@@ -100,7 +101,9 @@ def scan_pickle(path: str | os.PathLike[str]) -> ScanReport:
             report.tensors = len(model.tensors)
             report.placeholders = model.report.placeholders
     except (UnsafeFileError, BadInputError, UsageError) as error:
-        report.verdict = "refused" if isinstance(error, UnsafeFileError) else "corrupt"
+        report.verdict = ("refused" if isinstance(error, UnsafeFileError) else "not-a-model"
+                          if isinstance(error, NotAModelError) else "unsupported"
+                          if isinstance(error, UnsupportedStructureError) else "corrupt")
         report.reason = error.message
         report.exit_code = error.exit_code
     return report
