@@ -129,7 +129,12 @@ def detect_lora(tensors: Mapping[str, Any], metadata: Mapping[str, str], _flavou
         return None if _flavour is None else Detection("unknown", evidence=["no LoRA factors recognised"])
     flavour, modules, evidence = found
     base, architecture, candidates = _base_model(modules, metadata, evidence)
-    details = {"families": sorted(candidates)} if base is None and candidates else {}
+    details: dict[str, Any] = {"families": sorted(candidates)} if base is None and candidates else {}
+    # Trainers (OneTrainer, kohya) can bundle the embeddings trained with the LoRA: bundle_emb.<name>.<encoder>.
+    if bundled := sorted({name.split(".")[1] for name in tensors if name.startswith("bundle_emb.") and
+                          name.count(".") >= 2}):
+        details["bundled_embeddings"] = bundled
+        evidence.append(f"with {len(bundled)} bundled embedding(s): {', '.join(bundled)}")
     return Detection("lora", base_model=family(base), architecture=architecture, lora_flavour=flavour,
                      evidence=evidence, details=details)
 

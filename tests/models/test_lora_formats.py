@@ -326,3 +326,12 @@ def test_blocks_tell_the_family_when_no_attention_is_patched() -> None:
     # A lone a1 (no b1), or weights without LyCORIS' on_input, are no network.
     assert detect({"block.a1.weight": (torch.float32, (8, 4)), "block.conv.weight": (torch.float32, (8, 8, 3, 3))},
                   {}).kind != "lora"
+
+
+def test_embeddings_bundled_in_a_lora_are_named() -> None:
+    shapes = _infos({**layouts.lora_shapes("sdxl", "kohya", size="tiny"),
+                     "bundle_emb.sksdog.clip_l": (2, 768), "bundle_emb.sksdog.clip_g": (2, 1280)})
+    detection = detect(shapes, {})
+    assert (detection.kind, detection.base_model) == ("lora", "sdxl")
+    assert detection.details["bundled_embeddings"] == ["sksdog"]
+    assert "with 1 bundled embedding(s): sksdog" in detection.evidence
