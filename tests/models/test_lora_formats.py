@@ -335,3 +335,23 @@ def test_embeddings_bundled_in_a_lora_are_named() -> None:
     assert (detection.kind, detection.base_model) == ("lora", "sdxl")
     assert detection.details["bundled_embeddings"] == ["sksdog"]
     assert "with 1 bundled embedding(s): sksdog" in detection.evidence
+
+
+def test_sdxl_loras_as_diffusers_and_comfyui_save_them() -> None:
+    # diffusers' train_dreambooth_lora_sdxl.py: UNet lora.down/lora.up, text encoders lora_linear_layer.
+    diffusers = {}
+    for module, (out_dim, in_dim) in {
+            "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k": (640, 2048),
+            "text_encoder.text_model.encoder.layers.0.self_attn.q_proj": (768, 768),
+            "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj": (1280, 1280)}.items():
+        wrapper = "lora" if module.startswith("unet.") else "lora_linear_layer"
+        diffusers[f"{module}.{wrapper}.down.weight"] = (torch.float16, (4, in_dim))
+        diffusers[f"{module}.{wrapper}.up.weight"] = (torch.float16, (out_dim, 4))
+    detection = detect(diffusers, {})
+    assert (detection.lora_flavour, detection.base_model) == ("diffusers", "sdxl")
+    # ComfyUI's LoRA save: diffusion_model. + the SGM (LDM) names, lora_down/lora_up/alpha.
+    comfy = {"diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.lora_down.weight":
+             (torch.float16, (8, 2048)),
+             "diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.lora_up.weight": (torch.float16, (640, 8)),
+             "diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.alpha": (torch.float16, ())}
+    assert (detect(comfy, {}).kind, detect(comfy, {}).base_model) == ("lora", "sdxl")
