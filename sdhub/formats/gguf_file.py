@@ -11,6 +11,11 @@ Shapes: GGUF stores a tensor's dimensions innermost first (ggml's ``ne``), the r
 ComfyUI-GGUF reads the torch shape as the reversed dimensions, or as the
 ``comfy.gguf.orig_shape.<name>`` metadata (an INT32 array) where its converter had to reshape a
 tensor. ``read_gguf`` does the same, so detection sees the shapes the model has in torch.
+
+Names: image models keep the names they were converted with (ComfyUI/BFL's). A T5 encoder
+(``general.architecture`` ``t5`` or ``t5encoder``) quantised by llama.cpp has llama.cpp's names
+(``enc.blk.0.attn_q.weight``); ComfyUI-GGUF reads them under the transformers names
+(``encoder.block.0.layer.0.SelfAttention.q.weight``), and so does ``read_gguf``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import math
 import mmap
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from sdhub.errors import BadInputError
@@ -41,6 +46,16 @@ MAX_STRING_BYTES = 1 << 20
 #: Metadata values longer than this (a chat template, a vocabulary) are shown summarised.
 MAX_METADATA_TEXT = 1000
 ORIG_SHAPE_PREFIX = "comfy.gguf.orig_shape."
+#: llama.cpp's T5 names -> transformers', replaced in this order, as ComfyUI-GGUF reads them.
+T5_NAMES = (
+    ("enc.", "encoder."), (".blk.", ".block."), ("token_embd", "shared"), ("output_norm", "final_layer_norm"),
+    ("attn_q", "layer.0.SelfAttention.q"), ("attn_k", "layer.0.SelfAttention.k"),
+    ("attn_v", "layer.0.SelfAttention.v"), ("attn_o", "layer.0.SelfAttention.o"),
+    ("attn_norm", "layer.0.layer_norm"), ("attn_rel_b", "layer.0.SelfAttention.relative_attention_bias"),
+    ("ffn_up", "layer.1.DenseReluDense.wi_1"), ("ffn_down", "layer.1.DenseReluDense.wo"),
+    ("ffn_gate", "layer.1.DenseReluDense.wi_0"), ("ffn_norm", "layer.1.layer_norm"),
+)
+T5_ARCHITECTURES = ("t5", "t5encoder")
 
 #: GGUF value types: fixed sizes (and struct codes) of the scalars.
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -264,7 +279,21 @@ def _contents(reader: Any, checked: _Checked, source: str) -> GgufContents:
     if len(tensors) != len(checked.tensors):
         raise BadInputError(f"{source}: the gguf library finds {len(tensors)} tensors, its header "
                             f"{len(checked.tensors)}; refusing it")
+    if metadata.get("general.architecture") in T5_ARCHITECTURES:
+        tensors = _t5_names(tensors)
     return GgufContents(checked.version, tensors, metadata)
+
+
+def _t5_names(tensors: list[GgufTensor]) -> list[GgufTensor]:
+    """The tensors under the transformers names ComfyUI-GGUF gives llama.cpp's T5 names (unchanged if two
+    would collide)."""
+    renamed = []
+    for tensor in tensors:
+        name = tensor.name
+        for old, new in T5_NAMES:
+            name = name.replace(old, new)
+        renamed.append(replace(tensor, name=name))
+    return renamed if len({t.name for t in renamed}) == len(renamed) else tensors
 
 
 def _metadata_text(reader_field: Any) -> str:
