@@ -53,7 +53,7 @@ class Module:
     part: str  # "unet" (the diffusion model) or a text encoder: "clip-l", "openclip-h", "clip-g", "t5xxl"
     name: str  # diffusers/transformers name for UNets and text encoders; BFL/SAI name for Flux/SD3
     shape: tuple[int, ...]
-    ldm_name: str | None = None  # SGM name of an SDXL UNet module (what kohya uses); diffusers name of a transformer's
+    ldm_name: str | None = None  # SGM name of an SDXL UNet module (what kohya uses)
 
     @property
     def block(self) -> str:
@@ -137,25 +137,22 @@ def _text_modules(encoder: str) -> list[Module]:
 
 
 def _flux_modules() -> list[Module]:
-    """FLUX.1's transformer linears: BFL names, with diffusers' name where one module maps to one."""
+    """FLUX.1's transformer linears in BFL's names (kohya, ComfyUI, XLabs and LyCORIS patch these)."""
     width, mlp = 3072, 12288
     modules: list[Module] = []
     for index in range(19):
-        block, diffusers = f"double_blocks.{index}", f"transformer_blocks.{index}"
-        for stream, suffix in (("img", ""), ("txt", "_context")):
-            modules += [
-                Module("unet", f"{block}.{stream}_mod.lin", (6 * width, width), f"{diffusers}.norm1{suffix}.linear"),
-                Module("unet", f"{block}.{stream}_attn.qkv", (3 * width, width)),
-                Module("unet", f"{block}.{stream}_attn.proj", (width, width),
-                       f"{diffusers}.attn.{'to_out.0' if stream == 'img' else 'to_add_out'}"),
-                Module("unet", f"{block}.{stream}_mlp.0", (mlp, width), f"{diffusers}.ff{suffix}.net.0.proj"),
-                Module("unet", f"{block}.{stream}_mlp.2", (width, mlp), f"{diffusers}.ff{suffix}.net.2"),
-            ]
+        block = f"double_blocks.{index}"
+        for stream in ("img", "txt"):
+            modules += [Module("unet", f"{block}.{stream}_mod.lin", (6 * width, width)),
+                        Module("unet", f"{block}.{stream}_attn.qkv", (3 * width, width)),
+                        Module("unet", f"{block}.{stream}_attn.proj", (width, width)),
+                        Module("unet", f"{block}.{stream}_mlp.0", (mlp, width)),
+                        Module("unet", f"{block}.{stream}_mlp.2", (width, mlp))]
     for index in range(38):
-        block, diffusers = f"single_blocks.{index}", f"single_transformer_blocks.{index}"
+        block = f"single_blocks.{index}"
         modules += [Module("unet", f"{block}.linear1", (3 * width + mlp, width)),
-                    Module("unet", f"{block}.linear2", (width, width + mlp), f"{diffusers}.proj_out"),
-                    Module("unet", f"{block}.modulation.lin", (3 * width, width), f"{diffusers}.norm.linear")]
+                    Module("unet", f"{block}.linear2", (width, width + mlp)),
+                    Module("unet", f"{block}.modulation.lin", (3 * width, width))]
     return modules
 
 
@@ -354,13 +351,14 @@ def lora_shapes(family: str, fmt: str, *, size: str = "full", rank: int | None =
     ``size='full'`` patches every module a real network does (rank 16 by default); ``'tiny'`` only the
     first block of each part, at real widths (rank 4), which is what ``write_lora`` writes.
     """
-    writers.check_format(size, ("tiny", "full"))
+    if size not in ("tiny", "full"):
+        raise ValueError(f"unknown size {size!r}; expected tiny or full")
+    if fmt == "full" and size == "full":
+        raise ValueError("a full-weight difference of every module is a whole model; use size='tiny'")
     rank = rank or (16 if size == "full" else 4)
     modules = target_modules(family, fmt, text_encoders=text_encoders, diffusion=diffusion)
     if size == "tiny":
         modules = _first_blocks(modules)
-    if fmt == "full" and size == "full":
-        raise ValueError("a full-weight difference of every module is a whole model; use size='tiny'")
     if fmt == "lora-diffusion":
         return _lora_diffusion_shapes(modules, rank)
     shapes: Shapes = {}
