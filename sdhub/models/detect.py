@@ -1,9 +1,13 @@
 """What a model file is, from tensor names, shapes and metadata alone (no weights are read).
 
-``detect`` answers kind (checkpoint, lora, embedding, vae, unknown), architecture (sd1, sd2,
-sd2-v, sdxl, sdxl-refiner), the inpainting / instruct-pix2pix variants, the LoRA flavour and the
-base model a LoRA or embedding fits, each with the evidence used. Structure (which containers and
-layers exist) decides first; widths and metadata confirm or fill in what structure cannot tell.
+``detect`` answers kind (see ``kinds.KINDS``), architecture (sd1, sd2, sd2-v, sdxl, sdxl-refiner, sd3-medium,
+sd3.5-medium, sd3.5-large, flux1-dev, flux1-schnell, flux1-fill...), the inpainting / instruct-pix2pix
+variants, the LoRA flavour and the base model (family) a file belongs to, each with the evidence used.
+Structure (which containers and layers exist) decides first; widths and metadata confirm or fill in
+what structure cannot tell. This module holds the dispatcher, SD1/SD2/SDXL checkpoints and UNets alone
+(kind diffusion-model when no text encoder or VAE comes with them: LDM names with or without
+``model.diffusion_model.``, or diffusers') and VAEs (4 latent channels: SD1/SD2/SDXL; 16: SD3/FLUX.1);
+FLUX.1/SD3 transformers are in ``detect_transformer``, text encoders in ``detect_text_encoder``.
 """
 
 from __future__ import annotations
@@ -13,8 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sdhub.models.detect_control import detect_control
 from sdhub.models.detect_embedding import detect_embedding
-from sdhub.models.detect_lora import detect_lora, lora_flavour
+from sdhub.models.detect_hypernetwork import detect_hypernetwork
+from sdhub.models.detect_image_models import detect_clip_vision, detect_ip_adapter, detect_preview_decoder
+from sdhub.models.detect_lora import detect_lora
+from sdhub.models.detect_text_encoder import detect_text_encoder
+from sdhub.models.detect_transformer import detect_transformer
 from sdhub.models.detection import (  # noqa: F401  (re-exported: what callers import from here)
     CROSS_ATTENTION_BASE, INPUT_CHANNEL_VARIANTS, PREDICTION_METADATA_KEY,
     UNET_PREFIX, Detection, ADM_INPUT, ADM_WIDTH_ARCH, INPUT_CONV, family, shape_of as _shape)
@@ -30,14 +39,30 @@ def detect(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
     metadata = metadata or {}
     names = list(tensors)
     if any(name.startswith(UNET_PREFIX) for name in names):
-        return _detect_checkpoint(tensors, metadata, sidecar_config)
-    if flavour := lora_flavour(names):
-        return detect_lora(tensors, metadata, flavour)
+        return detect_transformer(tensors, metadata) or _detect_checkpoint(tensors, metadata, sidecar_config)
+    # Before LoRAs and VAEs: control-LoRAs, Face ID adapters and TAESD reuse their key names.
+    if auxiliary := (detect_control(tensors) or detect_ip_adapter(tensors) or detect_clip_vision(tensors)
+                     or detect_preview_decoder(tensors) or detect_hypernetwork(tensors)):
+        return auxiliary
+    if diffusion := detect_transformer(tensors, metadata) or _detect_bare_unet(tensors, metadata, sidecar_config):
+        return diffusion
+    if lora := detect_lora(tensors, metadata):
+        return lora
     if embedding := detect_embedding(tensors):
         return embedding
+    if text_encoder := detect_text_encoder(tensors):  # before VAEs: a whole T5 has encoder. and decoder.
+        return text_encoder
     if _is_vae(names):
         return _detect_vae(tensors, names)
+    if upscaler := _detect_upscaler(tensors):  # last: it asks spandrel, imported on first use
+        return upscaler
     return Detection("unknown", evidence=["no UNet, VAE, LoRA or embedding tensors recognised"])
+
+
+def _detect_upscaler(tensors: Mapping[str, Any]) -> Detection | None:
+    from sdhub.models.detect_upscaler import detect_upscaler
+
+    return detect_upscaler(tensors)
 
 
 def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], sidecar_config: str | None
@@ -57,32 +82,24 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
     elif any(n.startswith("cond_stage_model.transformer.") for n in names):
         architecture = "sd1"
         evidence.append("CLIP text encoder under cond_stage_model.transformer (SD1 layout)")
+    # Without a text encoder or a VAE beside it, the UNet is a diffusion model alone.
+    kind = "checkpoint" if architecture or any(n.startswith("first_stage_model.") for n in names) else "diffusion-model"
 
     if ADM_INPUT in tensors:
         adm_width = _shape(tensors[ADM_INPUT])[-1]
-        from_adm = ADM_WIDTH_ARCH.get(adm_width)
+        levels = 4 if UNET_PREFIX + "input_blocks.11.0.in_layers.0.weight" in tensors else 3
         if architecture is None:
-            architecture = from_adm or "sdxl"
-        evidence.append(f"UNet has SDXL's size/crop vector input (label_emb, width {adm_width})")
+            architecture = ADM_WIDTH_ARCH.get(adm_width) or _SDXL_BY_LEVELS[levels]
+        evidence.append(f"UNet has SDXL's size/crop vector input (label_emb, width {adm_width}) and {levels} levels")
     elif architecture is None:
         proj_in = next((n for n in sorted(names) if n.startswith(UNET_PREFIX) and n.endswith(".proj_in.weight")), None)
         if proj_in is not None:
-            linear = len(_shape(tensors[proj_in])) == 2
-            architecture = "sd2" if linear else "sd1"
-            evidence.append("no text encoder; UNet attention projections are "
-                            + ("linear (SD2 style)" if linear else "1x1 convolutions (SD1 style)"))
+            architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
 
-    cross_width = _cross_attention_width(tensors)
-    if cross_width is not None:
-        known = CROSS_ATTENTION_BASE.get(cross_width)
-        expected = family(architecture)
-        if known is not None and expected is not None and known != expected:
-            evidence.append(f"warning: cross-attention width {cross_width} is {known}'s, not {expected}'s")
-        elif known is not None:
-            evidence.append(f"cross-attention width {cross_width} ({known})")
-            architecture = architecture or known
+    cross_width = _cross_attention_width(tensors, UNET_PREFIX)
+    architecture = _confirm_cross_width(cross_width, architecture, evidence)
 
-    detection = Detection("checkpoint", architecture=architecture, evidence=evidence)
+    detection = Detection(kind, architecture=architecture, evidence=evidence)
     if INPUT_CONV in tensors:
         channels = _shape(tensors[INPUT_CONV])[1]
         if channels in INPUT_CHANNEL_VARIANTS:
@@ -92,16 +109,85 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
         detection.architecture = "sd2-v"
         evidence.append(reason)
     if architecture is None:
-        evidence.append("UNet present but the text encoder layout is not one sdhub knows")
+        evidence.append("UNet present but the text encoder layout is not one sdhub knows" if kind == "checkpoint"
+                        else "a UNet alone whose family sdhub cannot tell")
+    elif kind == "diffusion-model":
+        evidence.append("no text encoder or VAE beside the UNet: a diffusion model alone")
     detection.base_model = family(detection.architecture)
     return detection
 
 
-def _cross_attention_width(tensors: Mapping[str, Any]) -> int | None:
+#: SDXL base UNets have three levels, the refiner's four (what tells them apart at any width).
+_SDXL_BY_LEVELS = {3: "sdxl", 4: "sdxl-refiner"}
+_REFINER_CROSS_WIDTH = 1280
+
+
+def _sd1_or_sd2(proj_in_shape: tuple[int, ...], evidence: list[str]) -> str:
+    linear = len(proj_in_shape) == 2
+    evidence.append("no text encoder; UNet attention projections are "
+                    + ("linear (SD2 style)" if linear else "1x1 convolutions (SD1 style)"))
+    return "sd2" if linear else "sd1"
+
+
+def _confirm_cross_width(cross_width: int | None, architecture: str | None, evidence: list[str]) -> str | None:
+    """The cross-attention width confirms the family (or fills it in); a width of another family is a warning."""
+    known = CROSS_ATTENTION_BASE.get(cross_width) if cross_width is not None else None
+    if architecture == "sdxl-refiner" and cross_width == _REFINER_CROSS_WIDTH:
+        evidence.append(f"cross-attention width {cross_width} (OpenCLIP-bigG alone: the SDXL refiner's)")
+        return architecture
+    if known is None:
+        return architecture
+    expected = family(architecture)
+    if expected is not None and known != expected:
+        evidence.append(f"warning: cross-attention width {cross_width} is {known}'s, not {expected}'s")
+        return architecture
+    evidence.append(f"cross-attention width {cross_width} ({known})")
+    return architecture or known
+
+
+def _cross_attention_width(tensors: Mapping[str, Any], prefix: str) -> int | None:
     for name in sorted(tensors):
-        if name.startswith(UNET_PREFIX) and name.endswith("attn2.to_k.weight"):
+        if name.startswith(prefix) and name.endswith("attn2.to_k.weight"):
             return _shape(tensors[name])[-1]
     return None
+
+
+def _detect_bare_unet(tensors: Mapping[str, Any], metadata: Mapping[str, str], sidecar_config: str | None
+                      ) -> Detection | None:
+    """A UNet alone without ``model.diffusion_model.``: LDM names, or diffusers' (``unet/`` of a pipeline)."""
+    names = set(tensors)
+    has = lambda prefix: any(n.startswith(prefix) for n in names)  # noqa: E731
+    if {"input_blocks.0.0.weight", "time_embed.0.weight"} <= names and has("output_blocks."):
+        detection = _detect_checkpoint({UNET_PREFIX + n: info for n, info in tensors.items()}, metadata,
+                                       sidecar_config)
+        detection.evidence.insert(0, "LDM UNet (input_blocks/middle_block/output_blocks) with bare names")
+        return detection
+    if {"conv_in.weight", "time_embedding.linear_1.weight"} <= names and has("up_blocks.") and has("down_blocks."):
+        return _detect_diffusers_unet(tensors, names)
+    return None
+
+
+def _detect_diffusers_unet(tensors: Mapping[str, Any], names: set[str]) -> Detection:
+    evidence = ["diffusers UNet (down_blocks/mid_block/up_blocks)"]
+    architecture: str | None = None
+    if "add_embedding.linear_1.weight" in names:
+        adm_width = _shape(tensors["add_embedding.linear_1.weight"])[-1]
+        levels = len({n.split(".")[1] for n in names if n.startswith("down_blocks.")})
+        architecture = ADM_WIDTH_ARCH.get(adm_width) or _SDXL_BY_LEVELS.get(levels, "sdxl")
+        evidence.append(f"SDXL's size/crop vector input (add_embedding, width {adm_width}) and {levels} levels")
+    else:
+        proj_in = next((n for n in sorted(names) if n.endswith(".proj_in.weight")), None)
+        if proj_in is not None:
+            architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
+    architecture = _confirm_cross_width(_cross_attention_width(tensors, ""), architecture, evidence)
+    detection = Detection("diffusion-model", architecture=architecture, evidence=evidence)
+    channels = _shape(tensors["conv_in.weight"])[1]
+    if channels in INPUT_CHANNEL_VARIANTS:
+        detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
+        evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
+    evidence.append("no text encoder or VAE beside the UNet: a diffusion model alone")
+    detection.base_model = family(architecture)
+    return detection
 
 
 def _v_prediction_marker(tensors: Mapping[str, Any], metadata: Mapping[str, str], sidecar_config: str | None
@@ -125,6 +211,10 @@ def _v_prediction_marker(tensors: Mapping[str, Any], metadata: Mapping[str, str]
 # ---- VAE ------------------------------------------------------------------------------------
 
 
+#: A VAE's latent channels -> the families whose latents it encodes (their VAEs share one structure each).
+VAE_LATENT_FAMILIES = {4: ("sd1", "sd2", "sdxl"), 16: ("sd3", "flux1")}
+
+
 def _is_vae(names: list[str]) -> bool:
     bare = [n.removeprefix("first_stage_model.") for n in names]
     return any(n.startswith("encoder.") for n in bare) and any(n.startswith("decoder.") for n in bare)
@@ -133,10 +223,20 @@ def _is_vae(names: list[str]) -> bool:
 def _detect_vae(tensors: Mapping[str, Any], names: list[str]) -> Detection:
     layout = "diffusers" if any(".down_blocks." in n or n.startswith("encoder.down_blocks") for n in names) else "LDM"
     evidence = [f"encoder/decoder tensors without a UNet ({layout} naming)"]
-    latent = next((_shape(tensors[n])[0] for n in names if n.endswith("post_quant_conv.weight")), None)
+    prefix = "first_stage_model." if any(n.startswith("first_stage_model.") for n in names) else ""
+    # The decoder's first convolution takes the latent, in either naming, with or without quant convs.
+    latent = _shape(tensors[prefix + "decoder.conv_in.weight"])[1] if prefix + "decoder.conv_in.weight" in tensors \
+        else next((_shape(tensors[n])[0] for n in names if n.endswith("post_quant_conv.weight")), None)
+    details: dict[str, Any] = {"layout": layout.lower()}
     if latent is not None:
-        evidence.append(f"{latent} latent channels" + (" (SD1/SD2/SDXL family)" if latent == 4 else ""))
-    return Detection("vae", evidence=evidence)
+        families = VAE_LATENT_FAMILIES.get(latent, ())
+        details.update(latent_channels=latent, families=list(families))
+        if latent == 16:
+            evidence.append("16 latent channels: the SD3 / FLUX.1 VAE (the two share one structure, so the tensors "
+                            "cannot tell which)")
+        else:
+            evidence.append(f"{latent} latent channels" + (" (SD1/SD2/SDXL family)" if latent == 4 else ""))
+    return Detection("vae", evidence=evidence, details=details)
 
 
 def read_sidecar_config(path: Path) -> str | None:

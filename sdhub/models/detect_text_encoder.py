@@ -80,7 +80,7 @@ def _t5(tensors: Mapping[str, Any], names: set[str]) -> Detection | None:
 
 def _verdict(evidence: list[str], known: tuple[str, tuple[str, ...]] | None, width: int, layers: int, layout: str,
              what: str, names: set[str]) -> Detection:
-    details: dict[str, Any] = {"hidden_size": width, "layers": layers, "layout": layout, "families": []}
+    details: dict[str, Any] = {"hidden_size": width, "layers": layers, "layout": layout}
     encoder = None
     if known is not None:
         encoder, families = known

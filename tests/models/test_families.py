@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from sdhub.models.detect import detect
 from sdhub.testing import families
 
 
@@ -70,3 +71,107 @@ def test_fp8_t5_keeps_its_norms_in_16_bit(tmp_path) -> None:
         dtypes = {name: handle.get_slice(name).get_dtype() for name in handle.keys()}
     assert dtypes["encoder.block.0.layer.0.SelfAttention.q.weight"] == "F8_E4M3"
     assert dtypes["encoder.final_layer_norm.weight"] == "F16"
+
+
+# ---- detection on real-size headers (names and shapes exactly as published; nothing allocated) ------------
+
+
+def _header(shapes: dict[str, tuple[int, ...]], dtype: torch.dtype = torch.bfloat16) -> dict[str, tuple]:
+    return {name: (dtype, shape) for name, shape in shapes.items()}
+
+
+@pytest.mark.parametrize("layout", ["bfl", "comfyui", "diffusers"])
+@pytest.mark.parametrize("variant, architecture", [
+    ("dev", "flux1-dev"), ("schnell", "flux1-schnell"), ("fill", "flux1-fill"), ("depth", None), ("canny", None),
+])
+def test_flux_transformers_alone_in_every_layout(layout: str, variant: str, architecture: str | None) -> None:
+    detection = detect(_header(families.flux_shapes(variant, size="full", layout=layout)), {})
+    assert (detection.kind, detection.architecture, detection.base_model) == (
+        "diffusion-model", architecture, "flux1"), detection.evidence
+    assert any("FLUX.1's real size" in line for line in detection.evidence)
+    if architecture is None:  # Depth and Canny share one structure: said, not guessed
+        assert detection.variant == "depth-or-canny"
+        assert any("cannot tell Depth from Canny" in line for line in detection.evidence)
+
+
+def test_flux_depth_or_canny_is_named_only_by_metadata() -> None:
+    header = _header(families.flux_shapes("canny", size="full"))
+    detection = detect(header, {"modelspec.architecture": "flux-1-dev/canny"})
+    assert (detection.architecture, detection.variant) == ("flux1-canny", "canny")
+
+
+def test_comfyui_all_in_one_flux_checkpoint() -> None:
+    detection = detect(_header(families.flux_checkpoint_shapes("schnell", size="full"), torch.float8_e4m3fn), {})
+    assert (detection.kind, detection.architecture, detection.base_model) == ("checkpoint", "flux1-schnell", "flux1")
+    assert detection.details["text_encoders"] == ["CLIP-L", "T5-XXL"]
+    assert any("VAE under vae. (16 latent channels)" in line for line in detection.evidence)
+
+
+@pytest.mark.parametrize("arch", families.SD3_ARCHITECTURES)
+def test_sd3_transformers_and_checkpoints_in_every_layout(arch: str) -> None:
+    for layout in families.SD3_LAYOUTS:
+        detection = detect(_header(families.sd3_shapes(arch, size="full", layout=layout), torch.float16), {})
+        assert (detection.kind, detection.architecture, detection.base_model) == ("diffusion-model", arch, "sd3"), (
+            layout, detection.evidence)
+        assert any("confirms it" in line for line in detection.evidence)  # real width and depth agree
+    for t5 in (True, False):
+        detection = detect(_header(families.sd3_checkpoint_shapes(arch, size="full", t5=t5), torch.float16), {})
+        assert (detection.kind, detection.architecture) == ("checkpoint", arch)
+        assert detection.details["text_encoders"] == ["CLIP-L", "CLIP-G", "T5-XXL"][:3 if t5 else 2]
+
+
+def test_an_sd3_structure_at_another_models_size_is_flagged() -> None:
+    header = _header(families.sd3_shapes("sd3.5-large", size="full"))
+    header = {name: info for name, info in header.items() if ".ln_q." not in name and ".ln_k." not in name}
+    detection = detect(header, {})  # large's width and depth, without its q/k norms
+    assert detection.architecture == "sd3-medium"
+    assert any(line.startswith("warning: width 2432 with 38 blocks is sd3.5-large's") for line in detection.evidence)
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl", "sdxl-refiner"])
+@pytest.mark.parametrize("layout", families.UNET_LAYOUTS)
+def test_unets_alone_are_diffusion_models(arch: str, layout: str) -> None:
+    detection = detect(_header(families.unet_shapes(arch, layout=layout, size="full"), torch.float16), {})
+    assert (detection.kind, detection.architecture, detection.base_model) == (
+        "diffusion-model", arch, arch.split("-")[0]), detection.evidence
+    assert any("cross-attention width" in line for line in detection.evidence)
+
+
+@pytest.mark.parametrize("which, layout, encoder, served", [
+    ("clip-l", "transformers", "clip-l", ["sd1", "sdxl", "sd3", "flux1"]),
+    ("clip-g", "transformers", "clip-g", ["sdxl", "sd3"]),
+    ("clip-g", "openclip", "clip-g", ["sdxl", "sd3"]),
+    ("t5xxl", "transformers", "t5-xxl", ["sd3", "flux1"]),
+])
+def test_text_encoders_say_which_families_they_serve(which: str, layout: str, encoder: str,
+                                                     served: list[str]) -> None:
+    shapes = families.text_encoder_shapes(which, size="full", layout=layout)
+    detection = detect(_header(shapes, torch.float8_e4m3fn if which == "t5xxl" else torch.float16), {})
+    assert (detection.kind, detection.variant, detection.base_model) == ("text-encoder", encoder, None)
+    assert detection.details["families"] == served
+
+
+def test_a_t5_with_its_decoder_is_still_a_text_encoder_not_a_vae() -> None:
+    shapes = families.t5xxl_shapes(size="full")
+    shapes.update({name.replace("encoder.", "decoder.", 1): shape for name, shape in shapes.items()
+                   if name.startswith("encoder.")})
+    detection = detect(_header(shapes), {})
+    assert (detection.kind, detection.variant) == ("text-encoder", "t5-xxl")
+    assert any("decoder" in line for line in detection.evidence)
+
+
+@pytest.mark.parametrize("layout", ["ldm", "diffusers"])
+def test_sixteen_channel_vaes_name_both_families(layout: str) -> None:
+    detection = detect(_header(families.vae16_shapes(size="full", layout=layout), torch.float32), {})
+    assert detection.kind == "vae" and detection.base_model is None
+    assert detection.details["latent_channels"] == 16 and detection.details["families"] == ["sd3", "flux1"]
+    assert any("cannot tell which" in line for line in detection.evidence)
+
+
+def test_a_chroma_style_transformer_is_not_taken_for_flux() -> None:
+    shapes = {name: shape for name, shape in families.flux_shapes("schnell", size="full").items()
+              if not name.startswith(("time_in.", "vector_in."))}
+    shapes["distilled_guidance_layer.in_proj.weight"] = (5120, 64)
+    detection = detect(_header(shapes), {})
+    assert (detection.kind, detection.base_model, detection.architecture) == ("diffusion-model", None, None)
+
