@@ -120,13 +120,11 @@ def _normalise(module: str) -> str:
     return re.sub(r"_lora_linear_layer$|_lora$", "", name)
 
 
-def detect_lora(tensors: Mapping[str, Any], metadata: Mapping[str, str], _flavour: str | None = None
-                ) -> Detection | None:
+def detect_lora(tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> Detection | None:
     """The verdict on a LoRA-family file, or None when its tensors are not one."""
     found = _read_layout(tensors, metadata)
     if found is None:
-        # Called by the older dispatcher (a flavour given), a verdict is owed.
-        return None if _flavour is None else Detection("unknown", evidence=["no LoRA factors recognised"])
+        return None
     flavour, modules, evidence = found
     base, architecture, candidates = _base_model(modules, metadata, evidence)
     details: dict[str, Any] = {"families": sorted(candidates)} if base is None and candidates else {}
@@ -137,21 +135,6 @@ def detect_lora(tensors: Mapping[str, Any], metadata: Mapping[str, str], _flavou
         evidence.append(f"with {len(bundled)} bundled embedding(s): {', '.join(bundled)}")
     return Detection("lora", base_model=family(base), architecture=architecture, lora_flavour=flavour,
                      evidence=evidence, details=details)
-
-
-def lora_flavour(names: list[str]) -> str | None:
-    """Whether the names alone show LoRA factors (the dispatcher's older entry; ``detect_lora`` decides)."""
-    if names and all(name.isdigit() for name in names):
-        return "lora"  # a list of tensors: detect_lora checks for (up, down) pairs
-    for name in names:
-        match = _LORA_DIFFUSION_SAFETENSORS.match(name) or _PROCESSOR_FACTOR.match(name) or _ROLE.match(name)
-        if match is not None and (match.re is not _ROLE or match.group("role") in _SHIM_ROLES):
-            return "lora"
-    return None
-
-
-_SHIM_ROLES = {"lora_down.weight", "lora_A.weight", "lora.down.weight", "lora_linear_layer.down.weight", "hada_w1_a",
-               "lokr_w1", "lokr_w1_a", "diff", "a1.weight", "on_input"}
 
 
 def _read_layout(tensors: Mapping[str, Any], metadata: Mapping[str, str]
