@@ -175,3 +175,23 @@ def test_a_chroma_style_transformer_is_not_taken_for_flux() -> None:
     detection = detect(_header(shapes), {})
     assert (detection.kind, detection.base_model, detection.architecture) == ("diffusion-model", None, None)
 
+
+
+def test_comfyuis_scaled_fp8_t5_is_the_same_encoder() -> None:
+    header = _header(families.t5xxl_shapes(size="full"), torch.float8_e4m3fn)
+    header.update({name.replace(".weight", ".scale_weight"): (torch.float32, ()) for name in list(header)
+                   if name.endswith("SelfAttention.q.weight")})
+    header["scaled_fp8"] = (torch.float8_e4m3fn, (0,))
+    detection = detect(header, {})
+    assert (detection.kind, detection.variant) == ("text-encoder", "t5-xxl")
+    assert any("scaled fp8" in line for line in detection.evidence)
+
+
+@pytest.mark.parametrize("arch, layout, variant", [
+    ("sd2", "diffusers", None), ("sd2", "ldm-bare", None), ("sd1-inpainting", "diffusers", "inpainting"),
+    ("sdxl-refiner", "diffusers", None),
+])
+def test_tiny_unets_alone_are_told_apart_by_structure(arch: str, layout: str, variant: str | None) -> None:
+    detection = detect(_header(families.unet_shapes(arch, layout=layout)), {})
+    architecture = arch.removesuffix("-inpainting")
+    assert (detection.kind, detection.architecture, detection.variant) == ("diffusion-model", architecture, variant)
