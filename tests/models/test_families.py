@@ -195,3 +195,11 @@ def test_tiny_unets_alone_are_told_apart_by_structure(arch: str, layout: str, va
     detection = detect(_header(families.unet_shapes(arch, layout=layout)), {})
     architecture = arch.removesuffix("-inpainting")
     assert (detection.kind, detection.architecture, detection.variant) == ("diffusion-model", architecture, variant)
+
+
+def test_four_channel_vaes_name_the_families_before_sd3() -> None:
+    from sdhub.testing import layouts
+
+    detection = detect({name: (t.dtype, tuple(t.shape)) for name, t in layouts.vae_state("sdxl").items()}, {})
+    assert detection.kind == "vae" and detection.details["latent_channels"] == 4
+    assert detection.details["families"] == ["sd1", "sd2", "sdxl"]
