@@ -1,27 +1,33 @@
 """Which part of a model a tensor name belongs to, in every single-file layout sdhub reads.
 
-The one place that knows the container prefixes of the LDM (SD1/SD2), SGM (SDXL), kohya LoRA and
-diffusers/PEFT layouts. ``component_of`` names the component, ``canonical_key`` strips the
-container prefix so the same weights compare equal across files (a VAE baked into a checkpoint
-and the same VAE as a standalone file).
+The one place that knows the container prefixes of the LDM (SD1/SD2), SGM (SDXL), ComfyUI all-in-one
+(Flux, SD3), bare diffusion model (BFL, SAI, diffusers), kohya LoRA and diffusers/PEFT layouts.
+``component_of`` names the component, ``canonical_key`` strips the container prefix so the same weights
+compare equal across files (a VAE baked into a checkpoint and the same VAE as a standalone file; the T5
+inside a Flux checkpoint and ``t5xxl_fp16.safetensors``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+#: The diffusion model: SD1/SD2/SDXL's UNet or Flux/SD3's transformer.
 UNET = "unet"
 VAE = "vae"
+#: CLIP-L (SD1, SDXL's first encoder, Flux and SD3's clip_l) or SD2's OpenCLIP-H.
 TEXT_ENCODER = "text_encoder"
+#: OpenCLIP/CLIP bigG: SDXL's second encoder, SD3's clip_g.
 TEXT_ENCODER_2 = "text_encoder_2"
+#: T5-XXL: Flux's and SD3's t5xxl.
+TEXT_ENCODER_3 = "text_encoder_3"
 EMA = "ema"
 TRAINING = "training"
 DDPM_BUFFERS = "ddpm_buffers"
 UNKNOWN = "unknown"
 
 #: Components that generation needs; the others are dropped by ``prune``.
-INFERENCE_COMPONENTS = (UNET, VAE, TEXT_ENCODER, TEXT_ENCODER_2)
-COMPONENTS = (UNET, VAE, TEXT_ENCODER, TEXT_ENCODER_2, EMA, TRAINING, DDPM_BUFFERS, UNKNOWN)
+INFERENCE_COMPONENTS = (UNET, VAE, TEXT_ENCODER, TEXT_ENCODER_2, TEXT_ENCODER_3)
+COMPONENTS = (UNET, VAE, TEXT_ENCODER, TEXT_ENCODER_2, TEXT_ENCODER_3, EMA, TRAINING, DDPM_BUFFERS, UNKNOWN)
 
 # (prefix, component, canonical prefix). Longest prefixes first: the first match wins.
 _CHECKPOINT_PREFIXES: tuple[tuple[str, str, str], ...] = (
@@ -36,8 +42,34 @@ _CHECKPOINT_PREFIXES: tuple[tuple[str, str, str], ...] = (
     ("conditioner.embedders.1.model.", TEXT_ENCODER_2, "openclip."),
     # The SDXL refiner has only OpenCLIP bigG, as embedder 0.
     ("conditioner.embedders.0.model.", TEXT_ENCODER_2, "openclip."),
+    # ComfyUI all-in-one Flux/SD3 files: transformers-layout encoders under text_encoders.<name>.transformer.,
+    # named without the prefix as in the standalone clip_l/clip_g/t5xxl files.
+    ("text_encoders.clip_l.transformer.", TEXT_ENCODER, ""),
+    ("text_encoders.clip_l.", TEXT_ENCODER, ""),
+    ("text_encoders.clip_g.transformer.", TEXT_ENCODER_2, ""),
+    ("text_encoders.clip_g.", TEXT_ENCODER_2, ""),
+    ("text_encoders.t5xxl.transformer.", TEXT_ENCODER_3, ""),
+    ("text_encoders.t5xxl.", TEXT_ENCODER_3, ""),
+    ("vae.", VAE, ""),  # ComfyUI's Flux checkpoints (SD3's use first_stage_model.)
     ("model_ema.", EMA, "model_ema."),
 )
+
+# Diffusion models alone (no container prefix): BFL's Flux transformer (flux1-dev.safetensors and its
+# fill/depth/canny variants), SAI's MMDiT (SD3/SD3.5), an LDM UNet without ``model.diffusion_model.``, and
+# diffusers' transformers and UNets (``transformer/`` or ``unet/diffusion_pytorch_model.safetensors``).
+_BARE_DIFFUSION_PREFIXES = (
+    "double_blocks.", "single_blocks.", "img_in.", "txt_in.", "time_in.", "vector_in.", "guidance_in.",
+    "final_layer.", "joint_blocks.", "x_embedder.", "t_embedder.", "y_embedder.", "context_embedder.",
+    "input_blocks.", "middle_block.", "output_blocks.", "time_embed.", "label_emb.", "out.0.", "out.2.",
+    "transformer_blocks.", "single_transformer_blocks.", "time_text_embed.", "norm_out.", "proj_out.", "pos_embed.",
+    "down_blocks.", "up_blocks.", "mid_block.", "conv_in.", "conv_norm_out.", "conv_out.", "time_embedding.",
+    "add_embedding.",
+)
+_BARE_DIFFUSION_NAMES = frozenset({"pos_embed"})
+
+# Standalone text encoders in the transformers layout: T5 (encoder.block..., shared) and CLIP (text_model...).
+_BARE_T5_PREFIXES = ("encoder.block.", "encoder.final_layer_norm.", "encoder.embed_tokens.", "shared.")
+_BARE_CLIP_PREFIXES = ("text_model.", "text_projection.")
 
 # Standalone VAE files (LDM or diffusers naming) carry no container prefix.
 _BARE_VAE_PREFIXES = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
@@ -47,9 +79,13 @@ _LORA_PREFIXES: tuple[tuple[str, str], ...] = (
     ("lora_unet_", UNET),
     ("lora_te1_", TEXT_ENCODER),
     ("lora_te2_", TEXT_ENCODER_2),
+    ("lora_te3_", TEXT_ENCODER_3),  # kohya's Flux/SD3 LoRAs: te1 CLIP-L, te2 CLIP-G, te3 T5
     ("lora_te_", TEXT_ENCODER),
     ("unet.", UNET),
+    ("transformer.", UNET),  # diffusers/PEFT Flux and SD3 LoRAs
+    ("diffusion_model.", UNET),  # ComfyUI-style Flux LoRAs
     ("text_encoder_2.", TEXT_ENCODER_2),
+    ("text_encoder_3.", TEXT_ENCODER_3),
     ("text_encoder.", TEXT_ENCODER),
 )
 
@@ -73,6 +109,8 @@ POSITION_ID_KEYS = (
     "cond_stage_model.transformer.text_model.embeddings.position_ids",
     "cond_stage_model.transformer.embeddings.position_ids",
     "conditioner.embedders.0.transformer.text_model.embeddings.position_ids",
+    "text_encoders.clip_l.transformer.text_model.embeddings.position_ids",
+    "text_encoders.clip_g.transformer.text_model.embeddings.position_ids",
 )
 
 
@@ -86,8 +124,14 @@ def component_of(key: str) -> str:
     for prefix in TRAINING_PREFIXES:
         if key == prefix or key.startswith(prefix + "."):
             return TRAINING
+    if key.startswith(_BARE_DIFFUSION_PREFIXES) or key in _BARE_DIFFUSION_NAMES:
+        return UNET
+    if key.startswith(_BARE_T5_PREFIXES):  # before the VAE's bare "encoder."
+        return TEXT_ENCODER_3
     if key.startswith(_BARE_VAE_PREFIXES):
         return VAE
+    if key.startswith(_BARE_CLIP_PREFIXES):
+        return TEXT_ENCODER
     for prefix, component in _LORA_PREFIXES:
         if key.startswith(prefix):
             return component
