@@ -26,7 +26,7 @@ from sdhub.models.detect_text_encoder import detect_text_encoder
 from sdhub.models.detect_transformer import detect_transformer
 from sdhub.models.detection import (  # noqa: F401  (re-exported: what callers import from here)
     CROSS_ATTENTION_BASE, INPUT_CHANNEL_VARIANTS, PREDICTION_METADATA_KEY,
-    UNET_PREFIX, Detection, ADM_INPUT, ADM_WIDTH_ARCH, INPUT_CONV, family, shape_of as _shape)
+    UNET_PREFIX, Detection, ADM_INPUT, ADM_WIDTH_ARCH, INPUT_CONV, dimension, family, shape_of as _shape)
 
 
 def detect(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, *,
@@ -86,7 +86,7 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
     kind = "checkpoint" if architecture or any(n.startswith("first_stage_model.") for n in names) else "diffusion-model"
 
     if ADM_INPUT in tensors:
-        adm_width = _shape(tensors[ADM_INPUT])[-1]
+        adm_width = dimension(tensors[ADM_INPUT], -1)
         levels = 4 if UNET_PREFIX + "input_blocks.11.0.in_layers.0.weight" in tensors else 3
         if architecture is None:
             architecture = ADM_WIDTH_ARCH.get(adm_width) or _SDXL_BY_LEVELS[levels]
@@ -101,7 +101,7 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
 
     detection = Detection(kind, architecture=architecture, evidence=evidence)
     if INPUT_CONV in tensors:
-        channels = _shape(tensors[INPUT_CONV])[1]
+        channels = dimension(tensors[INPUT_CONV], 1)
         if channels in INPUT_CHANNEL_VARIANTS:
             detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
             evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
@@ -171,7 +171,7 @@ def _detect_diffusers_unet(tensors: Mapping[str, Any], names: set[str]) -> Detec
     evidence = ["diffusers UNet (down_blocks/mid_block/up_blocks)"]
     architecture: str | None = None
     if "add_embedding.linear_1.weight" in names:
-        adm_width = _shape(tensors["add_embedding.linear_1.weight"])[-1]
+        adm_width = dimension(tensors["add_embedding.linear_1.weight"], -1)
         levels = len({n.split(".")[1] for n in names if n.startswith("down_blocks.")})
         architecture = ADM_WIDTH_ARCH.get(adm_width) or _SDXL_BY_LEVELS.get(levels, "sdxl")
         evidence.append(f"SDXL's size/crop vector input (add_embedding, width {adm_width}) and {levels} levels")
@@ -181,7 +181,7 @@ def _detect_diffusers_unet(tensors: Mapping[str, Any], names: set[str]) -> Detec
             architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
     architecture = _confirm_cross_width(_cross_attention_width(tensors, ""), architecture, evidence)
     detection = Detection("diffusion-model", architecture=architecture, evidence=evidence)
-    channels = _shape(tensors["conv_in.weight"])[1]
+    channels = dimension(tensors["conv_in.weight"], 1)
     if channels in INPUT_CHANNEL_VARIANTS:
         detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
         evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
@@ -225,8 +225,8 @@ def _detect_vae(tensors: Mapping[str, Any], names: list[str]) -> Detection:
     evidence = [f"encoder/decoder tensors without a UNet ({layout} naming)"]
     prefix = "first_stage_model." if any(n.startswith("first_stage_model.") for n in names) else ""
     # The decoder's first convolution takes the latent, in either naming, with or without quant convs.
-    latent = _shape(tensors[prefix + "decoder.conv_in.weight"])[1] if prefix + "decoder.conv_in.weight" in tensors \
-        else next((_shape(tensors[n])[0] for n in names if n.endswith("post_quant_conv.weight")), None)
+    latent = dimension(tensors[prefix + "decoder.conv_in.weight"], 1) if prefix + "decoder.conv_in.weight" in tensors \
+        else next((dimension(tensors[n], 0) for n in names if n.endswith("post_quant_conv.weight")), None)
     details: dict[str, Any] = {"layout": layout.lower()}
     if latent is not None:
         families = VAE_LATENT_FAMILIES.get(latent, ())

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdhub.models.detection import Detection, shape_of as _shape
+from sdhub.models.detection import Detection, dimension, shape_of as _shape
 
 #: (hidden width, layers) -> (encoder, families it serves)
 CLIP_TEXT_ENCODERS = {
@@ -47,13 +47,13 @@ def _layers(names: set[str], pattern: str) -> int:
 def _clip(tensors: Mapping[str, Any], names: set[str]) -> Detection | None:
     for layout, embedding, pattern in _CLIP_LAYOUTS:
         layers = _layers(names, pattern)
-        if embedding not in names or not layers:
+        if embedding not in names or not layers or len(_shape(tensors[embedding])) != 2:
             continue
         vocabulary, width = _shape(tensors[embedding])
         evidence = [f"CLIP text tower ({layout} names): {layers} layers, width {width}, {vocabulary} tokens"]
         projection = next((_shape(tensors[k]) for k in ("text_projection.weight", "text_projection") if k in names),
                           None)
-        if projection is not None:
+        if projection is not None and len(projection) == 2:
             evidence.append(f"text projection {projection[0]}x{projection[1]} (pooled output for SDXL/SD3)")
         return _verdict(evidence, CLIP_TEXT_ENCODERS.get((width, layers)), width, layers, layout, "CLIP", names)
     return None
@@ -63,7 +63,9 @@ def _t5(tensors: Mapping[str, Any], names: set[str]) -> Detection | None:
     query = "encoder.block.0.layer.0.SelfAttention.q.weight"
     if query not in names:
         return None
-    width = _shape(tensors[query])[1]
+    width = dimension(tensors[query], 1)
+    if width is None:
+        return None
     blocks = _layers(names, r"encoder\.block\.(\d+)\.")
     gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in names
     evidence = [f"T5 encoder (encoder.block.N.layer.0.SelfAttention): {blocks} blocks, width {width}"]

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdhub.models.detection import UNET_PREFIX, Detection, shape_of as _shape
+from sdhub.models.detection import UNET_PREFIX, Detection, dimension, shape_of as _shape
 
 #: Real FLUX.1 / SD3 sizes: (hidden width, blocks) -> what they are.
 FLUX_WIDTH = 3072
@@ -76,7 +76,7 @@ def _with_kind(detection: Detection, tensors: Mapping[str, Any], prefix: str) ->
 
 def _vae_latent_channels(tensors: Mapping[str, Any], prefix: str) -> int | None:
     conv = tensors.get(prefix + "decoder.conv_in.weight")
-    return _shape(conv)[1] if conv is not None else None
+    return dimension(conv, 1) if conv is not None else None
 
 
 def _count(names: Any, pattern: str) -> int:
@@ -102,8 +102,10 @@ def _flux(inner: Mapping[str, Any], metadata: Mapping[str, str]) -> Detection | 
         timestep = "time_text_embed.timestep_embedder.linear_1.weight" in inner
     else:
         return None
+    if len(_shape(inner[image_in])) != 2:
+        return None
     width, taken = _shape(inner[image_in])
-    given = _shape(inner[image_out])[0] if image_out in inner else None
+    given = dimension(inner[image_out], 0) if image_out in inner else None
     evidence = [f"FLUX.1 structure: {blocks[0]} double-stream and {blocks[1]} single-stream blocks, width {width}"]
     details: dict[str, Any] = {"layout": layout.lower(), "hidden_size": width,
                                "double_blocks": blocks[0], "single_blocks": blocks[1]}
@@ -166,8 +168,8 @@ def _sd3(inner: Mapping[str, Any]) -> Detection | None:
         qk_norm = "transformer_blocks.0.attn.norm_q.weight" in inner
     else:
         return None
-    width = _shape(inner[width_key])[0]
-    positions = _shape(inner[positions_key])[1] if positions_key in inner else None
+    width = dimension(inner[width_key], 0)
+    positions = dimension(inner[positions_key], 1) if positions_key in inner else None
     evidence = [f"SD3 MM-DiT structure: {depth} joint blocks, width {width}"]
     if dual:
         architecture = "sd3.5-medium"

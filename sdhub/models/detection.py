@@ -70,3 +70,9 @@ def family(architecture: str | None) -> str | None:
 def shape_of(info: Any) -> tuple[int, ...]:
     shape = info[1] if isinstance(info, tuple) else info.shape
     return tuple(int(size) for size in shape)
+
+
+def dimension(info: Any, index: int) -> int | None:
+    """One size of a tensor's shape, or None when the shape has no such axis (a malformed file must not crash)."""
+    shape = shape_of(info)
+    return shape[index] if -len(shape) <= index < len(shape) else None

@@ -203,3 +203,18 @@ def test_four_channel_vaes_name_the_families_before_sd3() -> None:
     detection = detect({name: (t.dtype, tuple(t.shape)) for name, t in layouts.vae_state("sdxl").items()}, {})
     assert detection.kind == "vae" and detection.details["latent_channels"] == 4
     assert detection.details["families"] == ["sd1", "sd2", "sdxl"]
+
+
+@pytest.mark.parametrize("broken", [
+    {"img_in.weight": (3072,), "final_layer.linear.weight": ()},
+    {"x_embedder.proj.weight": (), "pos_embed": (1,)},
+    {"encoder.block.0.layer.0.SelfAttention.q.weight": (4096,)},
+    {"text_model.embeddings.token_embedding.weight": (49408,), "text_projection.weight": (768,)},
+    {"decoder.conv_in.weight": (512,), "add_embedding.linear_1.weight": (), "conv_in.weight": (4,)},
+])
+def test_malformed_shapes_in_known_layouts_do_not_crash_detection(broken: dict[str, tuple[int, ...]]) -> None:
+    headers = [families.flux_shapes("dev"), families.sd3_shapes("sd3-medium"), families.t5xxl_shapes(),
+               families.clip_shapes("clip-l"), families.vae16_shapes(), families.unet_shapes("sdxl", layout="diffusers")]
+    for shapes in headers:
+        damaged = {**shapes, **{name: shape for name, shape in broken.items() if name in shapes}}
+        assert detect(_header(damaged), {}).kind  # a verdict, never an exception
