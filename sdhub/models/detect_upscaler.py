@@ -2,10 +2,11 @@
 
 spandrel (the library ComfyUI uses) knows each architecture's key layout and how its hyperparameters
 follow from the shapes. It is handed tensors that hold no weights: "meta" tensors of the right shapes
-first (no memory at all); an architecture whose construction needs real numbers (Swin-style models
-compute their drop-path rates) gets zero-filled tensors instead, up to ``MAX_PARAMETERS``. Either way
-only names and shapes decide, so a real-size header is told apart the same as a file, and nothing in
-a file is ever loaded by spandrel or torch.load.
+(no memory at all), built once more with the number sequences a constructor reads back on the CPU
+(Swin-style drop-path rates); an architecture that still needs real numbers (DAT reads its window
+split from a bias table, rebuilt here from the shapes) gets zero-filled tensors, up to
+``MAX_PARAMETERS``. Either way only names and shapes decide, so a real-size header is told apart the
+same as a file, and nothing in a file is ever loaded by spandrel or torch.load.
 
 spandrel imports torchvision for two architectures sdhub never runs (LaMa inpainting, RestoreFormer);
 where torchvision is missing or cannot load (a CUDA build beside a CPU torch), those two names are
@@ -14,6 +15,7 @@ stood in for while spandrel is imported, and removed again.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -22,6 +24,9 @@ import types
 import warnings
 from collections.abc import Mapping
 from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
 
 from sdhub.models.detection import Detection, shape_of as _shape
 
@@ -36,6 +41,7 @@ _UPSCALER_PURPOSES = {"SR": "super-resolution", "Restoration": "restoration (x1:
 _LOCK = threading.Lock()  # building models is memory-bound: one at a time across scan threads
 _SPANDREL: Any = None
 _SPANDREL_MISSING: str | None = None
+_NUMBER_SEQUENCES = (torch.linspace, torch.logspace)
 _TORCHVISION_STAND_INS = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
 
 
@@ -77,29 +83,62 @@ def _unwrapped(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 def _describe(spandrel: Any, shapes: dict[str, tuple[int, ...]]) -> tuple[Any, str | None]:
     """spandrel's descriptor and how it was built; (None, None) when no architecture matches."""
-    import torch
-
     registry = spandrel.MAIN_REGISTRY
     with _LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         meta = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
         if not any(support.detect(meta) for support in registry.architectures("detection")):
             return None, None
-        try:
-            with torch.device("meta"):
-                return registry.load(meta), "from shapes"
-        except Exception:  # noqa: BLE001 -- some architectures need real numbers to be built; retried below
-            pass
+        for numbers_on_cpu in (False, True):
+            try:
+                with torch.device("meta"), (_NumbersOnCpu() if numbers_on_cpu else contextlib.nullcontext()):
+                    return registry.load(meta), "from shapes"
+            except Exception:  # noqa: BLE001 -- some architectures need real numbers to be built; retried below
+                pass
         parameters = sum(_numel(shape) for shape in shapes.values())
         if parameters > MAX_PARAMETERS:
             return None, (f"an upscaler layout spandrel knows, but at {parameters:,} parameters too large to build "
                           f"for its scale (limit {MAX_PARAMETERS:,})")
-        zeros = {name: torch.zeros(shape) for name, shape in shapes.items()}
+        zeros = {name: _zeros_or_biases(name, shape, shapes) for name, shape in shapes.items()}
         try:
             return registry.load(zeros), "from shapes, built with zero weights"
         except Exception as error:  # noqa: BLE001 -- spandrel raises plain errors for shapes it cannot place
             message = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
             return None, f"spandrel knows the key layout but cannot place its shapes: {message}"
+
+
+class _NumbersOnCpu(TorchFunctionMode):
+    """Inside a meta-device build, makes the number sequences a constructor reads back (Swin-style
+    drop-path rates: ``torch.linspace(...)`` then ``.item()``) real CPU tensors; all else stays meta."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func in _NUMBER_SEQUENCES and kwargs.get("device") is None:
+            kwargs["device"] = "cpu"
+        return func(*args, **kwargs)
+
+
+def _zeros_or_biases(name: str, shape: tuple[int, ...], shapes: Mapping[str, tuple[int, ...]]) -> Any:
+    biases = _position_biases(name, shape, shapes)
+    return torch.zeros(shape) if biases is None else biases
+
+
+def _position_biases(name: str, shape: tuple[int, ...], shapes: Mapping[str, tuple[int, ...]]) -> Any:
+    """DAT's relative-position bias table, rebuilt from shapes: spandrel reads the window split from its
+    last row. A window of H x W gives (2H-1)(2W-1) rows and an index of (HW, HW); published models all
+    have H <= W (split sizes 8x16, 8x32), the order shapes cannot tell."""
+    if not name.endswith(".rpe_biases") or len(shape) != 2:
+        return None
+    index = shapes.get(name[: -len("rpe_biases")] + "relative_position_index")
+    if index is None or len(index) != 2:
+        return None
+    area = index[0]
+    for height in range(1, int(area ** 0.5) + 1):
+        width, rest = divmod(area, height)
+        if rest == 0 and (2 * height - 1) * (2 * width - 1) == shape[0]:
+            grid = torch.meshgrid(torch.arange(1 - height, height), torch.arange(1 - width, width), indexing="ij")
+            return torch.stack(grid).flatten(1).transpose(0, 1).float()
+    return None
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -12,6 +12,7 @@ in the tiny files; the rest is shrunk.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -515,18 +516,36 @@ def compact_state(scale: int = 4, *, filters: int = 8, convs: int = 2, seed: int
     return random_tensors(shapes, seed)
 
 
-def swinir_state(scale: int = 2, *, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A tiny SwinIR (classical SR, pixel-shuffle upsampler) from spandrel's own architecture class."""
+def transformer_upscaler_state(arch: str = "swinir", scale: int = 2, *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A tiny SwinIR, HAT or DAT (pixel-shuffle upsampler), built by spandrel's own architecture classes."""
     from sdhub.models.detect_upscaler import _spandrel  # spandrel imported with its torchvision stand-ins
 
     if _spandrel() is None:
-        raise RuntimeError("the SwinIR factory needs spandrel")
-    from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
-
+        raise RuntimeError("the transformer upscaler factory needs spandrel")
     torch.manual_seed(seed)
-    model = SwinIR(img_size=16, embed_dim=12, depths=[1], num_heads=[2], window_size=4, upscale=scale,
-                   upsampler="pixelshuffle", mlp_ratio=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.meshgrid's indexing notice, from the architectures' code
+        model = _transformer_upscaler(arch, scale)
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+def _transformer_upscaler(arch: str, scale: int) -> Any:
+    if arch == "swinir":
+        from spandrel.architectures.SwinIR.__arch.SwinIR import SwinIR
+
+        return SwinIR(img_size=16, embed_dim=12, depths=[1], num_heads=[2], window_size=4, upscale=scale,
+                      upsampler="pixelshuffle", mlp_ratio=2)
+    if arch == "hat":
+        from spandrel.architectures.HAT.__arch.HAT import HAT
+
+        return HAT(img_size=16, embed_dim=12, depths=[1], num_heads=[2], window_size=4, upscale=scale,
+                   upsampler="pixelshuffle", mlp_ratio=2, compress_ratio=3, squeeze_factor=3)
+    if arch == "dat":
+        from spandrel.architectures.DAT.__arch.DAT import DAT
+
+        return DAT(img_size=16, embed_dim=12, depth=[1], num_heads=[2], split_size=[2, 4], upscale=scale,
+                   expansion_factor=2)
+    raise ValueError(f"unknown transformer upscaler {arch!r}")
 
 
 def random_tensors(shapes: Shapes, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
@@ -570,15 +589,15 @@ def hypernetwork(path: str | Path, widths: tuple[int, ...] = (768,), *, seed: in
 
 def upscaler(path: str | Path, arch: str = "esrgan", scale: int = 4, *, seed: int = 0) -> Path:
     """A tiny upscaler ``.pth``: "esrgan" (old layout), "realesrgan" (BasicSR's ``params_ema`` wrapper),
-    "compact" (SRVGGNetCompact ``params``), "swinir" (``params``)."""
+    "compact" (SRVGGNetCompact ``params``), "swinir", "hat", "dat" (``params``)."""
     if arch == "esrgan":
         state: dict[str, Any] = esrgan_state(scale, seed=seed)
     elif arch == "realesrgan":
         state = {"params_ema": esrgan_state(scale, layout="new", seed=seed)}
     elif arch == "compact":
         state = {"params": compact_state(scale, seed=seed)}
-    elif arch == "swinir":
-        state = {"params": swinir_state(scale, seed=seed)}
+    elif arch in ("swinir", "hat", "dat"):
+        state = {"params": transformer_upscaler_state(arch, scale, seed=seed)}
     else:
         raise ValueError(f"unknown upscaler arch {arch!r}")
     path = Path(path)
