@@ -218,3 +218,9 @@ def test_malformed_shapes_in_known_layouts_do_not_crash_detection(broken: dict[s
     for shapes in headers:
         damaged = {**shapes, **{name: shape for name, shape in broken.items() if name in shapes}}
         assert detect(_header(damaged), {}).kind  # a verdict, never an exception
+
+
+def test_flux_redux_is_flux_family_image_prompting() -> None:
+    detection = detect(_header(families.flux_redux_shapes(size="full")), {})
+    assert (detection.architecture, detection.base_model) == ("flux1-redux", "flux1")
+    assert detection.kind == "ip-adapter"  # ComfyUI's style model: an image prompt for FLUX.1
