@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdhub.models.detection import (
-    ADM_WIDTH_ARCH, CROSS_ATTENTION_BASE, TRANSFORMER_WIDTH_BASE, Detection, family, shape_of as _shape)
+    ADM_WIDTH_ARCH, CROSS_ATTENTION_BASE, TRANSFORMER_WIDTH_BASE, Detection, family, shape_of as _shape,
+    tolerates_malformed_shapes)
 
 #: T2I-Adapter hint channels: RGB (3) or one channel, pixel-unshuffled by 8 (SD1) or 16 (SDXL).
 T2I_HINT_CHANNELS = {192: ("sd1", "RGB hint unshuffled by 8"), 64: ("sd1", "one-channel hint unshuffled by 8"),
@@ -31,6 +32,7 @@ T2I_HINT_CHANNELS = {192: ("sd1", "RGB hint unshuffled by 8"), 64: ("sd1", "one-
 _ATTN2_K = re.compile(r"attn2\.to_k(\.weight|\.down)$")
 
 
+@tolerates_malformed_shapes("controlnet")
 def detect_control(tensors: Mapping[str, Any]) -> Detection | None:
     """A ControlNet-kind verdict, or None when the tensors are none of these layouts."""
     names = set(tensors)

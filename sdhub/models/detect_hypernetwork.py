@@ -13,11 +13,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdhub.models.detection import CROSS_ATTENTION_BASE, Detection, shape_of as _shape
+from sdhub.models.detection import CROSS_ATTENTION_BASE, Detection, shape_of as _shape, tolerates_malformed_shapes
 
 _NAME = re.compile(r"^(?P<width>\d+)\.(?P<pair>[01])\.(?:linear\.\d+|linear[12])\.(?:weight|bias)$")
 
 
+@tolerates_malformed_shapes("hypernetwork")
 def detect_hypernetwork(tensors: Mapping[str, Any]) -> Detection | None:
     """A hypernetwork verdict, or None when any tensor is not named like a hypernetwork layer."""
     widths: set[int] = set()

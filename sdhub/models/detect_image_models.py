@@ -19,7 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdhub.models.detection import CROSS_ATTENTION_BASE, TRANSFORMER_WIDTH_BASE, Detection, shape_of as _shape
+from sdhub.models.detection import (
+    CROSS_ATTENTION_BASE, TRANSFORMER_WIDTH_BASE, Detection, shape_of as _shape, tolerates_malformed_shapes)
 
 #: CLIP vision encoders by hidden width (with the patch size they are published with).
 VIT_BY_WIDTH = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H", 1664: "ViT-bigG"}
@@ -32,6 +33,7 @@ LATENT_FAMILIES = {4: ("sd1", "sd2", "sdxl"), 16: ("sd3", "flux1")}
 _TO_K_IP = re.compile(r"^ip_adapter\.\d+\.to_k_ip\.weight$")
 
 
+@tolerates_malformed_shapes("ip-adapter")
 def detect_ip_adapter(tensors: Mapping[str, Any]) -> Detection | None:
     """An IP-Adapter (or Flux Redux) verdict, or None."""
     names = set(tensors)
@@ -105,6 +107,7 @@ def _ip_projection(tensors: Mapping[str, Any], names: set[str], evidence: list[s
     return None, None
 
 
+@tolerates_malformed_shapes("clip-vision")
 def detect_clip_vision(tensors: Mapping[str, Any]) -> Detection | None:
     """A CLIP (or SigLIP) vision encoder verdict, or None."""
     for prefix, layers_at, patch_key, layout in (
@@ -168,6 +171,7 @@ _TAESD_NAME = re.compile(r"^(?:(?P<part>taesd_decoder|taesd_encoder|decoder\.lay
 _VAE_APPROX = {f"conv{i}.{p}" for i in range(1, 9) for p in ("weight", "bias")}
 
 
+@tolerates_malformed_shapes("preview-decoder")
 def detect_preview_decoder(tensors: Mapping[str, Any]) -> Detection | None:
     """A TAESD or A1111 VAE-approx verdict, or None."""
     names = set(tensors)

@@ -86,8 +86,11 @@ def _describe(spandrel: Any, shapes: dict[str, tuple[int, ...]]) -> tuple[Any, s
     registry = spandrel.MAIN_REGISTRY
     with _LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        meta = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
-        if not any(support.detect(meta) for support in registry.architectures("detection")):
+        try:
+            meta = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+            if not any(support.detect(meta) for support in registry.architectures("detection")):
+                return None, None
+        except Exception:  # noqa: BLE001 -- shapes no model has (spandrel's checks index into them)
             return None, None
         for numbers_on_cpu in (False, True):
             try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from sdhub.models.kinds import family_of
 
@@ -40,6 +41,9 @@ MODELSPEC_BASES = (
 TRANSFORMER_WIDTH_BASE = {3072: "flux1", 1536: "sd3", 2432: "sd3"}
 
 
+_Detector = TypeVar("_Detector", bound=Callable[..., Any])
+
+
 @dataclass
 class Detection:
     """The verdict on one file; ``evidence`` says, in words, what it rests on."""
@@ -70,6 +74,23 @@ def family(architecture: str | None) -> str | None:
 def shape_of(info: Any) -> tuple[int, ...]:
     shape = info[1] if isinstance(info, tuple) else info.shape
     return tuple(int(size) for size in shape)
+
+
+def tolerates_malformed_shapes(kind: str) -> Callable[[_Detector], _Detector]:
+    """For a detector that reads shapes once names have matched: a shape a real file of ``kind`` never has
+    (too few axes, zero widths) gives a ``kind`` verdict that says so, never an exception."""
+
+    def wrap(detector: _Detector) -> _Detector:
+        @functools.wraps(detector)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return detector(*args, **kwargs)
+            except (IndexError, ValueError, TypeError, ZeroDivisionError) as error:
+                return Detection(kind, evidence=[f"{kind} tensor names, but shapes no real {kind} has ({error})"])
+
+        return run  # type: ignore[return-value]
+
+    return wrap
 
 
 def dimension(info: Any, index: int) -> int | None:
