@@ -19,6 +19,8 @@ from sdhub.catalog.records import (
     json_dict,
 )
 from sdhub.errors import NotFoundError, UsageError
+from sdhub.models.base_labels import FAMILY_LABELS, LABEL_ARCHITECTURES, compact, known_label
+from sdhub.models.kinds import ARCHITECTURES, FAMILIES, KINDS, OTHER
 
 SORTS = {
     "name": "a.name COLLATE NOCASE, a.id",
@@ -66,19 +68,78 @@ def get_asset(db: sqlite_utils.Database, asset_id: int) -> Asset:
 
 def list_assets(db: sqlite_utils.Database, *, kind: str | None = None, base: str | None = None,
                 sort: str = "name", problems: bool = False) -> list[Asset]:
-    """Assets filtered by kind and base model (a case-insensitive part of base model or architecture);
+    """Assets filtered by kind and base model (``base_filter``: a family, an architecture or a label);
     with ``problems``, only those with something wrong (``Asset.has_problems``)."""
     if sort not in SORTS:
         raise UsageError(f"unknown sort {sort!r}; choose one of: {', '.join(SORTS)}")
+    where, params = filters(db, kind=kind, base=base)
+    assets = load_assets(db, where, params, SORTS[sort])
+    return [asset for asset in assets if asset.has_problems] if problems else assets
+
+
+def filters(db: sqlite_utils.Database, *, kind: str | None = None, base: str | None = None) -> tuple[str, list[Any]]:
+    """A WHERE clause over ``assets a`` for a kind and a base model (either may be None)."""
     clauses, params = [], []
     if kind:
         clauses.append("a.kind = ?")
-        params.append(kind.lower())
+        params.append(kind_filter(kind))
     if base:
-        clauses.append("(a.base_model LIKE ? ESCAPE '\\' OR a.architecture LIKE ? ESCAPE '\\')")
-        params += [f"%{_escape_like(base)}%"] * 2
-    assets = load_assets(db, " AND ".join(clauses), params, SORTS[sort])
-    return [asset for asset in assets if asset.has_problems] if problems else assets
+        clause, values = base_filter(db, base)
+        clauses.append(clause)
+        params += values
+    return " AND ".join(clauses), params
+
+
+def kind_filter(kind: str) -> str:
+    """The stored kind a user's ``--kind`` names ("unknown", its old name, is "other")."""
+    wanted = kind.strip().lower().replace("_", "-")
+    if wanted == "unknown":
+        return OTHER
+    if wanted not in KINDS:
+        raise UsageError(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    return wanted
+
+
+def base_labels(db: sqlite_utils.Database) -> list[str]:
+    """Every base-model label the catalog holds, sorted."""
+    return sorted((row[0] for row in db.execute(
+        "SELECT DISTINCT base_label FROM assets WHERE base_label IS NOT NULL").fetchall()), key=str.lower)
+
+
+def base_filter(db: sqlite_utils.Database, text: str) -> tuple[str, list[Any]]:
+    """A WHERE clause for ``--base text``, in either vocabulary, case and spacing aside.
+
+    A family (``sdxl``) matches every asset of it, labelled Pony, Illustrious or not at all; a label
+    naming a family itself (``SD 1.5``) means that family; an architecture (``flux1-dev``) matches
+    it and the labels naming it ("Flux.1 D"); any other label (``Pony``) matches only what carries it.
+    A value that is none of these is refused, with the choices.
+    """
+    key = compact(text)
+    civitai = known_label(text)
+    present = base_labels(db)
+    families = {family for family in FAMILIES if compact(family) == key}
+    architectures = {architecture for architecture in ARCHITECTURES if compact(architecture) == key}
+    labels: set[str] = set()
+    if civitai in FAMILY_LABELS:
+        families.add(FAMILY_LABELS[civitai])  # exactly the family: "SD 1.5" is sd1
+    elif not families:
+        if civitai in LABEL_ARCHITECTURES:
+            architectures.add(LABEL_ARCHITECTURES[civitai])
+        labels = {label for label in present if compact(label) == key
+                  or LABEL_ARCHITECTURES.get(known_label(label) or "") in architectures}
+        if civitai:
+            labels.add(civitai)
+    if not (families or architectures or labels):
+        held = f"; labels in this catalog: {', '.join(present)}" if present else ""
+        raise UsageError(f"unknown base model {text!r}: give a family ({', '.join(FAMILIES)}), an architecture "
+                         f"(e.g. sd2-v, sdxl-refiner, flux1-schnell) or a label (e.g. Pony, Illustrious, "
+                         f"\"SD 1.5\"){held}")
+    clauses, params = [], []
+    for column, values in (("a.base_model", families), ("a.architecture", architectures), ("a.base_label", labels)):
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params += sorted(values)
+    return "(" + " OR ".join(clauses) + ")", params
 
 
 def _escape_like(text: str) -> str:
@@ -93,11 +154,15 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
-def search(db: sqlite_utils.Database, text: str, limit: int = 100) -> list[Asset]:
-    """Assets whose name, tags, trigger words, description or notes match all the words of ``text``."""
+def search(db: sqlite_utils.Database, text: str, limit: int = 100, *, kind: str | None = None,
+           base: str | None = None) -> list[Asset]:
+    """Assets whose name, tags, trigger words, description, notes or base model (family or label) match
+    all the words of ``text``, optionally of one kind and base model (as ``list_assets`` takes them)."""
+    where, params = filters(db, kind=kind, base=base)
     rows = list(db.query(
         "SELECT a.* FROM assets_fts JOIN assets a ON a.id = assets_fts.rowid "
-        "WHERE assets_fts MATCH ? ORDER BY bm25(assets_fts), a.id LIMIT ?", [fts_query(text), limit]))
+        f"WHERE assets_fts MATCH ? {'AND ' + where if where else ''} ORDER BY bm25(assets_fts), a.id LIMIT ?",
+        [fts_query(text), *params, limit]))
     return _with_files(db, rows)
 
 

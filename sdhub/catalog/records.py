@@ -88,6 +88,13 @@ class Asset:
     updated_at: str
     files: list[FileRecord] = field(default_factory=list)
     defect: str | None = None
+    #: Where ``base_model`` (the family: sd1, sd2, sdxl, sd3, flux1) came from: "detection" (the
+    #: tensors) or "label" (the tensors prove none; the label names one).
+    base_model_from: str | None = None
+    #: What Civitai or the file's metadata calls its base model ("SD 1.5", "Pony", "sdxl_base_v1-0").
+    base_label: str | None = None
+    #: Where ``base_label`` came from: "civitai", "metadata" (the file's own), "detection".
+    base_label_from: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], files: list[FileRecord] | None = None) -> "Asset":
@@ -100,8 +107,23 @@ class Asset:
             preferred_weight=row["preferred_weight"], status=row["status"], status_at=row["status_at"],
             problems=json_list(row["problems"]), source_sha256=row["source_sha256"],
             added_at=row["added_at"], updated_at=row["updated_at"], files=list(files or []),
-            defect=row.get("defect"),
+            defect=row.get("defect"), base_model_from=row.get("base_model_from"),
+            base_label=row.get("base_label"), base_label_from=row.get("base_label_from"),
         )
+
+    @property
+    def shown_label(self) -> str | None:
+        """The label worth showing beside the family: a source's ("Pony"), not a training tool's
+        metadata value ("sdxl_base_v1-0", kept in ``base_label`` and shown by ``show``)."""
+        return self.base_label if self.base_label and self.base_label_from != "metadata" else None
+
+    @property
+    def base_text(self) -> str:
+        """The base model in one short phrase for listings: "sdxl (Pony)", "sd1", "Wan Video"."""
+        label = self.shown_label
+        if self.base_model and label and label.lower() != self.base_model:
+            return f"{self.base_model} ({label})"
+        return self.base_model or label or self.architecture or ""
 
     @property
     def autov2(self) -> str:

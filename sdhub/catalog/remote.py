@@ -31,7 +31,7 @@ class RemoteFields:
     url: str | None = None
     name: str | None = None
     trigger_words: list[str] = field(default_factory=list)
-    base_model: str | None = None
+    base_label: str | None = None  # what the source calls the base model ("SD 1.5", "Pony")
     description: str | None = None
     nsfw: bool | None = None
     tags: list[str] = field(default_factory=list)
@@ -104,7 +104,7 @@ def civitai_fields(data: dict[str, Any], sha256: str) -> RemoteFields:
     nsfw = model.get("nsfw")
     return RemoteFields(
         source="civitai", model_id=_text(model_id), version_id=_text(version_id), url=url,
-        name=_text(model.get("name")), trigger_words=words, base_model=_text(version.get("baseModel")),
+        name=_text(model.get("name")), trigger_words=words, base_label=_text(version.get("baseModel")),
         description=_civitai_description(model, version),
         nsfw=nsfw if isinstance(nsfw, bool) else None, tags=tags, images=images,
     )

@@ -15,11 +15,14 @@ import sqlite_utils
 from sdhub.catalog.analysis import FOLDER_FORMAT, model_stem
 from sdhub.catalog.db import write_transaction
 from sdhub.errors import HomeError
+from sdhub.models.kinds import OTHER
 
 SCHEMA_VERSION_KEY = "schema_version"
 
 #: Columns of ``assets`` indexed for full-text search (``assets_fts``, kept in step by triggers).
-SEARCH_COLUMNS = ("name", "description", "tags", "trigger_words", "notes")
+SEARCH_COLUMNS = ("name", "description", "tags", "trigger_words", "notes", "base_model", "base_label")
+#: What the first schema indexed; migration 5 added the base model's family and label.
+_FIRST_SEARCH_COLUMNS = ("name", "description", "tags", "trigger_words", "notes")
 
 
 def _initial_tables(db: sqlite_utils.Database) -> None:
@@ -33,7 +36,8 @@ def _initial_tables(db: sqlite_utils.Database) -> None:
         },
         pk="id",
         not_null=["sha256", "kind", "size", "name", "trigger_words", "tags", "added_at", "updated_at"],
-        defaults={"kind": "unknown", "name_source": "file", "trigger_words": "[]", "tags": "[]",
+        # Catalogs made before migration 5 keep "unknown" as this default; no writer relies on it.
+        defaults={"kind": OTHER, "name_source": "file", "trigger_words": "[]", "tags": "[]",
                   "problems": "[]"},
     )
     db["assets"].create_index(["sha256"], unique=True)
@@ -107,7 +111,7 @@ def _initial_tables(db: sqlite_utils.Database) -> None:
     )
     db["lineage"].create_index(["parent_sha256"])
 
-    db["assets"].enable_fts(SEARCH_COLUMNS, create_triggers=True, tokenize="unicode61 remove_diacritics 2")
+    db["assets"].enable_fts(_FIRST_SEARCH_COLUMNS, create_triggers=True, tokenize="unicode61 remove_diacritics 2")
 
 
 def _folder_files(db: sqlite_utils.Database) -> None:
@@ -139,12 +143,64 @@ def _own_names_for_derived_files(db: sqlite_utils.Database) -> None:
             db.execute("UPDATE assets SET name = ?, name_source = 'file' WHERE id = ?", [name, asset_id])
 
 
+def _base_family_and_label(db: sqlite_utils.Database) -> None:
+    """``assets.base_model`` keeps only the family (sd1, sdxl...); what Civitai or the file's metadata
+    calls the model ("SD 1.5", "Pony") moves to ``base_label``; the kind "unknown" becomes "other"."""
+    from sdhub.catalog.store import base_fields, split_old_base
+
+    _drop_search_index(db)  # rebuilt once at the end, not row by row by its triggers
+    columns = db["assets"].columns_dict
+    for column in ("base_model_from", "base_label", "base_label_from"):
+        if column not in columns:  # the migration may be re-run by hand on a half-copied file
+            db.execute(f"ALTER TABLE assets ADD COLUMN {column} TEXT")
+    rows = db.execute(
+        "SELECT a.id, a.sha256, a.base_model, a.inspect, r.json, a.base_model_from, a.base_label, a.base_label_from "
+        "FROM assets a LEFT JOIN remote r ON r.asset_id = a.id AND r.source = 'civitai'").fetchall()
+    for asset_id, sha256, old_base, inspect, civitai, *done in rows:
+        detected, label, label_from = split_old_base(old_base, inspect, civitai, sha256, tuple(done))
+        fields = base_fields(detected, label, label_from)
+        db.execute("UPDATE assets SET base_model = ?, base_model_from = ?, base_label = ?, base_label_from = ? "
+                   "WHERE id = ?", [*fields.values(), asset_id])
+    db.execute("UPDATE assets SET kind = ? WHERE kind = 'unknown'", [OTHER])
+    db.execute("CREATE INDEX IF NOT EXISTS idx_assets_base_model ON assets (base_model)")
+    _index_for_search(db, SEARCH_COLUMNS)
+
+
+def _drop_search_index(db: sqlite_utils.Database) -> None:
+    for trigger in ("assets_ai", "assets_ad", "assets_au"):
+        db.execute(f'DROP TRIGGER IF EXISTS "{trigger}"')
+    db.execute('DROP TABLE IF EXISTS "assets_fts"')
+
+
+def _index_for_search(db: sqlite_utils.Database, columns: tuple[str, ...]) -> None:
+    """(Re)create ``assets_fts`` over ``columns`` with its triggers, and fill it.
+
+    Statement by statement, inside the migration's transaction (sqlite-utils' ``enable_fts`` runs a
+    script, which commits the transaction first).
+    """
+    _drop_search_index(db)
+    names = ", ".join(f'"{column}"' for column in columns)
+    old = ", ".join(f'old."{column}"' for column in columns)
+    new = ", ".join(f'new."{column}"' for column in columns)
+    db.execute(f"CREATE VIRTUAL TABLE \"assets_fts\" USING FTS5 ({names}, "
+               "tokenize='unicode61 remove_diacritics 2', content=\"assets\")")
+    db.execute(f'CREATE TRIGGER "assets_ai" AFTER INSERT ON "assets" BEGIN '
+               f'INSERT INTO "assets_fts" (rowid, {names}) VALUES (new.rowid, {new}); END')
+    db.execute(f'CREATE TRIGGER "assets_ad" AFTER DELETE ON "assets" BEGIN '
+               f'INSERT INTO "assets_fts" ("assets_fts", rowid, {names}) VALUES (\'delete\', old.rowid, {old}); END')
+    db.execute(f'CREATE TRIGGER "assets_au" AFTER UPDATE ON "assets" BEGIN '
+               f'INSERT INTO "assets_fts" ("assets_fts", rowid, {names}) VALUES (\'delete\', old.rowid, {old}); '
+               f'INSERT INTO "assets_fts" (rowid, {names}) VALUES (new.rowid, {new}); END')
+    db.execute("INSERT INTO \"assets_fts\" (\"assets_fts\") VALUES ('rebuild')")
+
+
 #: Applied in order; the database's schema_version is the number applied so far. Append only.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _initial_tables,
     _folder_files,
     _defects,
     _own_names_for_derived_files,
+    _base_family_and_label,
 ]
 
 

@@ -14,9 +14,12 @@ from typing import Any
 import sqlite_utils
 
 from sdhub.catalog.analysis import FOLDER_FORMAT, FileAnalysis, FileIdentity, FolderMember, model_stem
-from sdhub.catalog.records import json_list
+from sdhub.catalog.kind_choice import settle_kind
+from sdhub.catalog.records import json_dict, json_list
 from sdhub.catalog.remote import RemoteFields
 from sdhub.catalog.sidecars import SidecarData, user_metadata_fields
+from sdhub.models.base_labels import label_family, metadata_label
+from sdhub.models.kinds import OTHER, family_of
 
 #: Who set an asset's display name; a source may replace a name set by one ranked at or below it.
 #: A derived file (convert, prune, cast) keeps its own file's name: lineage links it to its origin
@@ -41,16 +44,82 @@ def asset_row(db: sqlite_utils.Database, *, asset_id: int | None = None,
     return rows[0] if rows else None
 
 
+#: Where an asset's family (``base_model``) came from: its tensors (the detection), or its label.
+BASE_MODEL_SOURCES = ("detection", "label")
+#: Where an asset's label (``base_label``) came from; a label from Civitai wins over the file's own.
+BASE_LABEL_SOURCES = ("civitai", "metadata", "detection")
+
+
+def base_fields(detected: str | None, label: str | None, label_from: str | None) -> dict[str, str | None]:
+    """The asset's base columns: the family its tensors prove (``detected``) or, when they prove none,
+    the family its label names (marked as coming from the label); the label kept as given."""
+    family = family_of(detected)
+    source = "detection" if family else None
+    if family is None:
+        family = label_family(label)
+        source = "label" if family else None
+    label = label.strip() if label and label.strip() else None
+    return {"base_model": family, "base_model_from": source, "base_label": label,
+            "base_label_from": label_from if label else None}
+
+
+def kind_of(report_kind: str | None) -> str:
+    """The kind stored for a detection's kind: "other" for none, and for the old name "unknown"."""
+    return OTHER if not report_kind or report_kind == "unknown" else report_kind
+
+
+def split_old_base(old_base: str | None, inspect: str | None, civitai_json: str | None, sha256: str,
+                   done: tuple[str | None, str | None, str | None] = (None, None, None),
+                   ) -> tuple[str | None, str | None, str | None]:
+    """(detected family, label, label source) of an asset written by sdhub before migration 5, whose one
+    ``base_model`` column held either the detected family ("sd1") or, failing that, Civitai's "SD 1.5".
+    ``done``: its ``base_model_from``, ``base_label``, ``base_label_from`` where the split was made already."""
+    from sdhub.catalog.remote import civitai_fields
+
+    report = json_dict(inspect)
+    old_from, label, label_from = done
+    proved = None if old_from == "label" else family_of(old_base)
+    detected = family_of(report.get("base_model")) or proved or family_of(report.get("architecture"))
+    if label:
+        return detected, label, label_from
+    if old_base and family_of(old_base) is None:
+        label, label_from = old_base, "civitai"  # only a Civitai record (or a copy of one) wrote a label there
+    elif civitai_json:
+        try:
+            label = civitai_fields(json.loads(civitai_json), sha256).base_label
+        except Exception:  # a record of a shape we cannot read costs the label, not the migration
+            label = None
+        label_from = "civitai" if label else None
+    if label is None and (label := metadata_label(report.get("metadata"))):
+        label_from = "metadata"
+    return detected, label, label_from
+
+
+def _report_base(report: dict[str, Any], row: dict[str, Any] | None) -> dict[str, str | None]:
+    """The base columns from a fresh inspection; a label from Civitai already recorded is kept."""
+    detected = report.get("base_model")
+    label, label_from = metadata_label(report.get("metadata")), "metadata"
+    if detected and family_of(detected) is None:  # a detector naming a label, not a family
+        label, label_from = str(detected), "detection"
+    # An architecture proves its family even where the detection left the family out.
+    detected = family_of(detected) or family_of(report.get("architecture"))
+    if row is not None and row.get("base_label") and row.get("base_label_from") == "civitai":
+        label, label_from = row["base_label"], "civitai"
+    return base_fields(detected, label, label_from if label else None)
+
+
 def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis) -> tuple[int, bool]:
     """The asset for this content, created or refreshed from the analysis; (id, created)."""
     report = analysis.inspect
-    # The folder a file sits in is where the user put it, not evidence of what it is: what the tensors
-    # do not show stays "unknown" (with the detector's evidence in the report).
-    kind = report.get("kind") or "unknown"
+    existing = asset_row(db, sha256=analysis.sha256)
+    # A kind the user chose (or a source gave where the tensors could not tell) outlives a rescan.
+    kind, report = settle_kind(kind_of(report.get("kind")), report, existing["inspect"] if existing else None)
     fields = {
+        # The folder a file sits in is where the user put it, not evidence of what it is: what the
+        # tensors do not show is "other" (with the detector's evidence in the report).
         "kind": kind,
         "architecture": report.get("architecture"),
-        "base_model": report.get("base_model"),
+        **_report_base(report, existing),
         "format": report.get("format") or (FOLDER_FORMAT if analysis.is_folder else None),
         "dtype": _text(report.get("dtype")),
         "size": analysis.identity.size,
@@ -59,7 +128,6 @@ def upsert_asset(db: sqlite_utils.Database, analysis: FileAnalysis) -> tuple[int
         "inspect": _dumps(report),
         "updated_at": now(),
     }
-    existing = asset_row(db, sha256=analysis.sha256)
     if existing:
         assignments = ", ".join(f"{column} = ?" for column in fields)
         db.execute(f"UPDATE assets SET {assignments} WHERE id = ?", [*fields.values(), existing["id"]])
@@ -235,8 +303,11 @@ def put_remote(db: sqlite_utils.Database, asset_id: int, fields: RemoteFields, d
     update = _name_update(row, fields.name, fields.source) if names_this_file and not inherited_from else {}
     if fields.trigger_words and not json_list(row["trigger_words"]):
         update["trigger_words"] = fields.trigger_words
-    if fields.base_model and not row["base_model"]:
-        update["base_model"] = fields.base_model
+    if fields.base_label:
+        # The source's label replaces the file's own (or an older record's); the family stays the
+        # tensors' when they prove one.
+        detected = row["base_model"] if row.get("base_model_from") == "detection" else None
+        update.update(base_fields(detected, fields.base_label, fields.source))
     if fields.description and not row["description"]:
         update["description"] = fields.description
     if fields.nsfw is not None and row["nsfw"] is None:
@@ -317,9 +388,10 @@ def inherit(db: sqlite_utils.Database, child_sha256: str, parent_sha256: str) ->
     if child is None or parent is None:
         return  # recorded now, applied when both are in the catalog
     update: dict[str, Any] = {}
-    for column in ("description", "notes", "base_model", "preferred_weight"):
+    for column in ("description", "notes", "preferred_weight"):
         if child[column] is None and parent[column] is not None:
             update[column] = parent[column]
+    update.update(_inherited_base(child, parent))
     for column in ("trigger_words", "tags"):
         if not json_list(child[column]) and json_list(parent[column]):
             update[column] = json_list(parent[column])
@@ -330,6 +402,20 @@ def inherit(db: sqlite_utils.Database, child_sha256: str, parent_sha256: str) ->
         values = {column: remote[column] for column in _REMOTE_COLUMNS}
         values["inherited_from"] = remote["inherited_from"] or parent_sha256
         _write_remote_row(db, child["id"], remote["source"], values)
+
+
+def _inherited_base(child: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+    """The base columns a derived file takes from its origin: the origin's family when its own tensors
+    prove none, and the origin's label when it has none or only its metadata's (a source's wins)."""
+    detected = child["base_model"] if child.get("base_model_from") == "detection" else None
+    if detected is None and parent.get("base_model_from") == "detection":
+        detected = parent["base_model"]
+    label, label_from = child.get("base_label"), child.get("base_label_from")
+    parent_label = parent.get("base_label")
+    if parent_label and (not label or (label_from == "metadata" and parent.get("base_label_from") != "metadata")):
+        label, label_from = parent_label, parent.get("base_label_from")
+    fields = base_fields(detected, label, label_from)
+    return {column: value for column, value in fields.items() if child.get(column) != value}
 
 
 def propagate_to_derived(db: sqlite_utils.Database, sha256: str) -> None:

@@ -23,6 +23,7 @@ from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with
 from sdhub.generate.loading import LoadedModel, dtype_name, load_checkpoint, select_device, select_dtype
 from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
 from sdhub.generate.rng import INFOTEXT_RNG
+from sdhub.models.kinds import OTHER
 from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled, reporting_stop
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
@@ -117,7 +118,7 @@ def resolve_file(home: Home, ref: str, kind: str) -> ResolvedFile:
                 raise BadInputError(f"{candidate} is a folder but not a diffusers pipeline (no model_index.json); "
                                     f"give a {kind} file") from None
             raise
-        if asset.kind not in (kind, "unknown"):
+        if asset.kind not in (kind, OTHER):  # "other": its tensors did not tell; let the loader try
             raise UsageError(f"{ref!r} is a {asset.kind} ({asset.name}), not a {kind}")
         present = asset.present_files
         if not present:

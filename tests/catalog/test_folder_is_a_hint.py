@@ -20,14 +20,14 @@ def test_files_of_other_kinds_in_the_checkpoints_folder_keep_their_own_kind(tmp_
     factory.vae(checkpoints / "a-vae.safetensors")
     factory.lora(checkpoints / "a-lora.safetensors", base="sd1")
     factory.embedding(checkpoints / "an-embedding.pt")
-    # Tensors no detector knows (an upscaler's or a CLIP-vision encoder's, say): unknown, not "checkpoint".
-    save_file({"model.0.weight": torch.zeros(4, 3, 3, 3), "model.1.sub.0.RDB1.conv1.weight": torch.zeros(4, 4, 3, 3)},
-              str(checkpoints / "4x-upscaler.safetensors"))
+    # Tensors no detector knows: "other", not "checkpoint".
+    save_file({"stem.0.weight": torch.zeros(4, 3, 3, 3), "stage1.mixer.conv.weight": torch.zeros(4, 4, 3, 3)},
+              str(checkpoints / "mystery-model.safetensors"))
     factory.sd1_checkpoint(checkpoints / "real-checkpoint.safetensors")
     with Catalog(tmp_home) as catalog:
         catalog.scan()
         assert _kinds(catalog) == {"a-vae.safetensors": "vae", "a-lora.safetensors": "lora",
-                                   "an-embedding.pt": "embedding", "4x-upscaler.safetensors": "unknown",
+                                   "an-embedding.pt": "embedding", "mystery-model.safetensors": "other",
                                    "real-checkpoint.safetensors": "checkpoint"}
         assert catalog.list_assets(kind="checkpoint")[0].name.startswith("real-checkpoint")
 
@@ -38,5 +38,5 @@ def test_a_pickle_of_a_plain_list_in_the_loras_folder_is_not_a_lora(tmp_home: Ho
     torch.save([torch.zeros(3), torch.ones(2)], loras / "tensors-in-a-list.pt")
     with Catalog(tmp_home) as catalog:
         catalog.scan()
-        assert _kinds(catalog) == {"tensors-in-a-list.pt": "unknown"}
+        assert _kinds(catalog) == {"tensors-in-a-list.pt": "other"}
         assert catalog.list_assets(kind="lora") == []

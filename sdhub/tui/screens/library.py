@@ -20,6 +20,7 @@ from sdhub.catalog.db import connect
 from sdhub.catalog.records import Asset, AssetDetails
 from sdhub.config import ASSET_KINDS
 from sdhub.errors import UsageError
+from sdhub.models.kinds import FAMILIES
 from sdhub.progress import Progress
 from sdhub.tui import keys
 from sdhub.tui.backend import error_message
@@ -60,8 +61,18 @@ def asset_row(asset: Asset) -> TableRow:
     """How one asset appears in the table: broken, unsafe and failed ones in red, missing ones dimmed."""
     status = asset.condition
     style = "missing" if status == "missing" else ("broken" if asset.has_problems else "")
-    return TableRow(asset.sha256, (asset.name, asset.file_name, asset.kind, asset.base_model or "",
-                                    human_size(asset.size), asset.dtype or "", status), style)
+    # The label a source gives ("Pony") says more than its family in a narrow column; the pane has both.
+    base = asset.shown_label or asset.base_model or ""
+    return TableRow(asset.sha256, (asset.name, asset.file_name, asset.kind, base, human_size(asset.size),
+                                    asset.dtype or "", status), style)
+
+
+def base_choices(assets: list[Asset]) -> list[str]:
+    """The base filters worth offering: the families present (sdxl: Pony and Illustrious too), then the
+    labels sources give ("Pony": only those), each as ``list_assets(base=...)`` takes it."""
+    families = [family for family in FAMILIES if any(a.base_model == family for a in assets)]
+    labels = sorted({a.shown_label for a in assets if a.shown_label} - set(families), key=str.lower)
+    return families + labels
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,7 @@ class LibraryScreen(AssetActions, Screen):
         except Exception as error:  # SdhubError, or a library bug: a notification, never a crash
             self.notify(error_message(error), title="Catalog", severity="error")
             return
-        bases = sorted({a.base_model for a in everything if a.base_model}, key=str.lower)
+        bases = base_choices(everything)
         table_rows = [asset_row(asset) for asset in rows]
         if not worker.is_cancelled:
             self.app.call_from_thread(self._show_rows, query, table_rows, len(everything), bases, note)

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from sdhub.catalog.records import AssetDetails
+from sdhub.catalog.records import Asset, AssetDetails
 from sdhub.tui.widgets.image_view import ImageView
 from sdhub.units import human_size
 
@@ -29,6 +29,13 @@ def _field(text: Text, name: str, value: Any, style: str = "") -> None:
         return
     text.append(f"{name}: ", style="bold")
     text.append(f"{value}\n", style=style)
+
+
+def _base(asset: Asset) -> str:
+    """The family, with the label a source gives it and whether only that label tells the family."""
+    if asset.base_model_from == "label" and asset.base_label:
+        return f"{asset.base_model} (from the label {asset.base_label})"
+    return asset.base_text
 
 
 def remote_summary(remote: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -60,7 +67,7 @@ def details_text(details: AssetDetails) -> Text:
     asset = details.asset
     text = Text()
     _field(text, "kind", asset.kind)
-    _field(text, "base", asset.base_model)
+    _field(text, "base", _base(asset))
     _field(text, "architecture", asset.architecture)
     _field(text, "format", asset.format)
     _field(text, "dtype", asset.dtype)
