@@ -40,11 +40,13 @@ def detect_ip_adapter(tensors: Mapping[str, Any]) -> Detection | None:
     if {"redux_up.weight", "redux_down.weight"} <= names:
         width = _shape(tensors["redux_up.weight"])[-1]
         return Detection("ip-adapter", architecture="flux1-redux", base_model="flux1", variant="redux",
-                         evidence=[f"redux_up / redux_down projections (Flux Redux image prompt, SigLIP width {width})"],
+                         evidence=[f"redux_up / redux_down projections (Flux Redux image prompt, image features "
+                                   f"{width} wide)"],
                          details={"image_encoder": "SigLIP" if width == 1152 else f"width {width}"})
     if any(n.startswith("ip_adapter_proj_model.") for n in names) and any(
             ".ip_adapter_double_stream_k_proj." in n for n in names):
-        proj = next((n for n in sorted(names) if n.startswith("ip_adapter_proj_model.") and n.endswith("proj.weight")), None)
+        proj = next((n for n in sorted(names)
+                     if n.startswith("ip_adapter_proj_model.") and n.endswith("proj.weight")), None)
         width = _shape(tensors[proj])[-1] if proj else None
         details = {"image_encoder": IMAGE_EMBEDDING_ENCODER[width]} if width in IMAGE_EMBEDDING_ENCODER else {}
         return Detection("ip-adapter", base_model="flux1", variant="plain",

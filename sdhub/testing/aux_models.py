@@ -13,6 +13,7 @@ in the tiny files; the rest is shrunk.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,8 +206,10 @@ def lllite_shapes(*, modules: int = 2, cond_emb: int = 16, mlp: int = 8) -> Shap
     shapes: Shapes = {}
     for m in range(modules):
         p = f"lllite_unet_input_blocks_4_1_transformer_blocks_{m}_attn1_to_q"
-        shapes |= {f"{p}.conditioning1.0.weight": (cond_emb // 2, 3, 4, 4), f"{p}.conditioning1.0.bias": (cond_emb // 2,),
-                   f"{p}.conditioning1.2.weight": (cond_emb, cond_emb // 2, 2, 2), f"{p}.conditioning1.2.bias": (cond_emb,),
+        shapes |= {f"{p}.conditioning1.0.weight": (cond_emb // 2, 3, 4, 4),
+                   f"{p}.conditioning1.0.bias": (cond_emb // 2,),
+                   f"{p}.conditioning1.2.weight": (cond_emb, cond_emb // 2, 2, 2),
+                   f"{p}.conditioning1.2.bias": (cond_emb,),
                    f"{p}.down.0.weight": (mlp, 640), f"{p}.down.0.bias": (mlp,),
                    f"{p}.mid.0.weight": (mlp, mlp + cond_emb), f"{p}.mid.0.bias": (mlp,),
                    f"{p}.up.0.weight": (640, mlp), f"{p}.up.0.bias": (640,)}
@@ -306,7 +309,8 @@ def ip_adapter_parts(base: str = "sd1", variant: str = "plain", *, size: str = "
                 "proj_out.weight": (context, dim), "proj_out.bias": (context,), "norm_out.weight": (context,),
                 "norm_out.bias": (context,), "layers.0.0.norm1.weight": (dim,), "layers.0.0.to_q.weight": (dim, dim),
                 "layers.0.0.to_kv.weight": (2 * dim, dim), "layers.0.0.to_out.weight": (dim, dim),
-                "layers.0.1.0.weight": (dim,), "layers.0.1.1.weight": (4 * dim, dim), "layers.0.1.3.weight": (dim, 4 * dim)}
+                "layers.0.1.0.weight": (dim,), "layers.0.1.1.weight": (4 * dim, dim),
+                "layers.0.1.3.weight": (dim, 4 * dim)}
     elif variant == "full-face":  # an MLP over ViT-H hidden states (1280)
         hidden = 1280 if full else 16
         proj = {"proj.0.weight": (hidden, 1280), "proj.0.bias": (hidden,), "proj.2.weight": (context, hidden),
@@ -460,14 +464,15 @@ def hypernetwork_state(widths: tuple[int, ...] = (768,), structure: tuple[float,
     for width in widths:
         modules = []
         for _ in range(2):
-            module: dict[str, torch.Tensor] = {}
+            module: dict[str, torch.Tensor] = OrderedDict()  # what layer.state_dict() gives A1111
             for i in range(len(structure) - 1):
                 out_f, in_f = int(width * structure[i + 1]), int(width * structure[i])
                 module[f"linear.{i}.weight"] = torch.randn(out_f, in_f, generator=generator) * 0.01
                 module[f"linear.{i}.bias"] = torch.zeros(out_f)
             modules.append(module)
         state[width] = modules
-    state.update({"step": 1000, "name": "tiny-hypernet", "layer_structure": list(structure), "activation_func": "linear",
+    state.update({"step": 1000, "name": "tiny-hypernet", "layer_structure": list(structure),
+                  "activation_func": "linear",
                   "is_layer_norm": False, "weight_initialization": "Normal", "sd_checkpoint": "e1441589",
                   "sd_checkpoint_name": "v1-5-pruned-emaonly", "activate_output": False, "use_dropout": False,
                   "dropout_structure": [0.0] * len(structure), "last_layer_dropout": False, "optional_info": None})
@@ -551,7 +556,9 @@ def _transformer_upscaler(arch: str, scale: int) -> Any:
 def random_tensors(shapes: Shapes, seed: int = 0, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Seeded small random tensors of ``shapes`` (zero-size markers stay empty)."""
     generator = torch.Generator().manual_seed(seed)
-    return {name: (torch.randn(shape, generator=generator) * 0.02).to(dtype) for name, shape in shapes.items()}
+    # An OrderedDict, as module.state_dict() gives and the tools' torch.save pickles hold.
+    return OrderedDict((name, (torch.randn(shape, generator=generator) * 0.02).to(dtype))
+                       for name, shape in shapes.items())
 
 
 # ---- writers --------------------------------------------------------------------------------
