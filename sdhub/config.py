@@ -26,16 +26,13 @@ import platformdirs
 from sdhub.atomic import atomic_output
 from sdhub.errors import HomeError, SdhubError, UsageError
 
-#: The asset kinds that have a folder of their own in every layout.
-ASSET_KINDS = ("checkpoint", "vae", "lora", "embedding")
-
-
 @dataclass(frozen=True)
 class Layout:
     """A folder convention: for each asset kind, candidate folders relative to the home root.
 
-    The first candidate is where new files go unless another candidate already exists;
-    ``markers`` are folders whose presence recognises an existing install of this layout.
+    The first candidate is where new files go unless another candidate already exists (then the
+    first existing one does); every candidate that exists is scanned. ``markers`` are folders whose
+    presence recognises an existing install of this layout.
     """
 
     name: str
@@ -44,56 +41,119 @@ class Layout:
     markers: tuple[str, ...]
 
 
+# The folder lists below are facts from each project's own source (read, not copied):
+# - AUTOMATIC1111 webui and Forge: modules/cmd_args.py (--lora-dir, --hypernetwork-dir, --embeddings-dir,
+#   --esrgan/--realesrgan/--dat-models-path), modules/sd_models.py (models/Stable-diffusion), sd_vae.py
+#   (models/VAE), sd_vae_approx.py (models/VAE-approx), sd_vae_taesd.py (models/VAE-taesd), the upscalers'
+#   ``models/<name>`` folders (ESRGAN, RealESRGAN, SwinIR, DAT, HAT), sd3_cond.py (models/CLIP for the SD3
+#   text encoders); Forge's --text-encoder-dir (models/text_encoder) and modules_forge/shared.py
+#   (models/ControlNet, models/ControlNetPreprocessor, where its CLIP-vision files are downloaded);
+#   sd-webui-controlnet's models/ControlNet (and its old extensions/sd-webui-controlnet/models), whose
+#   model list also holds IP-Adapters, and its annotator/downloads/clip_vision. Forge loads UNet-only
+#   (diffusion model) files from its checkpoint list.
+# - ComfyUI: folder_paths.py (checkpoints, diffusion_models and the legacy unet, loras, embeddings, vae,
+#   text_encoders and the legacy clip, controlnet and t2i_adapter, clip_vision, upscale_models,
+#   vae_approx, hypernetworks); models/ipadapter from ComfyUI_IPAdapter_plus.
+# - StabilityMatrix: the SharedFolderType enum, whose names are the folders under Models/
+#   (StableDiffusion, DiffusionModels, Lora, LyCORIS, Embeddings, VAE, TextEncoders, ControlNet,
+#   T2IAdapter, IpAdapter, IpAdapters15, IpAdaptersXl, ClipVision, ESRGAN, RealESRGAN, SwinIR, ApproxVAE,
+#   Hypernetwork), and its legacy names (TextualInversion, CLIP, Unet) that it migrates.
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
         Layout(
             "sdhub",
-            "sdhub's own layout: models/, models/vae/, loras/, embeddings/",
+            "sdhub's own layout: models/ (checkpoints; models/vae/, models/controlnet/... for the other kinds), "
+            "loras/, embeddings/",
             {
                 "checkpoint": ("models",),
-                "vae": ("models/vae",),
+                "diffusion-model": ("models/diffusion-models",),
                 "lora": ("loras",),
                 "embedding": ("embeddings",),
+                "vae": ("models/vae",),
+                "text-encoder": ("models/text-encoders",),
+                "controlnet": ("models/controlnet",),
+                "ip-adapter": ("models/ip-adapters",),
+                "clip-vision": ("models/clip-vision",),
+                "upscaler": ("models/upscalers",),
+                "preview-decoder": ("models/preview-decoders",),
+                "hypernetwork": ("models/hypernetworks",),
             },
             markers=("models", "loras", "embeddings"),
         ),
         Layout(
             "a1111",
-            "AUTOMATIC1111 webui (and Forge): models/Stable-diffusion, models/VAE, models/Lora, embeddings/",
+            "AUTOMATIC1111 webui (and Forge): models/Stable-diffusion, models/VAE, models/Lora, embeddings/, "
+            "models/ControlNet, models/ESRGAN...",
             {
                 "checkpoint": ("models/Stable-diffusion",),
-                "vae": ("models/VAE",),
+                "diffusion-model": ("models/Stable-diffusion",),
                 "lora": ("models/Lora", "models/LyCORIS"),
                 "embedding": ("embeddings",),
+                "vae": ("models/VAE",),
+                "text-encoder": ("models/text_encoder", "models/CLIP"),
+                "controlnet": ("models/ControlNet", "extensions/sd-webui-controlnet/models"),
+                "ip-adapter": ("models/ControlNet", "extensions/sd-webui-controlnet/models"),
+                "clip-vision": ("models/ControlNetPreprocessor",
+                                "extensions/sd-webui-controlnet/annotator/downloads/clip_vision"),
+                "upscaler": ("models/ESRGAN", "models/RealESRGAN", "models/SwinIR", "models/DAT", "models/HAT"),
+                "preview-decoder": ("models/VAE-approx", "models/VAE-taesd"),
+                "hypernetwork": ("models/hypernetworks",),
             },
             markers=("models/Stable-diffusion",),
         ),
         Layout(
             "comfyui",
-            "ComfyUI: models/checkpoints, models/vae, models/loras, models/embeddings",
+            "ComfyUI: models/checkpoints, models/vae, models/loras, models/embeddings, models/controlnet, "
+            "models/upscale_models...",
             {
                 "checkpoint": ("models/checkpoints",),
-                "vae": ("models/vae",),
+                "diffusion-model": ("models/diffusion_models", "models/unet"),
                 "lora": ("models/loras",),
                 "embedding": ("models/embeddings",),
+                "vae": ("models/vae",),
+                "text-encoder": ("models/text_encoders", "models/clip"),
+                "controlnet": ("models/controlnet", "models/t2i_adapter"),
+                "ip-adapter": ("models/ipadapter",),
+                "clip-vision": ("models/clip_vision",),
+                "upscaler": ("models/upscale_models",),
+                "preview-decoder": ("models/vae_approx",),
+                "hypernetwork": ("models/hypernetworks",),
             },
             markers=("models/checkpoints",),
         ),
         Layout(
             "stabilitymatrix",
-            "StabilityMatrix shared models: Models/StableDiffusion, Models/VAE, Models/Lora, Models/Embeddings",
+            "StabilityMatrix shared models: Models/StableDiffusion, Models/VAE, Models/Lora, Models/Embeddings, "
+            "Models/ControlNet, Models/ESRGAN...",
             {
                 "checkpoint": ("Models/StableDiffusion",),
-                "vae": ("Models/VAE",),
+                "diffusion-model": ("Models/DiffusionModels", "Models/Unet"),
                 "lora": ("Models/Lora", "Models/LyCORIS"),
                 # Older StabilityMatrix releases called the embeddings folder TextualInversion.
                 "embedding": ("Models/Embeddings", "Models/TextualInversion"),
+                "vae": ("Models/VAE",),
+                "text-encoder": ("Models/TextEncoders", "Models/CLIP"),
+                "controlnet": ("Models/ControlNet", "Models/T2IAdapter"),
+                "ip-adapter": ("Models/IpAdapter", "Models/IpAdapters15", "Models/IpAdaptersXl"),
+                "clip-vision": ("Models/ClipVision",),
+                "upscaler": ("Models/ESRGAN", "Models/RealESRGAN", "Models/SwinIR"),
+                "preview-decoder": ("Models/ApproxVAE",),
+                "hypernetwork": ("Models/Hypernetwork",),
             },
             markers=("Models/StableDiffusion",),
         ),
     )
 }
+
+#: The asset kinds that have folders of their own in every layout: every kind of
+#: ``sdhub.models.kinds`` but "other", in its order. Files of kind "other" (and of a kind a
+#: download could not tell) are kept in the home's ``downloads/`` folder.
+ASSET_KINDS: tuple[str, ...] = tuple(LAYOUTS["sdhub"].folders)
+#: The folder under the home root where downloads are kept until they are filed (kind "other").
+DOWNLOADS_DIR = "downloads"
+#: The kind whose files live in the downloads folder (``sdhub.models.kinds.OTHER``).
+UNFILED_KIND = "other"
 
 #: Order in which layouts are tried when recognising an existing install; the most specific first.
 DETECTION_ORDER = ("stabilitymatrix", "a1111", "comfyui", "sdhub")
@@ -154,12 +214,37 @@ class Home:
     def outputs_dir(self) -> Path:
         return self.root / "outputs"
 
+    @property
+    def downloads_dir(self) -> Path:
+        """Where downloads are kept until they are filed: files of kind "other", or of a kind with no folder."""
+        return self.root / DOWNLOADS_DIR
+
     def folder(self, kind: str) -> Path:
-        """The folder where files of ``kind`` live (checkpoint, vae, lora, embedding)."""
+        """The folder where new files of ``kind`` go (``downloads/`` for "other")."""
+        if kind == UNFILED_KIND:
+            return self.downloads_dir
         try:
             return self.folders[kind]
         except KeyError:
-            raise UsageError(f"unknown asset kind {kind!r}; choose one of: {', '.join(ASSET_KINDS)}") from None
+            raise UsageError(f"unknown asset kind {kind!r}; choose one of: "
+                             f"{', '.join([*ASSET_KINDS, UNFILED_KIND])}") from None
+
+    def folder_for(self, kind: str, variant: str | None = None) -> Path:
+        """Where a new file of ``kind`` goes: among the kind's folders, the one named after its variant
+        if there is one (A1111 loads DAT, HAT and SwinIR upscalers only from models/DAT, models/HAT and
+        models/SwinIR), else the kind's folder."""
+        if variant:
+            for path in self.candidate_folders(kind):
+                if path.name.lower() == variant.lower():
+                    return path
+        return self.folder(kind)
+
+    def candidate_folders(self, kind: str) -> list[Path]:
+        """Every folder the layout names for ``kind``, the one new files go to first."""
+        layout = LAYOUTS.get(self.layout)
+        chosen = self.folder(kind)
+        others = [self.root / c for c in (layout.folders.get(kind, ()) if layout else ())]
+        return [chosen, *(path for path in others if path != chosen)]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -170,7 +255,9 @@ class Home:
             "database": str(self.database_path),
             "settings": str(self.settings_path),
             "outputs": str(self.outputs_dir),
+            "downloads": str(self.downloads_dir),
             "folders": {kind: str(path) for kind, path in self.folders.items()},
+            "candidate_folders": {kind: [str(path) for path in self.candidate_folders(kind)] for kind in self.folders},
         }
 
 

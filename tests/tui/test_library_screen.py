@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdhub.catalog import Catalog
-from sdhub.config import Home
+from sdhub.config import ASSET_KINDS, Home
 from sdhub.testing import factory
 from sdhub.tui.app import SdhubApp
 from sdhub.tui.screens.library import CELL
@@ -61,13 +61,12 @@ async def test_filter_by_kind_with_the_k_key(library_home: Home) -> None:
     app = SdhubApp(library_home)
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(app, pilot, len(LIBRARY))
-        await pilot.press("k")  # checkpoint
-        await wait_until(lambda: shown_names(app) == ["dreamy-anime-v1", "old-broken-model", "photo-real-xl"], pilot)
-        await pilot.press("k")  # vae
-        await wait_until(lambda: shown_names(app) == ["kl-f8-anime2"], pilot)
-        await pilot.press("k")  # lora
-        await wait_until(lambda: shown_names(app) == ["pixel-art-style", "watercolor-xl"], pilot)
-        await pilot.press("k", "k")  # embedding, then all kinds again
+        # Each press shows the next kind (checkpoint, diffusion-model, lora...), then all kinds again.
+        for kind in ASSET_KINDS:
+            await pilot.press("k")
+            expected = sorted(seed.name for seed in LIBRARY if seed.kind == kind)
+            await wait_until(lambda expected=expected: shown_names(app) == expected, pilot)
+        await pilot.press("k")
         await wait_until(lambda: len(shown_names(app)) == len(LIBRARY), pilot)
 
 
@@ -75,7 +74,7 @@ async def test_kind_filter_and_search_combine(library_home: Home) -> None:
     app = SdhubApp(library_home)
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(app, pilot, len(LIBRARY))
-        await pilot.press("k", "k", "k")  # lora
+        await pilot.press("k", "k", "k")  # checkpoint, diffusion-model, lora
         await wait_until(lambda: shown_names(app) == ["pixel-art-style", "watercolor-xl"], pilot)
         await pilot.press("slash", *"xl")
         await wait_until(lambda: shown_names(app) == ["watercolor-xl"], pilot)
