@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sdhub.catalog import store
 from sdhub.catalog.analysis import FileIdentity, path_identity
 from sdhub.catalog.db import write_transaction
+from sdhub.catalog.records import json_dict
 from sdhub.catalog.sidecars import move_sidecars
 from sdhub.catalog.walker import FoundFile, sidecar_stamps
 from sdhub.errors import NotFoundError, SdhubError, UsageError
@@ -54,7 +55,11 @@ def move_asset(catalog: Catalog, ref: str, *, kind: str | None = None,
         raise UsageError("say where to: --kind KIND (its folder in this home) or --to FOLDER")
     chosen = kind_named(kind) if kind is not None else None
     asset = catalog.find(ref)
-    folder = Path(to).expanduser().absolute() if to is not None else catalog.home.folder(chosen)  # type: ignore[arg-type]
+    if to is not None:
+        folder = Path(to).expanduser().absolute()
+    else:
+        assert chosen is not None
+        folder = _kind_folder(catalog, asset, chosen)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a folder")
     present = _copies_to_move(asset, ref)
@@ -73,6 +78,15 @@ def move_asset(catalog: Catalog, ref: str, *, kind: str | None = None,
         updated = catalog.set_kind(asset.sha256, chosen)
         report.kind, report.kind_set_by_user = updated.kind, True
     return report
+
+
+def _kind_folder(catalog: Catalog, asset: Asset, kind: str) -> Path:
+    """The home's folder for ``kind``; for the kind its tensors show, the one its variant names if any
+    (an upscaler's architecture: A1111's models/DAT, models/HAT...)."""
+    row = store.asset_row(catalog.db, asset_id=asset.id)
+    report = json_dict(row["inspect"]) if row else {}
+    variant = report.get("variant") if report.get("kind") == kind else None
+    return catalog.home.folder_for(kind, variant if isinstance(variant, str) else None)
 
 
 def _copies_to_move(asset: Asset, ref: str) -> list[FileRecord]:

@@ -70,7 +70,7 @@ def _clean_home(*, dry_run: bool, partials: bool) -> Any:
     if home.database_path.is_file():  # the catalog knows the extra folders a scan walks
         with Catalog(home) as catalog:
             return catalog.clean(dry_run=dry_run, partials=partials)
-    return clean_leftovers([*home.folders.values(), home.catalog_dir, home.outputs_dir],
+    return clean_leftovers([*home.folders.values(), home.downloads_dir, home.catalog_dir, home.outputs_dir],
                            dry_run=dry_run, partials=partials)
 
 

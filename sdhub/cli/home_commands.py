@@ -19,6 +19,7 @@ def _home_fields(home: Home) -> list[tuple[str, object]]:
         ("catalog", home.database_path), ("settings", home.settings_path), ("outputs", home.outputs_dir),
     ]
     fields += [(f"{kind} folder", path) for kind, path in home.folders.items()]
+    fields.append(("downloads", f"{home.downloads_dir} (kept until filed: `sdhub mv NAME --kind KIND`)"))
     fields.append(("default home", default_home() or "none (sdhub init DIR --default sets one)"))
     return fields
 

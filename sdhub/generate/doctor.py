@@ -227,7 +227,7 @@ def check_leftovers(home: Home) -> list[Check]:
         except SdhubError:  # an unreadable catalog is check_catalog's finding; look in the home's folders
             items = None
     if items is None:
-        items = find_leftovers([*home.folders.values(), home.catalog_dir, home.outputs_dir])
+        items = find_leftovers([*home.folders.values(), home.downloads_dir, home.catalog_dir, home.outputs_dir])
     if not items:
         return [Check("leftovers", "ok", "no temporary or partial files")]
     detail = summarize(items, lambda size: f"{size / 1024 ** 3:.1f} GiB" if size >= 1024 ** 3

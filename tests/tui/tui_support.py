@@ -19,6 +19,7 @@ from sdhub.catalog.analysis import FileAnalysis, FileIdentity
 from sdhub.catalog import store
 from sdhub.catalog.db import write_transaction
 from sdhub.config import Home
+from sdhub.testing.civitai_server import civitai_model  # noqa: F401 - the TUI tests import it from here
 
 #: Fixed timestamps so the details pane looks the same on every run.
 FIXED_TIME = "2026-01-02T03:04:05Z"
@@ -89,36 +90,6 @@ async def wait_until(condition: Callable[[], bool], pilot, timeout: float = 30.0
             raise AssertionError(f"the app did not reach the expected state in time; notifications: {notes}")
         await pilot.pause(0.02)
     await pilot.pause()  # let a screen that just appeared lay itself out before keys and clicks
-
-
-def civitai_model(model_id: int, version_id: int, file_id: int, *, name: str, file_name: str,
-                  model_type: str = "LORA", base: str = "SD 1.5", trained_words: tuple[str, ...] = (),
-                  nsfw: bool = False, downloads: int = 100, images: int = 0) -> dict:
-    """A Civitai model object in the API's shape with one version and one primary file; the
-    imitation server fills in the hashes and size from the bytes it serves."""
-    return {
-        "id": model_id, "name": name, "description": f"<p>{name} for tests</p>", "type": model_type,
-        "poi": False, "nsfw": nsfw, "allowNoCredit": True, "allowCommercialUse": ["Image"],
-        "allowDerivatives": True, "allowDifferentLicense": True,
-        "stats": {"downloadCount": downloads, "favoriteCount": 1, "commentCount": 0, "ratingCount": 1, "rating": 5},
-        "creator": {"username": "tester", "image": None}, "tags": ["style", "test"],
-        "modelVersions": [{
-            "id": version_id, "modelId": model_id, "name": "v1.0", "createdAt": "2025-01-01T00:00:00.000Z",
-            "updatedAt": "2025-01-01T00:00:00.000Z", "trainedWords": list(trained_words), "baseModel": base,
-            "description": None, "stats": {"downloadCount": downloads, "ratingCount": 1, "rating": 5},
-            # The imitation server serves each listed image from its storage host.
-            "images": [{"url": f"https://image.civitai.com/x/{index}.jpeg", "nsfwLevel": 1, "width": 64,
-                        "height": 96, "type": "image", "meta": None} for index in range(images)],
-            "files": [{
-                "id": file_id, "name": file_name, "sizeKB": 1, "type": "Model", "primary": True,
-                "metadata": {"fp": "fp32", "size": "full", "format": "SafeTensor"},
-                "pickleScanResult": "Success", "pickleScanMessage": "No Pickle imports",
-                "virusScanResult": "Success", "scannedAt": "2025-01-01T00:00:00.000Z", "hashes": {},
-                "downloadUrl": f"https://civitai.com/api/download/models/{version_id}",
-            }],
-            "downloadUrl": f"https://civitai.com/api/download/models/{version_id}",
-        }],
-    }
 
 
 def library_screen(app):
