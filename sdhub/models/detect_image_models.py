@@ -27,7 +27,7 @@ VIT_BY_WIDTH = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H", 1664: "ViT-bigG"}
 #: The image-embedding width an IP-Adapter projection takes in -> the encoder it was trained with.
 #: Plain adapters take the projected embedding, plus/full-face ones the penultimate hidden states.
 IMAGE_EMBEDDING_ENCODER = {768: "ViT-L/14", 1024: "ViT-H/14", 1280: "ViT-bigG/14"}
-HIDDEN_STATE_ENCODER = {1024: "ViT-L/14", 1280: "ViT-H/14", 1664: "ViT-bigG/14"}
+HIDDEN_STATE_ENCODER = {1024: "ViT-L/14", 1280: "ViT-H/14", 1664: "ViT-bigG/14", 1152: "SigLIP so400m/14"}
 #: Latent channels of a preview decoder -> the families whose latents it draws.
 LATENT_FAMILIES = {4: ("sd1", "sd2", "sdxl"), 16: ("sd3", "flux1")}
 _TO_K_IP = re.compile(r"^ip_adapter\.\d+\.to_k_ip\.weight$")
