@@ -129,8 +129,8 @@ def test_prune_takes_the_cli_choices_as_keywords(pickle_file: Path, tmp_path: Pa
 def test_prune_refuses_an_unknown_choice_or_value_before_writing(pickle_file: Path, tmp_path: Path) -> None:
     with pytest.raises(sdhub.UsageError, match="'emma'"):
         sdhub.prune(pickle_file, tmp_path / "out.safetensors", emma="use")
-    with pytest.raises(sdhub.UsageError, match="fp8"):
-        sdhub.prune(pickle_file, tmp_path / "out.safetensors", dtype="fp8")
+    with pytest.raises(sdhub.UsageError, match="fp4"):
+        sdhub.prune(pickle_file, tmp_path / "out.safetensors", dtype="fp4")
     assert not (tmp_path / "out.safetensors").exists()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,9 @@ from sdhub.cli.progress import RichProgress
 from sdhub.cli.render import human_size, info, print_json
 from sdhub.errors import UsageError
 from sdhub.progress import reporting_stop
+
+if TYPE_CHECKING:
+    from sdhub.ops.prune import PruneReport
 
 
 @app.command("prune")
@@ -24,8 +27,10 @@ def prune_command(
     ema: Optional[str] = typer.Option(None, "--ema", metavar="use|drop|keep",
                                       help="EMA weights: use them as the model's weights (default when present), "
                                            "drop them, or keep both."),
-    dtype: str = typer.Option("fp16", "--dtype", metavar="fp16|bf16|fp32|keep",
-                              help="Precision of floating tensors (integers are never cast)."),
+    dtype: str = typer.Option("fp16", "--dtype", metavar="fp16|bf16|fp32|fp8|keep",
+                              help="Precision of floating tensors (integers are never cast); fp8 (e4m3fn) stores "
+                                   "the diffusion model's matrices in fp8 and the rest (text encoders, VAE, biases, "
+                                   "norms) in fp16, clamping values beyond ±448 and reporting them."),
     vae: str = typer.Option("keep", "--vae", metavar="keep|drop|bake",
                             help="Keep the baked-in VAE, drop it, or bake in VAE_FILE (--vae bake VAE_FILE; "
                                  "A1111 or diffusers layout)."),
@@ -45,6 +50,8 @@ def prune_command(
     """Write an inference-only .safetensors: EMA handled, training state dropped, precision cast.
 
     Example: sdhub prune models/v1-5-pruned.ckpt --ema use --dtype fp16 --vae bake models/vae/vae-ft-mse.safetensors
+
+    Example: sdhub prune models/flux1-dev.safetensors --dtype fp8 -o models/flux1-dev-fp8.safetensors
     """
     with reporting_stop(lambda: "no output written"):  # the stop may come while the code loads
         from sdhub.ops.prune import PruneOptions, prune
@@ -75,7 +82,16 @@ def prune_command(
     parts = [f"{human_size(report.bytes_before)} -> {human_size(report.bytes_after)} "
              f"(saved {human_size(report.bytes_saved)})",
              # A LoRA or a checkpoint without EMA or VAE has nothing to report there.
-             *([f"EMA {report.ema}"] if report.ema != "none" else []), report.dtype,
+             *([f"EMA {report.ema}"] if report.ema != "none" else []), _dtype_summary(report),
              *([f"VAE {report.vae}"] if report.vae != "none" else []), f"{report.tensors_written} tensors",
              *([f"dropped {dropped}"] if dropped else [])]
     info(escape("  " + "; ".join(parts)))
+
+
+def _dtype_summary(report: PruneReport) -> str:
+    """``fp16``, or for fp8 how many tensors went to fp8 and that the rest is 16 bit."""
+    if report.fp8_clipping is None:
+        return report.dtype
+    fp8 = report.tensors_by_dtype.get("F8_E4M3", 0)
+    clamped = report.fp8_clipping["total"]
+    return f"fp8 ({fp8} diffusion-model tensors in fp8, the rest in 16 bit; {clamped} value(s) clamped)"

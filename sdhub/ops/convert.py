@@ -89,6 +89,9 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
     """
     started = time.monotonic()
     source = Path(src)
+    if dtype == "fp8":
+        raise UsageError("convert keeps every part of a model in one type; fp8 is for a checkpoint's diffusion "
+                         f"model only: sdhub prune {source.name} --dtype fp8")
     if dtype not in DTYPE_CHOICES:
         raise UsageError(f"unknown --dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
     if not source.exists():
@@ -121,7 +124,7 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
             }
             if target is not None:
                 metadata["sdhub.dtype"] = target
-            write_safetensors(output, specs, metadata, progress, overwrite=overwrite)
+            write_safetensors(output, specs, metadata, progress, overwrite=overwrite, source_digest=digest)
             sha256 = digest.result()
             report = ConvertReport(
                 source=str(source), output=str(output), status="converted", source_format=model.format,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from sdhub.formats.safe_unpickler import DEFAULT_LIMITS
 from sdhub.models import components as comp
 from sdhub.models.detect import PREDICTION_METADATA_KEY, Detection, detect, read_sidecar_config
 from sdhub.models.vae_keys import is_diffusers_vae, ldm_vae_names, ldm_vae_shape
-from sdhub.ops.cast import cast_tensor, output_dtype, target_dtype
+from sdhub.ops.cast import FP8, FP8_COMPANION, Fp8Clipping, cast_tensor, fp8_tensor, output_dtype, target_dtype
 from sdhub.ops.hashing import BackgroundSha256
 from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled, reporting_stop
 
@@ -37,7 +38,8 @@ class PruneOptions:
     """What to keep and how: the CLI flags of ``sdhub prune`` as data.
 
     ``ema=None`` means "use" when the file has EMA weights; ``vae`` is "keep", "drop" or "bake"
-    with ``vae_file``; ``dtype`` is fp16, bf16, fp32 or keep.
+    with ``vae_file``; ``dtype`` is fp16, bf16, fp32, fp8 (the diffusion model's matrices in
+    float8_e4m3fn, everything else in fp16) or keep.
     """
 
     ema: str | None = None
@@ -62,7 +64,7 @@ class PruneOptions:
         try:
             target_dtype(self.dtype)
         except UsageError:
-            raise UsageError(f"--dtype must be fp16, bf16, fp32 or keep, not {self.dtype!r}") from None
+            raise UsageError(f"--dtype must be fp16, bf16, fp32, fp8 or keep, not {self.dtype!r}") from None
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,10 @@ class PruneReport:
     training_entries_dropped: list[str]
     source_sha256: str
     warnings: list[str]
+    #: How many tensors were written in each type ({"F8_E4M3": 300, "F16": 500}).
+    tensors_by_dtype: dict[str, int] = field(default_factory=dict)
+    #: With --dtype fp8: the values clamped to ±448 (``Fp8Clipping.to_dict``); None for other types.
+    fp8_clipping: dict[str, Any] | None = None
 
     @property
     def bytes_saved(self) -> int:
@@ -157,7 +163,12 @@ def plan_prune(model: ModelFile, detection: Detection, options: PruneOptions, va
     if options.ema == "use" and not has_ema:
         raise UsageError(f"{model.path.name} has no EMA weights to use (try --ema drop)")
     target = target_dtype(options.dtype)
-    vae_target = "F32" if options.vae_dtype == "fp32" else target
+    fp8 = target == FP8
+    if fp8:
+        _check_fp8_applies(model, detection, by_component)
+    # Under fp8 only the diffusion model's matrices are fp8; every other float is 16 bit.
+    companion = FP8_COMPANION if fp8 else target
+    vae_target = "F32" if options.vae_dtype == "fp32" else companion
     plan = PrunePlan([], ema="none" if not has_ema else {"use": "used", "drop": "dropped", "keep": "kept"}[ema])
 
     if options.vae == "bake" and not is_checkpoint:
@@ -203,7 +214,8 @@ def plan_prune(model: ModelFile, detection: Detection, options: PruneOptions, va
         elif component == comp.VAE:
             dtype = output_dtype(info.dtype_name, vae_target)
         else:
-            dtype = output_dtype(model.tensors[source].dtype_name, target)
+            wanted = target if fp8 and component == comp.UNET and fp8_tensor(name, tuple(info.shape)) else companion
+            dtype = output_dtype(model.tensors[source].dtype_name, wanted)
         plan.tensors.append(PlannedTensor(name, source, dtype, info.shape))
 
     if has_ema and ema == "use":
@@ -212,7 +224,7 @@ def plan_prune(model: ModelFile, detection: Detection, options: PruneOptions, va
             plan.warnings.append(f"{unet_count - plan.ema_tensors_used} of {unet_count} UNet tensors have no EMA copy; "
                                  "their regular weights were used")
     if vae_model is not None:
-        plan.tensors.extend(_baked_vae(model, vae_model, vae_target))
+        plan.tensors.extend(_baked_vae(model, vae_model, vae_target, _vae_prefix(model, detection)))
     if broken_position_ids and not options.fix_clip:
         plan.warnings.append("CLIP position_ids are broken (not 0..76); --fix-clip repairs them")
     if is_checkpoint and detection.base_model == "sdxl" and options.vae != "drop" and vae_target == "F16":
@@ -221,8 +233,30 @@ def plan_prune(model: ModelFile, detection: Detection, options: PruneOptions, va
     return plan
 
 
-def _baked_vae(model: ModelFile, vae_model: ModelFile, vae_target: str | None) -> list[PlannedTensor]:
-    """The VAE file's weights under the checkpoint's ``first_stage_model.`` names."""
+# "other" (and the older "unknown") may still hold a recognisable diffusion model; the names decide then.
+_FP8_KINDS = ("checkpoint", "diffusion-model", "other", "unknown")
+
+
+def _check_fp8_applies(model: ModelFile, detection: Detection, by_component: dict[str, str]) -> None:
+    """fp8 is for a checkpoint's or diffusion-model file's diffusion weights; anything else is refused."""
+    if detection.kind not in _FP8_KINDS:
+        raise UsageError(f"{model.path.name} is a {detection.kind}: --dtype fp8 is for checkpoints and diffusion "
+                         "models (use --dtype fp16 or bf16)")
+    if comp.UNET not in by_component.values():
+        raise UsageError(f"{model.path.name} has no diffusion model (UNet or transformer) weights: --dtype fp8 stores "
+                         "only those in fp8 (use --dtype fp16 or bf16)")
+
+
+def _vae_prefix(model: ModelFile, detection: Detection) -> str:
+    """Where a checkpoint keeps its VAE: ``vae.`` in ComfyUI's Flux files (its loader reads only that), else
+    ``first_stage_model.``."""
+    if any(name.startswith("vae.") for name in model.tensors) or detection.base_model == "flux1":
+        return "vae."
+    return "first_stage_model."
+
+
+def _baked_vae(model: ModelFile, vae_model: ModelFile, vae_target: str | None, prefix: str) -> list[PlannedTensor]:
+    """The VAE file's weights under the checkpoint's VAE names (``prefix`` + LDM names)."""
     # The discriminator and loss of a VAE training checkpoint are not the VAE.
     canonical = {name: comp.canonical_key(name) for name in vae_model.tensors if comp.component_of(name) == comp.VAE}
     if is_diffusers_vae(canonical.values()):  # e.g. a Hub diffusion_pytorch_model.safetensors
@@ -231,7 +265,7 @@ def _baked_vae(model: ModelFile, vae_model: ModelFile, vae_target: str | None) -
     planned = []
     for name, key in canonical.items():
         info = vae_model.tensors[name]
-        planned.append(PlannedTensor("first_stage_model." + key, name, output_dtype(info.dtype_name, vae_target),
+        planned.append(PlannedTensor(prefix + key, name, output_dtype(info.dtype_name, vae_target),
                                      ldm_vae_shape(key, tuple(info.shape)), from_vae_file=True))
     if not planned:
         raise BadInputError(f"{vae_model.path.name} holds no VAE weights")
@@ -299,7 +333,8 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
 
         sha = BackgroundSha256(src_path, source_sha256, progress)
         target = target_dtype(options.dtype)
-        specs = [_spec(model, vae_model, planned, options.force) for planned in plan.tensors]
+        clipping = Fp8Clipping()
+        specs = [_spec(model, vae_model, planned, options.force, clipping) for planned in plan.tensors]
         metadata: dict[str, Any] = output_metadata(model, detection, options, plan)
         metadata[SOURCE_SHA256_KEY] = DeferredValue(64, sha.result)
         training_dropped = training_entries(model)
@@ -308,7 +343,11 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
                                  + ", ".join(training_dropped))
         if new_folder:
             out_path.parent.mkdir(parents=True, exist_ok=True)
-        write_safetensors(out_path, specs, metadata, progress, overwrite=overwrite)
+        write_safetensors(out_path, specs, metadata, progress, overwrite=overwrite, source_digest=sha)
+    if clipping.total:
+        largest = max(clipping.max_abs.values())
+        plan.warnings.append(f"{clipping.total} value(s) in {len(clipping.counts)} tensor(s) lay beyond fp8's ±448 "
+                             f"and were clamped to it (largest magnitude {largest:g})")
     return PruneReport(
         source=str(src_path), output=str(out_path), bytes_before=model.size, bytes_after=out_path.stat().st_size,
         ema=plan.ema, ema_tensors_used=plan.ema_tensors_used, dtype=options.dtype if target else "keep",
@@ -316,6 +355,8 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
         tensors_written=len(plan.tensors), dropped=plan.dropped, position_ids_fixed=plan.position_ids_fixed,
         training_entries_dropped=training_dropped,
         source_sha256=sha.result(), warnings=plan.warnings,
+        tensors_by_dtype=dict(Counter(planned.dtype for planned in plan.tensors)),
+        fp8_clipping=clipping.to_dict() if target == FP8 else None,
     )
 
 
@@ -355,7 +396,8 @@ def output_metadata(model: ModelFile, detection: Detection, options: PruneOption
     return metadata
 
 
-def _spec(model: ModelFile, vae_model: ModelFile | None, planned: PlannedTensor, force: bool) -> TensorSpec:
+def _spec(model: ModelFile, vae_model: ModelFile | None, planned: PlannedTensor, force: bool,
+          clipping: Fp8Clipping | None = None) -> TensorSpec:
     if planned.fix == "position_ids":
         def arange() -> Any:
             import torch
@@ -369,6 +411,7 @@ def _spec(model: ModelFile, vae_model: ModelFile | None, planned: PlannedTensor,
         return source_file.spec(planned.source, out_name=planned.name, out_shape=planned.shape)
 
     def cast(chunk: Any) -> Any:
-        return cast_tensor(chunk, planned.dtype, name=planned.source, force=force, source_file=source_file.path.name)
+        return cast_tensor(chunk, planned.dtype, name=planned.source, force=force, source_file=source_file.path.name,
+                           clipping=clipping)
 
     return source_file.spec(planned.source, planned.dtype, cast, out_name=planned.name, out_shape=planned.shape)
