@@ -5,6 +5,7 @@ its tool writes it, survives inspect, hash, scan and (pickles) convert --verify.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import pytest
 import torch
 
 import sdhub
+from sdhub.catalog import Catalog
+from sdhub.config import init_home
 from sdhub.formats import open_model
 from sdhub.models.detect import detect
 from sdhub.testing import aux_models as ax
@@ -94,6 +97,18 @@ def test_flux_image_prompt_models() -> None:
              "double_blocks.0.processor.ip_adapter_double_stream_k_proj.weight": (3072, 4096),
              "double_blocks.0.processor.ip_adapter_double_stream_v_proj.weight": (3072, 4096)}
     _check(detect(_header(xlabs)), "ip-adapter", "flux1", image_encoder="ViT-L/14", layout="xlabs")
+    # The same adapter in the h94-style layout diffusers loads: to_k_ip maps T5's 4096 into FLUX.1's 3072.
+    flux = {"image_proj.proj.weight": (16384, 768), "image_proj.proj.bias": (16384,), "image_proj.norm.weight": (4096,),
+            **{f"ip_adapter.{i}.to_{kv}_ip.{p}": (3072, 4096) if p == "weight" else (3072,)
+               for i in range(19) for kv in "kv" for p in ("weight", "bias")}}
+    _check(detect(_header(flux)), "ip-adapter", "flux1", "plain", image_encoder="ViT-L/14", tokens=4, layers=19)
+    # InstantX's SD3.5-Large adapter: a time-aware Resampler over SigLIP features, joint-attention widths.
+    sd35 = {"image_proj.latents": (1, 64, 1280), "image_proj.proj_in.weight": (1280, 1152),
+            "image_proj.proj_out.weight": (2432, 1280), "image_proj.time_embedding.linear_1.weight": (1280, 320),
+            **{f"ip_adapter.{i}.{name}": shape for i in range(38) for name, shape in (
+                ("norm_ip.linear.weight", (4864, 1280)), ("to_k_ip.weight", (2432, 2432)),
+                ("to_v_ip.weight", (2432, 2432)))}}
+    _check(detect(_header(sd35)), "ip-adapter", "sd3", "plus", image_encoder="SigLIP so400m/14", tokens=64)
 
 
 @pytest.mark.parametrize("encoder", ["ViT-L/14", "ViT-H/14", "ViT-bigG/14", "SigLIP so400m/14"])
@@ -218,6 +233,23 @@ def test_pickled_kinds_convert_with_verify_and_keep_their_kind(aux_files, tmp_pa
     assert (after.kind, after.base_model, after.detection.variant) == (kind, base, variant)
     if kind == "upscaler":
         assert after.detection.details["scale"] == sdhub.inspect(path).detection.details["scale"]
+
+
+@pytest.mark.parametrize("layout", ["sdhub", "a1111", "comfyui", "stabilitymatrix"])
+def test_scan_catalogues_each_kind_in_its_folder(tmp_path: Path, aux_files, layout: str) -> None:
+    home = init_home(tmp_path / layout, layout)
+    placed = {}
+    for label, (path, kind, base, _) in aux_files.items():
+        target = home.folder(kind) / path.name  # A1111 keeps IP-Adapters beside ControlNets: detection tells them
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        placed[label] = (target, kind, base)
+    with Catalog(home) as catalog:
+        report = catalog.scan()
+        assert report.errors == []
+        for label, (target, kind, base) in placed.items():
+            asset = catalog.find(str(target))
+            assert (asset.kind, asset.base_model) == (kind, base), label
 
 
 @pytest.mark.parametrize("broken", [
