@@ -13,7 +13,8 @@ Tiny sizes shrink widths and depths but keep every name, so detection must work 
 transformers have configs diffusers accepts (``tiny_flux_config``, ``tiny_sd3_config``): SD3 files in the original
 names and FLUX.1 files in diffusers' names load with ``from_single_file(path, config=...)``. FLUX.1 in BFL names
 does not, at tiny size: diffusers' converter (``convert_flux_transformer_checkpoint_to_diffusers``, 0.42) fixes
-the width at 3072; the full-size shapes of both layouts hold the same 11.9 billion parameters.
+the width at 3072. At full size, that converter (and SD3's) turns the original names given here into exactly
+the names and shapes of diffusers' own models (tests/models/test_families.py checks it).
 """
 
 from __future__ import annotations

@@ -224,3 +224,23 @@ def test_flux_redux_is_flux_family_image_prompting() -> None:
     detection = detect(_header(families.flux_redux_shapes(size="full")), {})
     assert (detection.architecture, detection.base_model) == ("flux1-redux", "flux1")
     assert detection.kind == "ip-adapter"  # ComfyUI's style model: an image prompt for FLUX.1
+
+
+def test_diffusers_own_converters_turn_the_full_size_original_layouts_into_its_models() -> None:
+    """diffusers' single-file converters, fed the real-size BFL and Stability names (as shapes on the meta
+    device), give exactly the tensors of diffusers' own FLUX.1 and SD3 models: names and shapes agree."""
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers, convert_sd3_transformer_checkpoint_to_diffusers)
+
+    def converted(convert, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        meta = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+        return {name: tuple(tensor.shape) for name, tensor in convert(meta).items()}
+
+    for variant in families.FLUX_VARIANTS:
+        assert converted(convert_flux_transformer_checkpoint_to_diffusers,
+                         families.flux_shapes(variant, size="full")) == families.flux_shapes(
+            variant, size="full", layout="diffusers"), variant
+    for arch in families.SD3_ARCHITECTURES:
+        assert converted(convert_sd3_transformer_checkpoint_to_diffusers,
+                         families.sd3_shapes(arch, size="full")) == families.sd3_shapes(
+            arch, size="full", layout="diffusers"), arch
