@@ -169,6 +169,27 @@ def test_transformer_upscalers_get_architecture_and_scale(arch: str, variant: st
     _check(detect(_header(shapes)), "upscaler", None, variant, scale=scale)
 
 
+def test_an_upscaler_too_large_to_build_is_still_an_upscaler(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdhub.models import detect_upscaler
+
+    monkeypatch.setattr(detect_upscaler, "MAX_PARAMETERS", 1000)  # DAT needs numbers, so it would be built
+    shapes = {k: tuple(v.shape) for k, v in ax.transformer_upscaler_state("dat", 2).items()}
+    detection = detect(_header(shapes))
+    assert (detection.kind, detection.details) == ("upscaler", {})
+    assert "too large to build" in detection.evidence[0]
+
+
+def test_without_spandrel_esrgan_files_are_still_upscalers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdhub.models import detect_upscaler
+
+    monkeypatch.setattr(detect_upscaler, "_spandrel", lambda: None)
+    monkeypatch.setattr(detect_upscaler, "_SPANDREL_MISSING", "spandrel is not installed")
+    for layout in ("old", "new"):
+        detection = detect(_header({k: tuple(v.shape) for k, v in ax.esrgan_state(4, layout=layout).items()}))
+        _check(detection, "upscaler", None, "ESRGAN")
+        assert "scale unknown: spandrel is not installed" in detection.evidence
+
+
 def test_spandrel_leaves_no_stand_in_torchvision_behind() -> None:
     detect(_header({k: tuple(v.shape) for k, v in ax.compact_state(2).items()}))
     assert importlib.util.find_spec("spandrel") is not None
