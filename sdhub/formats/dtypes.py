@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sdhub.errors import UsageError
+from sdhub.errors import BadInputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,10 @@ def dtype_name(dtype: Any) -> str:
             return _BY_TORCH_NAME[dtype].name
         if dtype.lower() in USER_DTYPES:
             return USER_DTYPES[dtype.lower()]
+        from sdhub.formats.quantised import QUANTISED, quantised_refusal  # (that module imports this one)
+
+        if dtype in QUANTISED:
+            raise BadInputError(quantised_refusal(dtype))
         raise UsageError(f"unknown tensor type {dtype!r}")
     text = str(dtype)  # torch.float32 -> "torch.float32" without importing torch here
     if text.startswith("torch.") and text[6:] in _BY_TORCH_NAME:
