@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,31 @@ def test_a_vae_baked_into_a_flux_checkpoint_goes_where_comfyui_reads_it(flux: Pa
     assert set(out) == set(before)  # under vae., never first_stage_model.
     assert torch.equal(out["vae.decoder.conv_in.weight"], new["decoder.conv_in.weight"].to(torch.float16))
     assert not torch.equal(out["vae.decoder.conv_in.weight"], before["vae.decoder.conv_in.weight"].to(torch.float16))
+
+
+def test_an_sd3_checkpoint_cast_to_fp8_loads_in_diffusers_with_the_expected_weights(tmp_path: Path) -> None:
+    from diffusers import SD3Transformer2DModel
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    source = families.write_sd3_checkpoint(tmp_path / "sd3.5_medium.safetensors", "sd3.5-medium")
+    out = tmp_path / "sd3.5_medium-fp8.safetensors"
+    prune(source, out, PruneOptions(dtype="fp8"))
+    config = tmp_path / "config" / "transformer"
+    config.mkdir(parents=True)
+    settings = families.tiny_sd3_config("sd3.5-medium")
+    config.joinpath("config.json").write_text(json.dumps(
+        {**settings, "dual_attention_layers": list(settings["dual_attention_layers"]),
+         "_class_name": "SD3Transformer2DModel"}))
+    model = SD3Transformer2DModel.from_single_file(str(out), config=str(config.parent), subfolder="transformer",
+                                                   local_files_only=True, torch_dtype=torch.float16)
+    loaded = model.state_dict()
+    # The weights must be the source's, cast as asked, in diffusers' names by diffusers' own converter.
+    wanted = {}
+    for name, tensor in load_file(str(source)).items():
+        if comp.component_of(name) == comp.UNET:
+            matrix = tensor.dim() >= 2 and not any(n in name for n in ("norm", "pos_embed", "x_embedder.proj"))
+            wanted[name] = expected(tensor, E4M3 if matrix else torch.float16)
+    converted = convert_sd3_transformer_checkpoint_to_diffusers(wanted)
+    assert set(loaded) == set(converted)
+    for name, tensor in converted.items():
+        assert torch.equal(loaded[name], tensor.to(torch.float16)), name
