@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from sdhub.models import components as comp
 from sdhub.ops.cast import FP8_MAX
+from sdhub.ops.hashing import hash_components
 from sdhub.ops.inspect import inspect_file
 from sdhub.ops.prune import PruneOptions, prune
 from sdhub.testing import families, writers
@@ -59,6 +60,21 @@ def test_inspect_names_the_flux_checkpoint_components(flux: Path) -> None:
     report = inspect_file(flux)
     assert {c.name for c in report.components} == {"unet", "vae", "text_encoder", "text_encoder_3"}
     assert not [p for p in report.problems if p.code == "unknown_keys"]
+
+
+def test_encoders_and_vae_inside_a_flux_checkpoint_hash_as_their_standalone_files(flux: Path, tmp_path: Path) -> None:
+    state = load_file(str(flux))
+    split = {"t5xxl.safetensors": "text_encoders.t5xxl.transformer.", "clip_l.safetensors":
+             "text_encoders.clip_l.transformer.", "ae.safetensors": "vae."}
+    inside = hash_components(flux)
+    for file_name, prefix in split.items():  # as ComfyUI's split files hold them
+        part = writers.save_tensors(tmp_path / file_name, {k[len(prefix):]: v for k, v in state.items()
+                                                           if k.startswith(prefix)})
+        alone = hash_components(part)
+        assert len(alone) == 1, (file_name, alone)
+        component, digest = next(iter(alone.items()))
+        assert inside[component] == digest, file_name
+    assert set(inside) == {comp.UNET, comp.VAE, comp.TEXT_ENCODER, comp.TEXT_ENCODER_3}
 
 
 def expected(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
