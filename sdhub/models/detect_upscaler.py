@@ -30,9 +30,10 @@ from torch.overrides import TorchFunctionMode
 
 from sdhub.models.detection import Detection, shape_of as _shape
 
-#: Above this many parameters (1.2 GB of fp32 zeros) an architecture that cannot be built from
-#: shapes alone is not built: the file is still an upscaler, its scale is left unknown.
-MAX_PARAMETERS = 300_000_000
+#: Above this many parameters (400 MB of fp32 zeros, as much again for the model built from them) an
+#: architecture that cannot be built from shapes alone is not built: the file is still an upscaler, its
+#: scale is left unknown. Published DAT/SwinIR/HAT models hold 10-40 million.
+MAX_PARAMETERS = 100_000_000
 #: Wrappers training tools save upscalers under (BasicSR's params / params_ema, plain state_dict...),
 #: flattened by the safe reader into name prefixes.
 _WRAPPER_PREFIXES = ("params_ema.", "params-ema.", "params.", "model_state_dict.", "state_dict.", "netG.", "module.")
