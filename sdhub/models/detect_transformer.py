@@ -115,7 +115,7 @@ def _flux(inner: Mapping[str, Any], metadata: Mapping[str, str]) -> Detection | 
                         "distilled_guidance_layer instead of FLUX.1's modulation inputs (a Chroma-style model)")
         evidence.append("a FLUX.1-derived transformer sdhub does not know; its family is not FLUX.1's")
         return Detection("diffusion-model", evidence=evidence, details=details)
-    architecture, variant = _flux_variant(taken, given, guidance, evidence, metadata)
+    architecture, variant = flux_variant(taken, given, guidance, evidence, metadata)
     if width == FLUX_WIDTH and blocks == FLUX_BLOCKS:
         evidence.append(f"width {FLUX_WIDTH} with {blocks[0]}+{blocks[1]} blocks: FLUX.1's real size")
     elif width == FLUX_WIDTH:
@@ -125,8 +125,9 @@ def _flux(inner: Mapping[str, Any], metadata: Mapping[str, str]) -> Detection | 
                      evidence=evidence, details=details)
 
 
-def _flux_variant(taken: int, given: int | None, guidance: bool, evidence: list[str], metadata: Mapping[str, str]
-                  ) -> tuple[str | None, str | None]:
+def flux_variant(taken: int, given: int | None, guidance: bool, evidence: list[str], metadata: Mapping[str, str]
+                 ) -> tuple[str | None, str | None]:
+    """(architecture, variant) of a FLUX.1 from what its image input takes and gives back per token."""
     ratio = taken / given if given else None
     evidence.append("guidance embedding (guidance_in): guidance-distilled like FLUX.1 dev" if guidance else
                     "no guidance embedding: timestep-distilled like FLUX.1 schnell")
@@ -171,6 +172,16 @@ def _sd3(inner: Mapping[str, Any]) -> Detection | None:
     width = dimension(inner[width_key], 0)
     positions = dimension(inner[positions_key], 1) if positions_key in inner else None
     evidence = [f"SD3 MM-DiT structure: {depth} joint blocks, width {width}"]
+    architecture = sd3_architecture(dual, qk_norm, width, depth, evidence)
+    if positions == SD35_MEDIUM_POSITIONS:
+        evidence.append("384x384 position table (SD3.5 Medium's)")
+    details = {"layout": layout, "hidden_size": width, "joint_blocks": depth}
+    return Detection("diffusion-model", architecture=architecture, base_model="sd3", evidence=evidence,
+                     details=details)
+
+
+def sd3_architecture(dual: list[int], qk_norm: bool, width: int | None, depth: int, evidence: list[str]) -> str:
+    """The SD3 variant from its structure (blocks with a second attention, q/k norms); real sizes confirm."""
     if dual:
         architecture = "sd3.5-medium"
         evidence.append(f"MMDiT-X second attention (x_block.attn2) in blocks {dual[0]}-{dual[-1]}: SD3.5 Medium")
@@ -187,8 +198,4 @@ def _sd3(inner: Mapping[str, Any]) -> Detection | None:
         else:
             evidence.append(f"warning: width {width} with {depth} blocks is {' or '.join(real)}'s size, "
                             f"not {architecture}'s")
-    if positions == SD35_MEDIUM_POSITIONS:
-        evidence.append("384x384 position table (SD3.5 Medium's)")
-    details = {"layout": layout, "hidden_size": width, "joint_blocks": depth}
-    return Detection("diffusion-model", architecture=architecture, base_model="sd3", evidence=evidence,
-                     details=details)
+    return architecture

@@ -16,6 +16,7 @@ from typing import Any
 from sdhub.errors import BadInputError
 from sdhub.models import components as comp
 from sdhub.models.detect import CROSS_ATTENTION_BASE, INPUT_CHANNEL_VARIANTS, Detection, family
+from sdhub.models.detect_transformer import flux_variant, sd3_architecture
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
@@ -123,6 +124,9 @@ def detect_from_configs(folder: Path, model_index: dict[str, Any]) -> Detection:
     evidence = [f"diffusers pipeline {model_index.get('_class_name', '?')}"]
     unet_config_path = folder / "unet" / "config.json"
     unet = read_json_object(unet_config_path) if unet_config_path.is_file() else {}
+    transformer_config_path = folder / "transformer" / "config.json"
+    if not unet and transformer_config_path.is_file():
+        return _transformer_pipeline(model_index, read_json_object(transformer_config_path), evidence)
     has_te = _component_present(model_index, comp.TEXT_ENCODER)
     has_te2 = _component_present(model_index, comp.TEXT_ENCODER_2)
     architecture: str | None
@@ -156,3 +160,59 @@ def detect_from_configs(folder: Path, model_index: dict[str, Any]) -> Detection:
             evidence.append("scheduler prediction_type = v_prediction")
     detection.base_model = family(architecture)
     return detection
+
+
+#: Where a transformer pipeline keeps its text encoders, by family (FLUX.1's T5 is its text_encoder_2).
+TRANSFORMER_TEXT_ENCODERS: dict[str, dict[str, str]] = {
+    "flux1": {comp.TEXT_ENCODER: "CLIP-L", comp.TEXT_ENCODER_2: "T5-XXL"},
+    "sd3": {comp.TEXT_ENCODER: "CLIP-L", comp.TEXT_ENCODER_2: "CLIP-G", comp.TEXT_ENCODER_3: "T5-XXL"},
+}
+
+
+def _transformer_pipeline(model_index: dict[str, Any], config: dict[str, Any], evidence: list[str]) -> Detection:
+    """A FLUX.1 or SD3 pipeline from its ``transformer/config.json``: the same structural facts the
+    weights show (guidance embedding, input/output channels; second-attention blocks, q/k norms)."""
+    model_class = str(config.get("_class_name", ""))
+    layers = config.get("num_layers") if isinstance(config.get("num_layers"), int) else 0
+    heads, head_dim = config.get("num_attention_heads"), config.get("attention_head_dim")
+    width = heads * head_dim if isinstance(heads, int) and isinstance(head_dim, int) else None
+    architecture: str | None = None
+    variant: str | None = None
+    if model_class == "FluxTransformer2DModel":
+        fam = "flux1"
+        taken = config.get("in_channels", 64)
+        given = config.get("out_channels") or taken
+        evidence.append(f"transformer/config.json: FluxTransformer2DModel, {layers} double-stream and "
+                        f"{config.get('num_single_layers', '?')} single-stream blocks, width {width}")
+        if isinstance(taken, int) and isinstance(given, int):
+            architecture, variant = flux_variant(taken, given, bool(config.get("guidance_embeds")), evidence, {})
+    elif model_class == "SD3Transformer2DModel":
+        fam = "sd3"
+        dual = config.get("dual_attention_layers") or []
+        evidence.append(f"transformer/config.json: SD3Transformer2DModel, {layers} joint blocks, width {width}")
+        architecture = sd3_architecture(list(dual) if isinstance(dual, list) else [], bool(config.get("qk_norm")),
+                                        width, layers, evidence)
+    else:
+        evidence.append(f"transformer/config.json names {model_class or 'no class'}, not a FLUX.1 or SD3 transformer")
+        return Detection("other", evidence=evidence)
+    encoders = [label for name, label in TRANSFORMER_TEXT_ENCODERS[fam].items() if _component_present(model_index, name)]
+    has_vae = _component_present(model_index, comp.VAE)
+    kind = "checkpoint" if encoders or has_vae else "diffusion-model"
+    evidence.append(f"text encoders {', '.join(encoders) or 'none'}; " + ("a VAE" if has_vae else "no VAE"))
+    return Detection(kind, architecture=architecture, variant=variant, base_model=fam, evidence=evidence,
+                     details={"layout": "diffusers", "hidden_size": width, "text_encoders": encoders})
+
+
+#: The folders of a pipeline that hold weights, in the order reports list them.
+WEIGHT_FOLDERS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+
+
+def component_of_folder(folder_name: str, family_name: str | None) -> str:
+    """The checkpoint component a pipeline folder's weights are: a transformer is the diffusion model
+    (``unet``), and FLUX.1's ``text_encoder_2`` is T5, which checkpoints call text encoder 3."""
+    if folder_name == "transformer":
+        return comp.UNET
+    if family_name == "flux1" and folder_name == comp.TEXT_ENCODER_2:
+        return comp.TEXT_ENCODER_3
+    return folder_name
+

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sdhub.errors import BadInputError
 from sdhub.formats import open_model
-from sdhub.models import components as comp
-from sdhub.models.pipeline_folder import detect_from_configs, read_json_object, weight_files
+from sdhub.models.pipeline_folder import (
+    WEIGHT_FOLDERS, component_of_folder, detect_from_configs, read_json_object, weight_files)
 from sdhub.ops.inspect import (
     ComponentSummary,
     InspectReport,
@@ -20,9 +20,6 @@ from sdhub.ops.inspect import (
     summarise_component,
 )
 from sdhub.progress import NULL_PROGRESS, Progress
-
-_WEIGHT_COMPONENTS = (comp.UNET, comp.VAE, comp.TEXT_ENCODER, comp.TEXT_ENCODER_2)
-
 
 def inspect_diffusers_folder(folder: Path, *, check_values: bool = True,
                              progress: Progress = NULL_PROGRESS) -> InspectReport:
@@ -35,8 +32,9 @@ def inspect_diffusers_folder(folder: Path, *, check_values: bool = True,
     summaries: list[ComponentSummary] = []
     scan = ValueScan() if check_values else None
     all_infos = []
-    for name in _WEIGHT_COMPONENTS:
-        for path in weight_files(folder / name):
+    for folder_name in WEIGHT_FOLDERS:
+        name = component_of_folder(folder_name, detection.base_model)
+        for path in weight_files(folder / folder_name):
             with open_model(path) as model:
                 keys = list(model.tensors)
                 all_infos.extend(model.tensors.values())

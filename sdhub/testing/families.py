@@ -123,6 +123,12 @@ def tiny_flux_config(variant: str = "dev") -> dict:
     return _flux_config(variant, FLUX_TINY)
 
 
+def flux_config(variant: str = "dev", *, size: str = "tiny") -> dict:
+    """``transformer/config.json`` of FLUX.1 ``variant``; ``size='full'`` is BFL's published one."""
+    _check(size, SIZES, "size")
+    return _flux_config(variant, FLUX_FULL if size == "full" else FLUX_TINY)
+
+
 def _flux_config(variant: str, dims: FluxDims) -> dict:
     _check(variant, FLUX_VARIANTS, "FLUX.1 variant")
     third = dims.head_dim // 8 * 3  # BFL's rope axes (16, 56, 56) scaled: time axis small, two equal image axes
@@ -304,9 +310,16 @@ def tiny_sd3_config(arch: str = "sd3-medium") -> dict:
     return _sd3_config(SD3_TINY[arch])
 
 
+def sd3_config(arch: str = "sd3-medium", *, size: str = "tiny") -> dict:
+    """``transformer/config.json`` of ``arch``; ``size='full'`` is Stability's published one."""
+    _check(arch, SD3_ARCHITECTURES, "SD3 architecture")
+    _check(size, SIZES, "size")
+    return _sd3_config((SD3_FULL if size == "full" else SD3_TINY)[arch])
+
+
 def _sd3_config(d: SD3Dims) -> dict:
     return {
-        "sample_size": d.pos_embed_side, "patch_size": 2, "in_channels": 16, "out_channels": 16,
+        "sample_size": min(128, d.pos_embed_side), "patch_size": 2, "in_channels": 16, "out_channels": 16,
         "num_layers": d.depth, "attention_head_dim": d.head_dim, "num_attention_heads": d.hidden // d.head_dim,
         "joint_attention_dim": d.context, "caption_projection_dim": d.hidden, "pooled_projection_dim": d.pooled,
         "pos_embed_max_size": d.pos_embed_side, "dual_attention_layers": tuple(range(d.dual_attention_blocks)),
@@ -436,7 +449,8 @@ def _clip_shapes(which: str, size: str, layout: str) -> Shapes:
     return {k: tuple(v.shape) for k, v in _clip_state(which, size, layout, "meta").items()}
 
 
-def _clip_state(which: str, size: str, layout: str, device: str, seed: int = 0) -> dict[str, torch.Tensor]:
+def _clip_state(which: str, size: str, layout: str, device: str, seed: int = 0, *, projection: bool = False
+                ) -> dict[str, torch.Tensor]:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     _check(which, ("clip-l", "clip-g"), "CLIP text encoder")
@@ -446,7 +460,7 @@ def _clip_state(which: str, size: str, layout: str, device: str, seed: int = 0) 
         raise ValueError("only CLIP-G is published in OpenCLIP's layout")
     if which == "clip-l":
         config = tiny_configs.clip_text_config(tiny_configs.SD1_TEXT_WIDTH, size=size)
-        model_class = CLIPTextModel
+        model_class = CLIPTextModelWithProjection if projection else CLIPTextModel
     else:
         config = CLIP_G_FULL if size == "full" else tiny_configs.clip_text_config(
             tiny_configs.SDXL_CLIP_G_WIDTH, act="gelu")
@@ -547,6 +561,69 @@ def _vae16_state(size: str, layout: str, device: str, seed: int = 0) -> dict[str
 def write_vae16(path: str | Path, *, layout: str = "ldm", dtype: torch.dtype = torch.float32, seed: int = 0) -> Path:
     """A tiny 16-channel (SD3 / FLUX.1) VAE."""
     return writers.save_tensors(Path(path), writers.cast_floats(_vae16_state("tiny", layout, "cpu", seed), dtype))
+
+
+# ---- diffusers pipeline folders --------------------------------------------------------------
+
+_FLUX_PIPELINES = {"fill": "FluxFillPipeline", "depth": "FluxControlPipeline", "canny": "FluxControlPipeline"}
+
+
+def write_transformer_pipeline(folder: str | Path, model: str = "flux1-dev", *, seed: int = 0) -> Path:
+    """A tiny FLUX.1 ('flux1-dev', 'flux1-schnell', 'flux1-fill'...) or SD3 ('sd3-medium', 'sd3.5-large'...)
+    pipeline folder as ``save_pretrained`` writes it: ``model_index.json`` and each component's config and
+    weights (tokenizers left out). FLUX.1 keeps T5 in ``text_encoder_2``, SD3 in ``text_encoder_3``."""
+    folder = Path(folder)
+    flux = model.startswith("flux1-")
+    parts: dict[str, tuple[str, str, dict, dict[str, torch.Tensor]]] = {}  # folder -> library, class, config, weights
+    if flux:
+        variant = model.removeprefix("flux1-")
+        pipeline = _FLUX_PIPELINES.get(variant, "FluxPipeline")
+        parts["transformer"] = ("diffusers", "FluxTransformer2DModel", tiny_flux_config(variant),
+                                _diffusers_flux(variant, FLUX_TINY, "cpu", seed))
+        encoders = {"text_encoder": ("CLIPTextModel", "clip-l"), "text_encoder_2": ("T5EncoderModel", "t5xxl")}
+    else:
+        _check(model, SD3_ARCHITECTURES, "model")
+        pipeline = "StableDiffusion3Pipeline"
+        parts["transformer"] = ("diffusers", "SD3Transformer2DModel", tiny_sd3_config(model),
+                                _diffusers_sd3(SD3_TINY[model], "cpu", seed))
+        encoders = {"text_encoder": ("CLIPTextModelWithProjection", "clip-l"),
+                    "text_encoder_2": ("CLIPTextModelWithProjection", "clip-g"),
+                    "text_encoder_3": ("T5EncoderModel", "t5xxl")}
+    vae_config = {**tiny_configs.vae_config("sd1"), "latent_channels": 16, "use_quant_conv": False,
+                  "use_post_quant_conv": False}
+    parts["vae"] = ("diffusers", "AutoencoderKL", vae_config, _vae16_state("tiny", "diffusers", "cpu", seed))
+    for name, (model_class, which) in encoders.items():
+        if which == "t5xxl":
+            d = T5XXL_TINY
+            config = {"d_model": d.width, "num_heads": d.heads, "d_kv": d.head_dim, "d_ff": d.feed_forward,
+                      "num_layers": d.blocks, "vocab_size": d.vocabulary, "feed_forward_proj": "gated-gelu"}
+            weights = {k: torch.empty(v, device="meta") for k, v in t5xxl_shapes().items()}
+        else:
+            config = tiny_configs.clip_text_config(
+                tiny_configs.SD1_TEXT_WIDTH if which == "clip-l" else tiny_configs.SDXL_CLIP_G_WIDTH)
+            weights = _clip_state(which, "tiny", "transformers", "cpu", seed,
+                                  projection=model_class.endswith("WithProjection"))
+        parts[name] = ("transformers", model_class, config, weights)
+    index = {"_class_name": pipeline, "_diffusers_version": "0.30.0",
+             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+             **{name: [library, model_class] for name, (library, model_class, _, _) in parts.items()}}
+    _write_json(folder / "model_index.json", index)
+    _write_json(folder / "scheduler" / "scheduler_config.json",
+                {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0})
+    for name, (library, model_class, config, weights) in parts.items():
+        _write_json(folder / name / "config.json", {"_class_name": model_class, **config} if library == "diffusers"
+                    else {"architectures": [model_class], **config})
+        weight_name = "diffusion_pytorch_model.safetensors" if library == "diffusers" else "model.safetensors"
+        state = writers.materialize(weights, torch.float32, seed)
+        writers.save_tensors(folder / name / weight_name, writers.cast_floats(state, torch.bfloat16))
+    return folder
+
+
+def _write_json(path: Path, value: dict) -> Path:
+    import json
+
+    text = json.dumps(value, indent=2, default=list)
+    return writers.write_atomically(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
 
 # ---- writing --------------------------------------------------------------------------------

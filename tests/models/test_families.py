@@ -244,3 +244,32 @@ def test_diffusers_own_converters_turn_the_full_size_original_layouts_into_its_m
         assert converted(convert_sd3_transformer_checkpoint_to_diffusers,
                          families.sd3_shapes(arch, size="full")) == families.sd3_shapes(
             arch, size="full", layout="diffusers"), arch
+
+
+@pytest.mark.parametrize("model, pipeline, architecture, variant", [
+    ("dev", "FluxPipeline", "flux1-dev", None), ("schnell", "FluxPipeline", "flux1-schnell", None),
+    ("fill", "FluxFillPipeline", "flux1-fill", "fill"), ("canny", "FluxControlPipeline", None, "depth-or-canny"),
+    ("sd3-medium", "StableDiffusion3Pipeline", "sd3-medium", None),
+    ("sd3.5-medium", "StableDiffusion3Pipeline", "sd3.5-medium", None),
+    ("sd3.5-large", "StableDiffusion3Pipeline", "sd3.5-large", None),
+])
+def test_pipeline_folders_are_told_from_their_published_transformer_configs(
+        tmp_path, model: str, pipeline: str, architecture: str | None, variant: str | None) -> None:
+    import json
+
+    from sdhub.models.pipeline_folder import detect_from_configs
+
+    flux = pipeline.startswith("Flux")
+    config = families.flux_config(model, size="full") if flux else families.sd3_config(model, size="full")
+    model_class = "FluxTransformer2DModel" if flux else "SD3Transformer2DModel"
+    (tmp_path / "transformer").mkdir()
+    (tmp_path / "transformer" / "config.json").write_text(json.dumps({"_class_name": model_class, **config}))
+    encoders = ["text_encoder", "text_encoder_2"] + ([] if flux else ["text_encoder_3"])
+    index = {"_class_name": pipeline, "transformer": ["diffusers", model_class], "vae": ["diffusers", "AutoencoderKL"],
+             **{name: ["transformers", "T5EncoderModel"] for name in encoders}}
+    detection = detect_from_configs(tmp_path, index)
+    assert (detection.kind, detection.architecture, detection.variant, detection.base_model) == (
+        "checkpoint", architecture, variant, "flux1" if flux else "sd3"), detection.evidence
+    assert detection.details["text_encoders"] == (["CLIP-L", "T5-XXL"] if flux else ["CLIP-L", "CLIP-G", "T5-XXL"])
+    without = detect_from_configs(tmp_path, {"_class_name": pipeline, "transformer": ["diffusers", model_class]})
+    assert without.kind == "diffusion-model"

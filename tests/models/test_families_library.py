@@ -65,3 +65,21 @@ def test_an_fp8_flux_checkpoint_is_inspected_and_hashed_by_its_parts(made: dict[
 def test_parts_alone_inspect_without_problems(made: dict[str, Path], name: str) -> None:
     inspected = sdhub.inspect(made[name])
     assert inspected.kind == FILES[name][1] and not inspected.problems
+
+
+def test_flux_and_sd3_pipeline_folders_are_catalogued_and_inspected(tmp_path: Path) -> None:
+    home = sdhub.init_home(tmp_path / "home", "comfyui")
+    flux = families.write_transformer_pipeline(home.folder("checkpoint") / "FLUX.1-schnell", "flux1-schnell")
+    families.write_transformer_pipeline(home.folder("checkpoint") / "stable-diffusion-3.5-large", "sd3.5-large")
+    report = sdhub.scan(home)
+    assert report.files_added == 2 and not report.errors
+    with sdhub.Catalog(home) as catalog:
+        found = {a.name: (a.kind, a.architecture, a.base_model, a.format) for a in catalog.list_assets()}
+    assert found == {"FLUX.1-schnell": ("checkpoint", "flux1-schnell", "flux1", "diffusers"),
+                     "stable-diffusion-3.5-large": ("checkpoint", "sd3.5-large", "sd3", "diffusers")}
+    inspected = sdhub.inspect(flux)
+    # FLUX.1 keeps T5 in text_encoder_2: reported as the checkpoint's T5 part, and nothing is missing.
+    assert [c.name for c in inspected.components] == ["unet", "vae", "text_encoder", "text_encoder_3"]
+    assert not inspected.problems
+    with pytest.raises(sdhub.SdhubError, match="not a Stable Diffusion pipeline sdhub can generate with"):
+        sdhub.generate(str(flux), "a cat")
