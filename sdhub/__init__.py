@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "scan": "sdhub.library:scan",
     "get": "sdhub.library:get",
     "civitai_sync": "sdhub.library:civitai_sync",
+    "move": "sdhub.library:move",
     # sdhub.generate is also the generation package; calling that package calls the function.
     "generate": "sdhub.generate",
     "smoke_test": "sdhub.library:smoke_test",
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "ScanReport": "sdhub.catalog.records:ScanReport",
     "Asset": "sdhub.catalog.records:Asset",
     "AssetDetails": "sdhub.catalog.records:AssetDetails",
+    "MoveReport": "sdhub.catalog.moving:MoveReport",
     "GetOptions": "sdhub.sources.get:GetOptions",
     "GetResult": "sdhub.sources.get:GetResult",
     "SyncResult": "sdhub.sources.get:SyncResult",
@@ -57,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     "UsageError": "sdhub.errors:UsageError",
     "HomeError": "sdhub.errors:HomeError",
     "BadInputError": "sdhub.errors:BadInputError",
+    "NotAModelError": "sdhub.errors:NotAModelError",
+    "StandInFileError": "sdhub.errors:StandInFileError",
+    "UnsupportedStructureError": "sdhub.errors:UnsupportedStructureError",
     "UnsafeFileError": "sdhub.errors:UnsafeFileError",
     "NotFoundError": "sdhub.errors:NotFoundError",
     "MissingFileError": "sdhub.errors:MissingFileError",
@@ -88,6 +93,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ does the importing
     from sdhub.catalog import Catalog
+    from sdhub.catalog.moving import MoveReport
     from sdhub.catalog.records import Asset, AssetDetails, ScanReport
     from sdhub.config import Home, init_home
     from sdhub.errors import (
@@ -98,16 +104,19 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         MissingDependencyError,
         MissingFileError,
         NetworkError,
+        NotAModelError,
         NotFoundError,
         SdhubError,
+        StandInFileError,
         UnsafeFileError,
+        UnsupportedStructureError,
         UsageError,
         VerificationError,
     )
     from sdhub.generate.generate import GenerationResult
     from sdhub.generate.pipeline import GenerationParams
     from sdhub.generate.reference_tests import ReferenceTestResult
-    from sdhub.library import HomeLike, civitai_sync, generate, get, open_home, prune, scan, smoke_test
+    from sdhub.library import HomeLike, civitai_sync, generate, get, move, open_home, prune, scan, smoke_test
     from sdhub.ops.convert import ConvertReport, convert
     from sdhub.ops.hashing import FileHashes, ModelHashes
     from sdhub.ops.hashing import hash_model as hash

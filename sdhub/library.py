@@ -21,6 +21,7 @@ from sdhub.errors import UsageError
 from sdhub.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
+    from sdhub.catalog.moving import MoveReport
     from sdhub.catalog.records import ScanReport
     from sdhub.generate.generate import GenerationResult
     from sdhub.generate.pipeline import GenerationParams
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from sdhub.ops.prune import PruneOptions, PruneReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
 
-__all__ = ["HomeLike", "civitai_sync", "generate", "get", "open_home", "prune", "scan", "smoke_test"]
+__all__ = ["HomeLike", "civitai_sync", "generate", "get", "move", "open_home", "prune", "scan", "smoke_test"]
 
 #: A home as the API takes it: a ``Home``, a home folder's path, or None for the home sdhub would pick.
 HomeLike = Home | str | os.PathLike[str] | None
@@ -83,6 +84,16 @@ def get(ref: str, home: HomeLike = None, *, options: GetOptions | None = None,
     from sdhub.sources import get as sources_get
 
     return sources_get.get(as_home(home), ref, options=options, progress=progress, **choices)
+
+
+def move(ref: str, home: HomeLike = None, *, kind: str | None = None,
+         to: str | os.PathLike[str] | None = None) -> MoveReport:
+    """Move a catalogued model (with its sidecars) into the folder of ``kind`` in the home, or into
+    ``to``, and update the catalog; ``kind`` is kept as the user's choice (what ``sdhub mv`` does)."""
+    from sdhub.catalog import Catalog
+
+    with Catalog(as_home(home)) as catalog:
+        return catalog.move(ref, kind=kind, to=to)
 
 
 def civitai_sync(home: HomeLike = None, *, sidecars: bool = True, progress: Progress = NULL_PROGRESS) -> SyncResult:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from sdhub.catalog import dedupe, queries, store
+from sdhub.catalog import dedupe, kind_choice, queries, store
 from sdhub.catalog.analysis import (
     PIPELINE_INDEX,
     FileAnalysis,
@@ -39,12 +39,13 @@ from sdhub.catalog.records import (
     ScanReport,
     json_list,
 )
+from sdhub.catalog.moving import MoveReport, move_asset
 from sdhub.catalog.remote import SOURCES, remote_fields
 from sdhub.catalog.scanner import Scanner
 from sdhub.catalog.schema import migrate
 from sdhub.catalog.sidecars import sd_version, write_sidecars
 from sdhub.catalog.walker import FoundFile, sidecar_stamps
-from sdhub.config import LAYOUTS, Home, as_home, recorded_layout, write_home_settings
+from sdhub.config import Home, as_home, recorded_layout, write_home_settings
 from sdhub.errors import NotFoundError, SdhubError, UsageError, VerificationError
 from sdhub.ops.leftovers import CleanReport, Leftover, clean_leftovers, find_leftovers
 from sdhub.progress import NULL_PROGRESS, Progress
@@ -52,8 +53,8 @@ from sdhub.progress import NULL_PROGRESS, Progress
 if TYPE_CHECKING:
     from sdhub.ops.hashing import FileHashes
 
-__all__ = ["Asset", "AssetDetails", "Catalog", "DedupeReport", "DuplicatesReport", "RemoveReport", "Root",
-           "ScanReport", "SidecarExportReport"]
+__all__ = ["Asset", "AssetDetails", "Catalog", "DedupeReport", "DuplicatesReport", "MoveReport", "RemoveReport",
+           "Root", "ScanReport", "SidecarExportReport"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -110,14 +111,14 @@ class Catalog:
     def roots(self) -> list[Root]:
         """Every folder a scan walks: the layout's folders, then the extra roots added by the user."""
         roots = []
-        layout = LAYOUTS.get(self.home.layout)
-        for kind, path in self.home.folders.items():
-            roots.append(Root(str(path), kind, "layout", path.is_dir()))
-            # A layout may name several folders for a kind (A1111's Lora and LyCORIS): scan each that exists.
-            for candidate in layout.folders.get(kind, ()) if layout else ():
-                other = self.home.root / candidate
-                if other != path and other.is_dir():
-                    roots.append(Root(str(other), kind, "layout", True))
+        listed: set[Path] = set()
+        for kind in self.home.folders:
+            # A layout may name several folders for a kind (A1111's Lora and LyCORIS): scan each that
+            # exists. A folder two kinds share (A1111's ControlNet holds IP-Adapters too) is listed once.
+            for number, path in enumerate(self.home.candidate_folders(kind)):
+                if path not in listed and (number == 0 or path.is_dir()):
+                    listed.add(path)
+                    roots.append(Root(str(path), kind, "layout", path.is_dir()))
         for row in self.db.query("SELECT path, kind FROM roots ORDER BY path"):
             roots.append(Root(row["path"], row["kind"], "added", os.path.isdir(row["path"])))
         return roots
@@ -159,9 +160,9 @@ class Catalog:
         return report
 
     def leftover_folders(self) -> list[Path]:
-        """Where interrupted writers may have left files: every scanned folder, the catalog and outputs."""
-        return [Path(root.path) for root in self.roots() if root.exists] + [self.home.catalog_dir,
-                                                                             self.home.outputs_dir]
+        """Where interrupted writers may have left files: every scanned folder, downloads/, the catalog and outputs."""
+        return [Path(root.path) for root in self.roots() if root.exists] + [
+            self.home.downloads_dir, self.home.catalog_dir, self.home.outputs_dir]
 
     def leftovers(self) -> list[Leftover]:
         """Temporary files and stopped downloads' ``.part`` files in the home, stale or not."""
@@ -280,12 +281,17 @@ class Catalog:
     def list_assets(self, kind: str | None = None, base: str | None = None, sort: str = "name", *,
                     problems: bool = False) -> list[Asset]:
         """All assets, optionally of one kind and base model, sorted by name, size or date added;
-        ``problems`` keeps only those with something wrong (broken, unsafe, missing, failed test, problems)."""
+        ``problems`` keeps only those with something wrong (broken, unsafe, missing, failed test, problems).
+
+        ``base`` takes either vocabulary: a family (``sdxl``: Pony and Illustrious LoRAs included), an
+        architecture (``sd2-v``) or a label (``Pony``: only what carries it; ``SD 1.5`` means sd1).
+        """
         return queries.list_assets(self.db, kind=kind, base=base, sort=sort, problems=problems)
 
-    def search(self, text: str, limit: int = 100) -> list[Asset]:
-        """Full-text search over names, tags, trigger words, descriptions and notes."""
-        return queries.search(self.db, text, limit)
+    def search(self, text: str, limit: int = 100, *, kind: str | None = None, base: str | None = None) -> list[Asset]:
+        """Full-text search over names, tags, trigger words, descriptions, notes and base models;
+        ``kind`` and ``base`` narrow it as in ``list_assets``."""
+        return queries.search(self.db, text, limit, kind=kind, base=base)
 
     def show(self, ref: str) -> AssetDetails:
         """Everything known about one asset, including every copy's path, ancestors and derived copies."""
@@ -346,6 +352,26 @@ class Catalog:
                     current.append(tag)
             store.update_asset(self.db, asset.id, {"tags": current})
         return queries.get_asset(self.db, asset.id)
+
+    def set_kind(self, ref: str, kind: str, *, by: str = kind_choice.USER, evidence: str | None = None) -> Asset:
+        """File an asset as ``kind``. The user's choice (the default) wins over what its tensors say and
+        survives rescans; a source's (``by="civitai"``) fills in only where the tensors cannot tell."""
+        from sdhub.models.kinds import kind_named
+
+        kind = kind_named(kind)
+        asset = self.find(ref)
+        with write_transaction(self.db):
+            row = store.asset_row(self.db, asset_id=asset.id)
+            if row is None:
+                raise NotFoundError(f"asset {asset.id} was removed meanwhile")
+            new_kind, inspect = kind_choice.choose(row["inspect"], kind, by, evidence or kind_choice.SET_BY_USER)
+            store.update_asset(self.db, asset.id, {"kind": new_kind, "inspect": inspect})
+        return queries.get_asset(self.db, asset.id)
+
+    def move(self, ref: str, *, kind: str | None = None, to: str | os.PathLike[str] | None = None) -> MoveReport:
+        """Move an asset's files (with their sidecars) into the folder of ``kind`` or into ``to``; ``kind``
+        is recorded as the user's choice. ``sdhub mv NAME --kind controlnet`` files a kept download."""
+        return move_asset(self, ref, kind=kind, to=to)
 
     def _require(self, sha256: str) -> Asset:
         sha256 = _check_sha256(sha256, "sha256")

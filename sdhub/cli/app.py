@@ -56,6 +56,7 @@ def _register_commands() -> None:
     from sdhub.cli import generate_commands  # noqa: F401
     from sdhub.cli import get_commands  # noqa: F401
     from sdhub.cli import inspect_commands  # noqa: F401
+    from sdhub.cli import move_command  # noqa: F401
     from sdhub.cli import prompt_commands  # noqa: F401
     from sdhub.cli import prune_commands  # noqa: F401
     from sdhub.cli import tui_command  # noqa: F401
@@ -66,8 +67,8 @@ HELP_PANELS = {
     "Start here": ("demo", "init", "home", "doctor", "tui"),
     "Get models": ("get", "civitai"),
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
-    "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "rm", "roots",
-                           "export-sidecars"),
+    "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "mv", "rm",
+                           "roots", "export-sidecars"),
     "Prove they work": ("generate", "smoke", "test", "prompt", "pnginfo"),
 }
 

@@ -24,7 +24,9 @@ app.add_typer(civitai_app, name="civitai")
 def get_command(
     refs: List[str] = typer.Argument(..., metavar="REF...",
                                      help="Civitai URL or AIR, Hugging Face URL or ORG/REPO/PATH, or a plain URL."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="checkpoint, vae, lora or embedding (default: detected)."),
+    kind: Optional[str] = typer.Option(
+        None, "--kind", help="What the file is: checkpoint, lora, vae, controlnet, upscaler... or other "
+                             "(default: detected, else the source's type; unknown ones are kept in downloads/)."),
     version: Optional[str] = typer.Option(None, "--version", help="Civitai version id or name (default: newest)."),
     format: Optional[str] = typer.Option(None, "--format", help="Civitai file format: safetensors, ckpt, gguf..."),
     fp: Optional[str] = typer.Option(None, "--fp", help="Civitai file precision: fp16, fp32, bf16..."),

@@ -15,6 +15,7 @@ import requests
 
 from sdhub.config import civitai_token, config_path
 from sdhub.errors import AuthError, BadInputError, NetworkError, NotFoundError, SdhubError, UsageError
+from sdhub.models.base_labels import label_family
 from sdhub.sources.http import HttpClient, RetryPolicy, error_text, generic_error, redact
 from sdhub.sources.refs import CivitaiRef, civitai_base_url
 
@@ -25,10 +26,23 @@ FORMAT_ALIASES = {
     "ckpt": "PickleTensor", "pickle": "PickleTensor", "pickletensor": "PickleTensor", "pt": "PickleTensor",
     "gguf": "GGUF", "diffusers": "Diffusers", "onnx": "ONNX", "other": "Other", "coreml": "Core ML",
 }
-#: Civitai model types and the library folder (asset kind) their files go to.
-KIND_OF_TYPE = {
-    "checkpoint": "checkpoint", "vae": "vae", "lora": "lora", "locon": "lora", "dora": "lora",
-    "lycoris": "lora", "textualinversion": "embedding",
+#: Civitai's model types (the ``ModelType`` enum, lower-cased) and the asset kind their files are:
+#: None for the types no kind fits (AestheticGradient, MotionModule, Poses, Wildcards, Workflows,
+#: Detection, Other), whose files are kept in the home's downloads/ folder. ("LyCORIS" is the older
+#: name of LoCon.)
+KIND_OF_TYPE: dict[str, str | None] = {
+    "checkpoint": "checkpoint", "textualinversion": "embedding", "hypernetwork": "hypernetwork",
+    "aestheticgradient": None, "lora": "lora", "locon": "lora", "lycoris": "lora", "dora": "lora",
+    "controlnet": "controlnet", "upscaler": "upscaler", "motionmodule": None, "vae": "vae", "poses": None,
+    "wildcards": None, "workflows": None, "detection": None, "other": None,
+}
+#: Civitai's file types that say more than the model type (a VAE or text encoder shipped beside a
+#: checkpoint): the kind of such a file; None for files that are not model weights at all.
+KIND_OF_FILE_TYPE: dict[str, str | None] = {
+    "vae": "vae", "text encoder": "text-encoder", "vision encoder": "clip-vision", "clipvision": "clip-vision",
+    "unet": "diffusion-model", "diffusion model": "diffusion-model", "controlnet": "controlnet",
+    "upscaler": "upscaler", "enhancement lora": "lora",
+    "training data": None, "archive": None, "config": None, "workflow": None,
 }
 
 
@@ -57,18 +71,34 @@ class CivitaiChoice:
         return str(self.model.get("type") or (self.version.get("model") or {}).get("type") or "")
 
     @property
+    def file_type(self) -> str:
+        return str(self.file.get("type") or "")
+
+    @property
     def kind(self) -> str | None:
-        """The library folder for this file, from the file type first (a VAE shipped beside a model)."""
-        if str(self.file.get("type", "")).lower() == "vae":
-            return "vae"
+        """The asset kind Civitai gives this file, from its file type first (a VAE shipped beside a
+        model), else from the model type; None when no kind fits (a MotionModule, wildcards...)."""
+        file_type = self.file_type.lower()
+        if file_type in KIND_OF_FILE_TYPE:
+            return KIND_OF_FILE_TYPE[file_type]
         return KIND_OF_TYPE.get(self.model_type.lower())
+
+    @property
+    def kind_evidence(self) -> str:
+        """Where ``kind`` comes from, in words for the catalog's evidence."""
+        file_type = self.file_type.lower()
+        if file_type in KIND_OF_FILE_TYPE:
+            return f"Civitai file type {self.file_type}"
+        return f"Civitai model type {self.model_type or 'unknown'}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_id": self.model.get("id") or self.version.get("modelId"),
             "model_name": self.model.get("name") or (self.version.get("model") or {}).get("name"),
             "version_id": self.version.get("id"), "version_name": self.version.get("name"),
-            "type": self.model_type, "base_model": self.version.get("baseModel"),
+            # One vocabulary with the catalog: the family, and Civitai's label ("Pony") beside it.
+            "type": self.model_type, "base_model": label_family(self.version.get("baseModel")),
+            "base_label": self.version.get("baseModel"),
             "file": describe_file(self.file), "sha256": self.sha256, "download_url": redact(self.download_url),
         }
 
@@ -330,4 +360,4 @@ class CivitaiClient:
 
 
 __all__ = ["CivitaiClient", "CivitaiChoice", "pick_file", "describe_file", "token_help", "KIND_OF_TYPE",
-           "normalise_format"]
+           "KIND_OF_FILE_TYPE", "normalise_format"]

@@ -19,12 +19,13 @@ import glob
 import io
 import os
 import re
+import shlex
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdhub.atomic import atomic_output
-from sdhub.config import ASSET_KINDS, Home
+from sdhub.config import ASSET_KINDS, UNFILED_KIND, Home
 from sdhub.errors import AuthError, Interrupted, NetworkError, NotFoundError, SdhubError, UsageError
 from sdhub.progress import NULL_PROGRESS, Progress, interrupted
 from sdhub.sources import huggingface as hub
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PREVIEW_MAX_BYTES = 20 << 20
-KIND_ALIASES = {"model": "checkpoint", "checkpoints": "checkpoint", "loras": "lora", "lycoris": "lora",
-                "textualinversion": "embedding", "embeddings": "embedding", "ti": "embedding", "vaes": "vae"}
 
 
 @dataclass
@@ -96,12 +95,10 @@ class GetResult:
 
 
 def normalise_kind(kind: str | None) -> str | None:
-    if kind is None:
-        return None
-    value = KIND_ALIASES.get(kind.lower(), kind.lower())
-    if value not in ASSET_KINDS:
-        raise UsageError(f"unknown kind {kind!r}; choose one of: {', '.join(ASSET_KINDS)}")
-    return value
+    """The kind ``--kind`` names (any kind, or an alias such as ``lycoris`` or ``upscale_models``)."""
+    from sdhub.models.kinds import kind_named
+
+    return None if kind is None else kind_named(kind)
 
 
 def options_from(options: GetOptions | None, overrides: dict[str, Any]) -> GetOptions:
@@ -119,19 +116,22 @@ def options_from(options: GetOptions | None, overrides: dict[str, Any]) -> GetOp
     return chosen
 
 
-def detect_kind(path: Path) -> str | None:
-    """The asset kind the tensors of ``path`` say it is, or None when they do not tell."""
+def detect_kind(path: Path) -> tuple[str | None, str | None]:
+    """The asset kind the tensors of ``path`` say it is (None when they do not tell) and its variant
+    (an upscaler's architecture, which picks A1111's DAT/, HAT/ or SwinIR/ folder)."""
     try:
         from sdhub.formats import open_model
         from sdhub.models.detect import detect
     except ImportError:
-        return None
+        return None, None
     try:
         with open_model(path) as model:
-            kind = detect(model.tensors, model.metadata).kind
+            detection = detect(model.tensors, model.metadata)
     except (SdhubError, OSError, ValueError):
-        return None
-    return kind if kind in ASSET_KINDS else None
+        return None, None
+    if detection.kind not in ASSET_KINDS:
+        return None, None
+    return detection.kind, detection.variant
 
 
 # -- the catalog side ---------------------------------------------------------------------------
@@ -256,13 +256,10 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
     try:
         choice = client.resolve(ref, version=options.version, file_type=options.file_type, format=options.format,
                                 size=options.size, fp=options.fp)
-        kind = options.kind or choice.kind
-        if kind is None and options.to is None:
-            raise UsageError(f"Civitai model type {choice.model_type!r} has no folder in a home; "
-                             "pass --to FOLDER (or --kind)")
-        folder = options.to or home.folder(kind)  # type: ignore[arg-type]
+        kind = options.kind or choice.kind or UNFILED_KIND
+        folder = options.to or home.folder(kind)
         data = _civitai_data(choice)
-        result = GetResult(ref=text, source="civitai", path=folder, kind=kind or "other", remote=choice.to_dict())
+        result = GetResult(ref=text, source="civitai", path=folder, kind=kind, remote=choice.to_dict())
         present = find_present(home, choice.sha256)
         if present is not None:
             result.path, result.already_present = present, True
@@ -276,7 +273,14 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
                 what=f"Civitai {choice.to_dict()['model_name'] or ''}".strip(),
             )
             result.path, result.already_present = result.download.path, result.download.reused
-        _finish(home, result, options, "civitai", data, data.get("images") or [], progress)
+            if options.kind is None and options.to is None:
+                _follow_the_tensors(home, result, f"Civitai calls it {choice.model_type or 'a model'}")
+        given = None if options.kind or choice.kind is None else (choice.kind, "civitai", choice.kind_evidence)
+        _finish(home, result, options, "civitai", data, data.get("images") or [], progress, given_kind=given)
+        if result.kind == UNFILED_KIND and options.to is None:
+            reason = (f"Civitai model type {choice.model_type!r} has no folder in a home" if choice.kind is None
+                      else f"cannot tell what kind of model {result.name} is")
+            result.warnings.append(unfiled_note(result, reason))
         return result
     finally:
         client.close()
@@ -295,12 +299,10 @@ def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: 
     data = {"repo": ref.repo_id, "revision": files.commit, "filename": ref.path,
             "url": f"{hf_endpoint()}/{ref.repo_id}/blob/{files.commit}/{ref.path}"}
     cached = files.root / ref.path
-    kind = options.kind or detect_kind(cached)
-    if kind is None and options.to is None:
-        raise UsageError(f"cannot tell what kind of model {ref.path} is; pass --kind "
-                         f"({', '.join(ASSET_KINDS)}) or --to FOLDER")
-    folder = options.to or home.folder(kind)  # type: ignore[arg-type]
-    result = GetResult(ref=text, source="huggingface", path=folder, kind=kind or "other", remote=data)
+    detected, variant = detect_kind(cached)
+    kind = options.kind or detected or UNFILED_KIND
+    folder = options.to or home.folder_for(kind, variant if kind == detected else None)
+    result = GetResult(ref=text, source="huggingface", path=folder, kind=kind, remote=data)
     blob = Path(os.path.realpath(cached)).name
     present = find_present(home, blob if len(blob) == 64 else None)
     hashes = None
@@ -309,6 +311,8 @@ def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: 
     else:
         result.path, hashes, result.already_present = hub.place_hub_file(files, ref.path, folder, progress)
     _finish(home, result, options, "huggingface", data, [], progress, hashes=hashes)
+    if result.kind == UNFILED_KIND and options.to is None:
+        result.warnings.append(unfiled_note(result, f"cannot tell what kind of model {ref.path} is"))
     return result
 
 
@@ -360,37 +364,64 @@ def _get_hub_repo(home: Home, text: str, ref: HubRef, files: hub.HubFiles, optio
 def _get_url(home: Home, text: str, ref: UrlRef, options: GetOptions, progress: Progress) -> GetResult:
     client = HttpClient()
     try:
-        staging = options.to or (home.folder(options.kind) if options.kind else home.catalog_dir / "downloads")
+        staging = options.to or home.folder(options.kind or UNFILED_KIND)
         downloaded = download(client, ref.url, staging, connections=options.connections,
                               quarantine_dir=home.catalog_dir / "quarantine", progress=progress,
                               what=f"download {redact(ref.url)}")
     finally:
         client.close()
-    result = GetResult(ref=text, source="url", path=downloaded.path, kind=options.kind or "other",
+    result = GetResult(ref=text, source="url", path=downloaded.path, kind=options.kind or UNFILED_KIND,
                        download=downloaded, sha256=downloaded.sha256, size=downloaded.size,
                        remote={"url": redact(ref.url)})
     present = find_present(home, downloaded.sha256)
     if present is not None and present != downloaded.path:
-        downloaded.path.unlink(missing_ok=True)
+        downloaded.path.unlink(missing_ok=True)  # the same bytes are in the library already
         result.path, result.already_present = present, True
     elif options.to is None and options.kind is None:
-        kind = detect_kind(downloaded.path)
-        if kind is None:
-            downloaded.path.unlink(missing_ok=True)
-            raise UsageError(f"cannot tell what kind of model {downloaded.name} is, so it was not kept; run "
-                             f"again with --kind ({', '.join(ASSET_KINDS)}) or --to FOLDER")
-        result.kind = kind
-        result.path, _ = place_file(downloaded.path, home.folder(kind), downloaded.name, downloaded.sha256,
-                                    downloaded.size)
+        _follow_the_tensors(home, result, "")
     _finish(home, result, options, None, None, [], progress)
+    if result.kind == UNFILED_KIND and options.to is None:
+        result.warnings.append(unfiled_note(result, f"cannot tell what kind of model {result.name} is"))
     return result
 
 
+def _follow_the_tensors(home: Home, result: GetResult, said: str) -> None:
+    """Move a new download into the folder of the kind its tensors show, when that is not where it is
+    (a Civitai "Checkpoint" that holds only a diffusion model, a plain URL's file kept in downloads/)."""
+    detected, variant = detect_kind(result.path)
+    if detected is None:
+        return
+    folder = home.folder_for(detected, variant)
+    if folder.resolve() != result.path.parent.resolve():
+        sha256 = result.download.sha256 if result.download else None
+        size = result.download.size if result.download else result.path.stat().st_size
+        if sha256 is None:
+            from sdhub.sources.placing import sha256_file
+
+            sha256 = sha256_file(result.path)
+        result.path, _ = place_file(result.path, folder, result.path.name, sha256, size)
+        if said and detected != result.kind:
+            result.warnings.append(f"{said}; its tensors say {detected}: filed in {folder}")
+    result.kind = detected
+
+
+def unfiled_note(result: GetResult, reason: str) -> str:
+    """What to say about a download kept in downloads/: where it is, and how to file it."""
+    name = shlex.quote(result.path.name)
+    return (f"{reason}: kept in {result.path} and catalogued as {UNFILED_KIND}; file it with "
+            f"`sdhub mv {name} --kind KIND` ({', '.join(ASSET_KINDS)}) or `sdhub mv {name} --to FOLDER`, "
+            "or pass --kind to get next time")
+
+
 def _finish(home: Home, result: GetResult, options: GetOptions, source: str | None, data: dict[str, Any] | None,
-            images: list[dict[str, Any]], progress: Progress, *, hashes: FileHashes | None = None) -> None:
+            images: list[dict[str, Any]], progress: Progress, *, hashes: FileHashes | None = None,
+            given_kind: tuple[str, str, str] | None = None) -> None:
     """Convert a pickle, catalogue the file with its source's metadata and preview, write its sidecars.
 
     ``hashes`` are every hash of the placed file when the source computed them (a Hugging Face file).
+    ``given_kind`` (kind, source, evidence): the kind the source gives, recorded with its evidence; it
+    is the asset's kind where the tensors cannot tell, and the tensors' kind wins where they can.
+    ``result.kind`` ends as the kind the catalog records.
     """
     verified = None if result.already_present else (
         hashes.sha256 if hashes else result.download.sha256 if result.download else None)
@@ -404,7 +435,17 @@ def _finish(home: Home, result: GetResult, options: GetOptions, source: str | No
         if pickle is not None and result.pickle_kept:
             catalog.add_file(pickle[0], progress, hashes=pickle[1], expected_sha256=pickle[2])
         asset = catalog.add_file(result.path, progress, hashes=hashes, expected_sha256=verified)
-        result.sha256, result.size = asset.sha256, asset.size
+        if given_kind is not None:
+            asset = catalog.set_kind(asset.sha256, given_kind[0], by=given_kind[1], evidence=given_kind[2])
+        elif options.kind is not None:
+            # --kind is the user's word for what the file is: the catalog keeps it over the tensors' guess,
+            # and a copy kept unfiled in downloads/ by an earlier get is filed now.
+            if result.already_present and options.to is None and result.path.parent == home.downloads_dir \
+                    and options.kind != UNFILED_KIND:
+                moved = catalog.move(str(result.path), kind=options.kind).moved
+                result.path = Path(moved[0]["to"]) if moved else result.path
+            asset = catalog.set_kind(asset.sha256, options.kind)
+        result.sha256, result.size, result.kind = asset.sha256, asset.size, asset.kind
         if pickle is not None and pickle[2] and pickle[2] != asset.sha256:
             # Recorded even when the pickle is gone: the link waits, and tells where the file came from.
             catalog.record_lineage(asset.sha256, pickle[2], "convert")
@@ -457,6 +498,16 @@ class SyncResult:
                 "errors": self.errors}
 
 
+def _civitai_kind(catalog: Catalog, sha256: str, found_by: str, version: dict[str, Any]) -> None:
+    """Record the kind Civitai's file or model type gives (it is the asset's kind where its tensors cannot tell)."""
+    files = [f for f in version.get("files") or [] if isinstance(f, dict)]
+    file = next((f for f in files if str((f.get("hashes") or {}).get("SHA256", "")).lower() == found_by.lower()),
+                files[0] if len(files) == 1 else {})
+    choice = CivitaiChoice(model=version.get("model") or {}, version=version, file=file, download_url="")
+    if choice.kind is not None:
+        catalog.set_kind(sha256, choice.kind, by="civitai", evidence=choice.kind_evidence)
+
+
 def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL_PROGRESS) -> SyncResult:
     """Look up every catalogued asset without Civitai metadata by its SHA-256 and fill it in."""
     report = SyncResult()
@@ -484,6 +535,7 @@ def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL
                                    path=Path(present[0].path) if present else home.root, kind=asset.kind)
                 _save_preview(home, version.get("images") or [], asset.sha256, result)
                 catalog.set_remote(asset.sha256, "civitai", version)
+                _civitai_kind(catalog, asset.sha256, found_by, version)
                 if result.preview is not None:
                     catalog.add_preview(asset.sha256, source="civitai", path=result.preview,
                                         url=result.remote.get("preview_url"))

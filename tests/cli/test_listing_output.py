@@ -95,9 +95,12 @@ def test_every_listing_command_pipes_one_record_per_line(run_cli, home: Path) ->
     assert sorted(Path(line.split("\t")[-1]).name for line in dupes) == ["tinymix_v1-copy.safetensors",
                                                                           "tinymix_v1.safetensors"]
     roots = run_cli("--home", home, "roots").stdout.splitlines()
-    assert [line.split("\t")[1] for line in roots] == ["checkpoint", "vae", "lora", "embedding"]
+    # A1111's folders, each once (Stable-diffusion holds diffusion models too, ControlNet IP-Adapters).
+    assert [line.split("\t")[1] for line in roots] == [
+        "checkpoint", "lora", "embedding", "vae", "text-encoder", "controlnet", "clip-vision", "upscaler",
+        "preview-decoder", "hypernetwork"]
     roots_csv = list(csv.reader(io.StringIO(run_cli("--home", home, "roots", "--format", "csv").stdout)))
-    assert roots_csv[0] == ["path", "kind", "from", "exists"] and len(roots_csv) == 5
+    assert roots_csv[0] == ["path", "kind", "from", "exists"] and len(roots_csv) == 11
 
 
 def test_control_characters_from_file_names_are_escaped(run_cli, home: Path, templates) -> None:

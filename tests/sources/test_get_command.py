@@ -212,7 +212,7 @@ def test_a_plain_url_goes_where_its_tensors_say(site: CivitaiServer, tmp_home: H
     assert data["kind"] == "lora" and data["source"] == "url"
     assert Path(data["path"]) == tmp_home.folder("lora") / "aeshteticv5.safetensors"
     assert Path(data["path"]).read_bytes() == models["lora"].read_bytes()
-    assert list((tmp_home.catalog_dir / "downloads").iterdir()) == []
+    assert list(tmp_home.downloads_dir.iterdir()) == []
     with Catalog(tmp_home) as catalog:
         assert catalog.get(data["sha256"]).kind == "lora"
     again = json.loads(run_cli("--home", tmp_home.root, "get", url, "--json").stdout)["results"][0]
@@ -220,14 +220,28 @@ def test_a_plain_url_goes_where_its_tensors_say(site: CivitaiServer, tmp_home: H
     assert sorted(p.name for p in tmp_home.folder("lora").iterdir()) == ["aeshteticv5.safetensors"]
 
 
-def test_a_plain_url_of_something_unknown_asks_for_a_kind(site: CivitaiServer, tmp_home: Home, run_cli) -> None:
+def test_a_plain_url_of_something_that_is_no_model_is_kept_too(site: CivitaiServer, tmp_home: Home,
+                                                                run_cli) -> None:
     site.served(194).data, site.served(194).path = b"\x00" * 4096, None
     url = site.storage_location(site.served(194))
-    result = run_cli("--home", tmp_home.root, "get", url)
-    assert result.exit_code == 2 and "--kind" in result.stderr
-    assert list((tmp_home.catalog_dir / "downloads").iterdir()) == []
-    assert run_cli("--home", tmp_home.root, "get", url, "--kind", "vae").exit_code == 0
-    assert (tmp_home.folder("vae") / "synthwavepunk_v3Alpha.safetensors").is_file()
+    result = run_cli("--home", tmp_home.root, "get", url, "--json")
+    assert result.exit_code == 0, result.stderr
+    kept = tmp_home.downloads_dir / "synthwavepunk_v3Alpha.safetensors"
+    assert kept.read_bytes() == b"\x00" * 4096  # downloaded whole and never thrown away
+    data = json.loads(result.stdout)["results"][0]
+    assert data["kind"] == "other" and data["path"] == str(kept)
+    assert f"kept in {kept}" in result.stderr and "sdhub mv synthwavepunk_v3Alpha.safetensors --kind" in result.stderr
+    with Catalog(tmp_home) as catalog:
+        asset = catalog.get(data["sha256"])
+    assert asset.kind == "other" and asset.defect == "broken"  # catalogued with what was found
+    # --kind on the next get files it (a plain URL has no published hash: its bytes come again, and go).
+    again = run_cli("--home", tmp_home.root, "get", url, "--kind", "vae", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["results"][0]["path"] == str(tmp_home.folder("vae") / kept.name)
+    assert [p.name for p in tmp_home.folder("vae").iterdir()] == [kept.name]
+    assert list(tmp_home.downloads_dir.iterdir()) == []
+    with Catalog(tmp_home) as catalog:
+        assert catalog.get(data["sha256"]).kind == "vae"
 
 
 def test_civitai_info_of_a_catalogued_model(site: CivitaiServer, tmp_home: Home, run_cli, models) -> None:

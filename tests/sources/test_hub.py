@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sdhub.config import Home
-from sdhub.errors import AuthError, NotFoundError, UsageError
+from sdhub.errors import AuthError, NotFoundError
 from sdhub.sources.get import get
 from sdhub.progress import RecordingProgress
 from sdhub.sources import huggingface as hub_source
@@ -141,12 +141,16 @@ def test_missing_files_repos_and_revisions_are_not_found(hub: HubServer, tmp_hom
         get(tmp_home, "hf:org/vae", include=["*.ckpt"])
 
 
-def test_an_unrecognisable_file_needs_a_kind(hub: HubServer, tmp_home: Home) -> None:
+def test_an_unrecognisable_file_is_kept_until_filed(hub: HubServer, tmp_home: Home) -> None:
     hub.add_repo("org/odd", {"weights.safetensors": factory_unknown_safetensors()})
-    with pytest.raises(UsageError, match="pass --kind"):
-        get(tmp_home, "hf:org/odd/weights.safetensors")
+    result = get(tmp_home, "hf:org/odd/weights.safetensors")
+    kept = tmp_home.downloads_dir / "weights.safetensors"
+    assert result.path == kept and result.kind == "other" and kept.is_file()
+    assert any(f"kept in {kept}" in w and "sdhub mv weights.safetensors --kind KIND" in w for w in result.warnings)
+    # --kind on the next get files the kept copy (the Hub's hash says it is the same file).
     result = get(tmp_home, "hf:org/odd/weights.safetensors", kind="lora")
-    assert result.path.parent == tmp_home.folder("lora")
+    assert result.path == tmp_home.folder("lora") / "weights.safetensors" and result.kind == "lora"
+    assert not kept.exists()
 
 
 def test_offline_mode_is_a_clear_network_error(hub: HubServer, tmp_home: Home,
