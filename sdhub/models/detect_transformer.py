@@ -79,6 +79,12 @@ def _vae_latent_channels(tensors: Mapping[str, Any], prefix: str) -> int | None:
     return dimension(conv, 1) if conv is not None else None
 
 
+def _blocks_with(names: Any, pattern: str) -> list[int]:
+    """The block numbers whose tensor names match ``pattern`` (its group 1), in order."""
+    regex = re.compile(pattern)
+    return sorted(int(m.group(1)) for n in names if (m := regex.match(n)))
+
+
 def _count(names: Any, pattern: str) -> int:
     regex = re.compile(pattern)
     return len({m.group(1) for n in names if (m := regex.match(n))})
@@ -160,12 +166,12 @@ def _sd3(inner: Mapping[str, Any]) -> Detection | None:
     if "joint_blocks.0.x_block.attn.qkv.weight" in inner and "x_embedder.proj.weight" in inner:
         layout, width_key, positions_key = "original", "x_embedder.proj.weight", "pos_embed"
         depth = _count(inner, r"joint_blocks\.(\d+)\.")
-        dual = sorted(int(m.group(1)) for n in inner if (m := re.match(r"joint_blocks\.(\d+)\.x_block\.attn2\.qkv\.weight$", n)))
+        dual = _blocks_with(inner, r"joint_blocks\.(\d+)\.x_block\.attn2\.qkv\.weight$")
         qk_norm = "joint_blocks.0.x_block.attn.ln_q.weight" in inner
     elif "transformer_blocks.0.attn.add_q_proj.weight" in inner and "pos_embed.proj.weight" in inner:
         layout, width_key, positions_key = "diffusers", "pos_embed.proj.weight", "pos_embed.pos_embed"
         depth = _count(inner, r"transformer_blocks\.(\d+)\.")
-        dual = sorted(int(m.group(1)) for n in inner if (m := re.match(r"transformer_blocks\.(\d+)\.attn2\.to_q\.weight$", n)))
+        dual = _blocks_with(inner, r"transformer_blocks\.(\d+)\.attn2\.to_q\.weight$")
         qk_norm = "transformer_blocks.0.attn.norm_q.weight" in inner
     else:
         return None
