@@ -8,6 +8,11 @@ between runs and not counted. Prints a table and rewrites this benchmark's secti
 
     .venv/bin/python bench/convert.py               # full size (~4.3 GB), the real benchmark
     .venv/bin/python bench/convert.py --size tiny   # a quick smoke run of the script itself
+    .venv/bin/python bench/convert.py --nice -10    # every method at a higher priority, on a busy machine
+
+The goal (issue #14) is ``sdhub convert`` within 1.2x of ``cp`` + ``sync``, the durable copy a user
+would otherwise make. CPU seconds (user + system of the process) are shown beside wall time: on a
+machine shared with other work they say where the time goes when wall times are noisy.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from benchdoc import machine, write_section  # bench/ is on sys.path when a script runs
+from benchdoc import machine, met, write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
@@ -51,6 +56,7 @@ class Result:
     wall: float
     peak_mb: float
     output_mb: float
+    cpu: float = 0.0
 
 
 def ensure_source(size: str) -> Path:
@@ -67,23 +73,26 @@ def ensure_source(size: str) -> Path:
     return path
 
 
-def measure(name: str, command: list[str], output: Path) -> Result:
+def measure(name: str, command: list[str], output: Path, nice: int = 0) -> Result:
     output.unlink(missing_ok=True)
     subprocess.run(["sync"], check=True)
-    done = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    done = subprocess.run([*prefix, "/usr/bin/time", "-v", *command], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-2000:]}")
     wall_text = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", done.stderr).group(1)
     peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): (\S+)", done.stderr).group(1)) for kind in ("User", "System"))
     seconds = 0.0
     for part in wall_text.split(":"):
         seconds = seconds * 60 + float(part)
     size_mb = output.stat().st_size / 1e6
     output.unlink()
-    return Result(name, seconds, peak_kb / 1024, size_mb)
+    return Result(name, seconds, peak_kb / 1024, size_mb, cpu)
 
 
-def run(size: str, repeat: int) -> tuple[Path, list[Result]]:
+def run(size: str, repeat: int, nice: int = 0,
+        torch_baselines: bool = True) -> tuple[Path, list[Result], dict[str, list[Result]]]:
     source = ensure_source(size)
     with open(source, "rb") as handle:  # warm the page cache once for everyone
         while handle.read(64 * 1024 * 1024):
@@ -93,8 +102,9 @@ def run(size: str, repeat: int) -> tuple[Path, list[Result]]:
         ("cp (the floor)", ["cp", str(source), str(out)]),
         ("cp + sync (a durable copy, what sdhub's fsync costs)",
          ["sh", "-c", 'cp "$0" "$1" && sync "$1"', str(source), str(out)]),
-        ("torch.load + save_file", [PYTHON, "-c", TORCH_LOAD, str(source), str(out)]),
-        ("torch.load(mmap=True, weights_only=True) + save_file", [PYTHON, "-c", TORCH_MMAP, str(source), str(out)]),
+        *([("torch.load + save_file", [PYTHON, "-c", TORCH_LOAD, str(source), str(out)]),
+           ("torch.load(mmap=True, weights_only=True) + save_file", [PYTHON, "-c", TORCH_MMAP, str(source), str(out)])]
+          if torch_baselines else []),
         ("sdhub convert", [SDHUB, "convert", str(source), "-o", str(out), "--overwrite"]),
         ("sdhub convert --dtype fp16", [SDHUB, "convert", str(source), "-o", str(out), "--overwrite", "--dtype", "fp16"]),
     ]
@@ -103,60 +113,95 @@ def run(size: str, repeat: int) -> tuple[Path, list[Result]]:
     runs: dict[str, list[Result]] = {name: [] for name, _ in methods}
     for round_number in range(repeat):
         for name, command in methods:
-            result = measure(name, command, out)
+            result = measure(name, command, out, nice)
             runs[name].append(result)
-            print(f"round {round_number + 1}: {name:55s} {result.wall:7.2f} s  {result.peak_mb:8.0f} MB peak",
-                  file=sys.stderr)
+            print(f"round {round_number + 1}: {name:55s} {result.wall:7.2f} s  {result.cpu:6.2f} s CPU  "
+                  f"{result.peak_mb:8.0f} MB peak", file=sys.stderr)
     results = []
     for name, _ in methods:
         wall = statistics.median(r.wall for r in runs[name])
         peak = max(r.peak_mb for r in runs[name])
-        results.append(Result(name, wall, peak, runs[name][0].output_mb))
-    return source, results
+        cpu = statistics.median(r.cpu for r in runs[name])
+        results.append(Result(name, wall, peak, runs[name][0].output_mb, cpu))
+    return source, results, runs
 
 
-def table(source: Path, results: list[Result], repeat: int, size: str) -> str:
+DURABLE = "cp + sync (a durable copy, what sdhub's fsync costs)"
+
+
+def table(source: Path, results: list[Result], runs: dict[str, list[Result]], repeat: int, size: str,
+          nice: int) -> str:
     by_name = {r.name: r for r in results}
     cp = max(by_name["cp (the floor)"].wall, 0.01)
-    mmap_form = by_name["torch.load(mmap=True, weights_only=True) + save_file"].wall
+    durable = by_name[DURABLE].wall
+    # The same round's cp + sync is the yardstick: a change in the host's disk speed or load lands on both.
+    per_round = {name: [r.wall / max(d.wall, 0.01) for r, d in zip(runs[name], runs[DURABLE])] for name in runs}
+    priority = f"; every method run under `nice -n {nice}`" if nice else ""
     lines = [
         f"Source: `{source.name}`, {source.stat().st_size / 1e9:.2f} GB (factory `sd1_checkpoint(size=\"{size}\", "
-        f"fmt=\"ckpt\")`, random fp32 weights). Median of {repeat} round(s), each round running every method in turn; page cache warm, "
-        f"`/usr/bin/time -v` peak RSS (mapped file pages included). Machine: {machine()}; "
+        f"fmt=\"ckpt\")`, random fp32 weights). Median of {repeat} round(s), each round running every method in turn; "
+        f"page cache warm, `/usr/bin/time -v` peak RSS (mapped file pages included) and CPU seconds (user + system)"
+        f"{priority}. Machine: {machine()}; file system: {file_system(source)}; "
         f"measured {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
-        "| method | wall (s) | peak RSS (MB) | wall / cp | output (MB) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| method | wall (s) | CPU (s) | peak RSS (MB) | wall / cp | wall / cp + sync (per round) | output (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        lines.append(f"| {r.name} | {r.wall:.2f} | {r.peak_mb:.0f} | {r.wall / cp:.2f}x | {r.output_mb:.0f} |")
+        ratios = per_round[r.name]
+        spread = f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+        lines.append(f"| {r.name} | {r.wall:.2f} | {r.cpu:.2f} | {r.peak_mb:.0f} | {r.wall / cp:.2f}x | {spread} "
+                     f"| {r.output_mb:.0f} |")
     sdhub = by_name["sdhub convert"]
     fp16 = by_name["sdhub convert --dtype fp16"]
-    durable = by_name["cp + sync (a durable copy, what sdhub's fsync costs)"].wall
+    sdhub_ratio = statistics.median(per_round["sdhub convert"])
     checks = [
+        ("`sdhub convert` wall <= 1.2x cp + sync (both durable; median of the rounds' ratios)", sdhub_ratio <= 1.2,
+         f"{sdhub_ratio:.2f}x"),
         ("peak RSS of `sdhub convert` <= 512 MB", sdhub.peak_mb <= 512, f"{sdhub.peak_mb:.0f} MB"),
         ("peak RSS of `--dtype fp16` <= 512 MB", fp16.peak_mb <= 512, f"{fp16.peak_mb:.0f} MB"),
-        ("`sdhub convert` wall <= 1.5x cp", sdhub.wall <= 1.5 * cp, f"{sdhub.wall / cp:.2f}x"),
-        ("`sdhub convert` no slower than the mmap form", sdhub.wall <= mmap_form, f"{sdhub.wall / mmap_form:.2f}x"),
-        ("`--dtype fp16` wall <= 1.5x cp of the input", fp16.wall <= 1.5 * cp, f"{fp16.wall / cp:.2f}x"),
-        ("`sdhub convert` wall <= 1.5x cp + sync (both durable)", sdhub.wall <= 1.5 * durable,
-         f"{sdhub.wall / durable:.2f}x"),
     ]
+    if "torch.load(mmap=True, weights_only=True) + save_file" in by_name:
+        mmap_form = by_name["torch.load(mmap=True, weights_only=True) + save_file"].wall
+        checks.append(("`sdhub convert` no slower than the mmap form", sdhub.wall <= mmap_form,
+                       f"{sdhub.wall / mmap_form:.2f}x"))
     lines += ["", "| goal | met | measured |", "| --- | --- | --- |"]
-    lines += [f"| {goal} | {'yes' if ok else 'no'} | {value} |" for goal, ok, value in checks]
-    lines += ["", "`sdhub convert` also fsyncs its output and computes the source's SHA-256 for the metadata "
-              "(in a second thread); `cp` and the torch scripts do neither."]
+    lines += [f"| {goal} | {met(ok)} | {value} |" for goal, ok, value in checks]
+    lines += ["", "`sdhub convert` also computes the source's SHA-256 for the metadata and fsyncs its output; "
+              "`cp` and the torch scripts do neither. It reads each source byte once, into 8 MiB page-aligned "
+              "blocks; one thread hashes a block while another writes the one before it straight to the disk "
+              "(`O_DIRECT`), so the output never passes through the page cache and the fsync has nothing left. "
+              "Its CPU time is the copy out of the page cache plus SHA-256 (OpenSSL's, on the SHA instructions); "
+              "`cp` spends the same copy and leaves the write-back to the kernel's flusher threads, which its "
+              "CPU column does not count."]
     return "\n".join(lines)
+
+
+def file_system(path: Path) -> str:
+    """The type of the file system holding ``path`` (ext4, xfs, overlay...), from /proc/mounts."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and str(path.resolve()).startswith(fields[1]) and len(fields[1]) > len(best):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("full", "tiny"), default="full")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--nice", type=int, default=0, help="Run every method at this niceness (-10: ahead of "
+                        "other work on a shared machine; needs root).")
+    parser.add_argument("--no-torch", action="store_true", help="Leave out the two torch.load baselines.")
     parser.add_argument("--no-docs", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
     args = parser.parse_args()
-    source, results = run(args.size, args.repeat)
-    section = table(source, results, args.repeat, args.size)
+    source, results, runs = run(args.size, args.repeat, args.nice, not args.no_torch)
+    section = table(source, results, runs, args.repeat, args.size, args.nice)
     print(section)
     if not args.no_docs and args.size == "full":
         write_section("convert", "## convert: .ckpt to .safetensors\n\n" + section)

@@ -124,7 +124,7 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
             }
             if target is not None:
                 metadata["sdhub.dtype"] = target
-            write_safetensors(output, specs, metadata, progress, overwrite=overwrite)
+            write_safetensors(output, specs, metadata, progress, overwrite=overwrite, source_digest=digest)
             sha256 = digest.result()
             report = ConvertReport(
                 source=str(source), output=str(output), status="converted", source_format=model.format,

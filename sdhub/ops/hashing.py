@@ -22,7 +22,7 @@ import blake3
 import xxhash
 from isal import isal_zlib
 
-from sdhub.errors import BadInputError, SdhubError, UsageError
+from sdhub.errors import BadInputError, SdhubError, StandInFileError, UsageError
 from sdhub.formats.regular_file import open_regular_file
 from sdhub.formats.safetensors_file import looks_like_safetensors
 from sdhub.progress import NULL_PROGRESS, Progress, QuietProgress, check_cancelled
@@ -421,7 +421,11 @@ class ModelHashes:
 
 def hash_model(path: str | os.PathLike[str], *, components: bool = True,
                progress: Progress = NULL_PROGRESS) -> ModelHashes:
-    """All file hashes of ``path`` and, for a checkpoint or VAE, its component hashes, in one read."""
+    """All file hashes of ``path`` and, for a checkpoint or VAE, its component hashes, in one read.
+
+    A file that stands in for a model (empty, a Git LFS pointer, a web page) is refused with
+    ``StandInFileError``: its hashes would be taken for the model's.
+    """
     from sdhub.formats import open_model
     from sdhub.models.detect import detect
 
@@ -429,6 +433,8 @@ def hash_model(path: str | os.PathLike[str], *, components: bool = True,
     _open_for_hashing(file_path).close()  # a missing file or a folder gets its own message first
     try:
         model = open_model(file_path)
+    except StandInFileError:
+        raise
     except SdhubError as refused:  # not a model: its file hashes still stand, and the reason is kept
         return ModelHashes(hash_file(file_path, progress), None, None, not_a_model=refused.message)
     with model:
@@ -441,34 +447,92 @@ def hash_model(path: str | os.PathLike[str], *, components: bool = True,
         return ModelHashes(file_hashes, kind, hasher.finish() if hasher else None)
 
 
-class BackgroundSha256:
-    """A file's SHA-256 computed by a daemon thread while the caller writes its output.
+#: A piece fed more than this far ahead of the hashed position, and no larger than
+#: ``_KEEP_AHEAD_PIECE``, is kept (up to ``_KEEP_AHEAD_TOTAL`` in all) rather than reading up to it.
+_KEEP_AHEAD_GAP = 4 << 20
+_KEEP_AHEAD_PIECE = 1 << 20
+_KEEP_AHEAD_TOTAL = 64 << 20
 
-    ``known`` skips the work when the caller (the catalog) already has the value; the hashing
-    stops when ``progress`` (the caller's) is cancelled.
+
+class BackgroundSha256:
+    """A source file's SHA-256, taken from the bytes a writer reads from it on the way through.
+
+    ``write_safetensors(..., source_digest=...)`` feeds it, from its hashing thread, what it
+    reads of the file; ``result()`` reads whatever was not fed (the gaps between tensors, parts
+    left out or read out of order), so the value is the whole file's SHA-256 either way and the
+    file is read once. ``known`` skips the work when the caller (the catalog) already has the
+    value; reading stops when ``progress`` (the caller's) is cancelled.
     """
 
     def __init__(self, path: str | os.PathLike[str], known: str | None = None,
                  progress: Progress = NULL_PROGRESS) -> None:
         self._value = known
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._progress = QuietProgress(progress)
+        self._sha = hashlib.sha256()
+        self._position = 0
+        self._handle: BinaryIO | None = None
+        # Small pieces fed far ahead of the hashed position (a checkpoint's int64 tensors come
+        # first in the output but last in the file), kept until the hashing gets there.
+        self._ahead: dict[int, bytes] = {}
+        self._ahead_bytes = 0
         if known is None:
-            self._thread = threading.Thread(target=self._run, args=(Path(path), QuietProgress(progress)),
-                                            name="sha256", daemon=True)
-            self._thread.start()
+            self._handle = _open_for_hashing(Path(path))
+            status = os.fstat(self._handle.fileno())
+            self._identity = (status.st_dev, status.st_ino)
+            self._size = status.st_size
 
-    def _run(self, path: Path, progress: Progress) -> None:
-        try:
-            self._value = sha256_file(path, progress)
-        except BaseException as error:  # handed to the caller by result()
-            self._error = error
+    def wanted(self) -> bool:
+        """Whether the value is still to be computed (not given as ``known``)."""
+        return self._value is None
+
+    def same_file(self, fd: int) -> bool:
+        """Whether ``fd`` is open on the file this digest is of."""
+        status = os.fstat(fd)
+        return self._handle is not None and (status.st_dev, status.st_ino) == self._identity
+
+    def feed(self, offset: int, data: memoryview) -> None:
+        """Take the file's bytes at ``offset``; what lies between the last fed byte and them is read."""
+        if self._handle is None:
+            return
+        if (offset - self._position > _KEEP_AHEAD_GAP and len(data) <= _KEEP_AHEAD_PIECE
+                and self._ahead_bytes + len(data) <= _KEEP_AHEAD_TOTAL):
+            self._ahead[offset] = bytes(data)  # reading the gap now would read what is still to come
+            self._ahead_bytes += len(data)
+            return
+        if offset > self._position:
+            self._read_to(offset)
+        self._take(offset, data)
+
+    def _take(self, offset: int, data: memoryview | bytes) -> None:
+        skip = self._position - offset
+        if skip < len(data):
+            self._sha.update(data[skip:] if skip > 0 else data)
+            self._position = offset + len(data)
+
+    def _read_to(self, end: int) -> None:
+        """Hash up to ``end``, from the pieces kept ahead where there are any, else read."""
+        assert self._handle is not None
+        while self._position < end:
+            kept = min((start for start in self._ahead if start < end), default=end)
+            if kept <= self._position:
+                data = self._ahead.pop(kept)
+                self._ahead_bytes -= len(data)
+                self._take(kept, data)
+                continue
+            view = memoryview(bytearray(min(_BUFFER_SIZE, kept - self._position)))
+            while self._position < kept:
+                check_cancelled(self._progress)
+                got = os.preadv(self._handle.fileno(), [view[:kept - self._position]], self._position)
+                if not got:
+                    raise BadInputError(f"{self._handle.name}: changed size while being read")
+                self._sha.update(view[:got])
+                self._position += got
 
     def result(self) -> str:
-        """The hex digest; re-raises whatever stopped the hashing."""
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
+        """The hex digest, reading what was not fed; raises ``Interrupted`` if cancelled meanwhile."""
+        if self._value is None:
+            assert self._handle is not None
+            with self._handle:
+                self._read_to(self._size)
+                self._value = self._sha.hexdigest()
         return self._value

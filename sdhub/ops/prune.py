@@ -343,7 +343,7 @@ def prune(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
                                  + ", ".join(training_dropped))
         if new_folder:
             out_path.parent.mkdir(parents=True, exist_ok=True)
-        write_safetensors(out_path, specs, metadata, progress, overwrite=overwrite)
+        write_safetensors(out_path, specs, metadata, progress, overwrite=overwrite, source_digest=sha)
     if clipping.total:
         largest = max(clipping.max_abs.values())
         plan.warnings.append(f"{clipping.total} value(s) in {len(clipping.counts)} tensor(s) lay beyond fp8's ±448 "

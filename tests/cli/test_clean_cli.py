@@ -76,8 +76,8 @@ def test_a_killed_convert_is_reported_by_scan_and_doctor_and_removed_by_clean(
     output = folder / "tinymix_v1.safetensors"
     _kill(_start_writer("convert", source_ckpt, output))
     [leftover] = _hidden(folder)
-    size = (folder / leftover).stat().st_size
-    assert size > 1_000_000 and not output.exists()  # the whole output's space, under a hidden name
+    size = (folder / leftover).stat().st_size  # what was written before the kill, under a hidden name
+    assert not output.exists()
 
     scan = run_cli("--home", tmp_home.root, "scan", "--json")
     assert scan.exit_code == 0, scan.stderr
