@@ -33,10 +33,11 @@ FP8 = "F8_E4M3"
 FP8_MAX = 448.0  # float8_e4m3fn's largest finite value; it has no infinity
 #: What ``--dtype fp8`` stores every float that is not one of the diffusion model's matrices in.
 FP8_COMPANION = "F16"
-# Diffusion-model tensors that stay 16 bit under fp8 although they are matrices: positional and patch
-# embeddings (SD3's patch convolution is x_embedder.proj) and norms, the modules diffusers' layerwise casting
-# also leaves alone.
-_KEEP_16BIT = re.compile(r"pos_embed|patch_embed|x_embedder\.proj|norm")
+# Diffusion-model tensors that stay 16 bit under fp8 although they are not vectors: positional and patch
+# embeddings (SD3's patch convolution is x_embedder.proj, pos_embed.proj in diffusers' names), which diffusers'
+# layerwise casting also leaves alone. Norm scales are vectors; the modulation linears diffusers names
+# "norm1.linear" are BFL's "img_mod.lin" and go to fp8 in either layout.
+_KEEP_16BIT = re.compile(r"pos_embed|patch_embed|x_embedder\.proj")
 
 
 def fp8_tensor(name: str, shape: tuple[int, ...]) -> bool:

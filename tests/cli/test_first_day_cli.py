@@ -113,7 +113,7 @@ def test_prune_takes_a_folder_as_its_output_like_convert(run_cli, models: Path, 
     again = run_cli("prune", models / "tinymix.ckpt", "-o", existing)
     assert again.exit_code == 2 and "tinymix-pruned.safetensors already exists" in again.stderr
     bad_dtype = run_cli("prune", models / "tinymix.ckpt", "-o", existing, "--dtype", "fp7")
-    assert bad_dtype.exit_code == 2 and "--dtype must be fp16, bf16, fp32 or keep, not 'fp7'" in bad_dtype.stderr
+    assert bad_dtype.exit_code == 2 and "--dtype must be fp16, bf16, fp32, fp8 or keep, not 'fp7'" in bad_dtype.stderr
     refused = run_cli("prune", models / "tinymix.ckpt", "-o", tmp_path / "nope" / "x.ckpt")
     assert refused.exit_code == 2 and "give the output that extension" in refused.stderr
     assert not (tmp_path / "nope").exists()

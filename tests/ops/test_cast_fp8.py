@@ -54,6 +54,10 @@ def test_only_matrices_and_kernels_of_the_diffusion_model_go_to_fp8() -> None:
     assert not fp8_tensor("model.diffusion_model.double_blocks.0.img_attn.norm.query_norm.scale", (16,))
     assert not fp8_tensor("model.diffusion_model.pos_embed", (1, 64, 32))
     assert not fp8_tensor("model.diffusion_model.x_embedder.proj.weight", (32, 16, 2, 2))  # SD3's patch conv
+    assert not fp8_tensor("pos_embed.proj.weight", (32, 16, 2, 2))  # the same in diffusers' names
+    # One weight, one type, whatever the layout: BFL's modulation linear is diffusers' norm1.linear.
+    assert fp8_tensor("double_blocks.0.img_mod.lin.weight", (192, 32))
+    assert fp8_tensor("transformer_blocks.0.norm1.linear.weight", (192, 32))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +81,7 @@ def test_prune_fp8_casts_the_unet_and_leaves_text_encoder_and_vae_at_fp16(sd1: P
         component = comp.component_of(name)
         if not source[name].is_floating_point() or component == comp.DDPM_BUFFERS:  # indices, noise schedule
             assert torch.equal(tensor, source[name]), name
-        elif component == comp.UNET and source[name].dim() >= 2 and "norm" not in name:
+        elif component == comp.UNET and source[name].dim() >= 2:
             assert tensor.dtype == E4M3, name
             assert torch.equal(tensor.view(torch.uint8), expected_fp8(source[name]).view(torch.uint8)), name
         else:  # UNet biases and norms, text encoder, VAE

@@ -87,7 +87,7 @@ def check_cast(source: dict[str, torch.Tensor], out: dict[str, torch.Tensor], dt
     """Every tensor kept, in the type asked for, with the values a plain cast gives."""
     assert set(out) == set(source)
     for name, tensor in out.items():
-        matrix = comp.component_of(name) == comp.UNET and tensor.dim() >= 2 and "norm" not in name
+        matrix = comp.component_of(name) == comp.UNET and tensor.dim() >= 2
         want = E4M3 if dtype == "fp8" and matrix else torch.float16
         if not source[name].is_floating_point() or name in comp.POSITION_ID_KEYS:  # indices are never cast
             want = source[name].dtype
@@ -180,7 +180,7 @@ def test_an_sd3_checkpoint_cast_to_fp8_loads_in_diffusers_with_the_expected_weig
     wanted = {}
     for name, tensor in load_file(str(source)).items():
         if comp.component_of(name) == comp.UNET:
-            matrix = tensor.dim() >= 2 and not any(n in name for n in ("norm", "pos_embed", "x_embedder.proj"))
+            matrix = tensor.dim() >= 2 and not any(n in name for n in ("pos_embed", "x_embedder.proj"))
             wanted[name] = expected(tensor, E4M3 if matrix else torch.float16)
     converted = convert_sd3_transformer_checkpoint_to_diffusers(wanted)
     assert set(loaded) == set(converted)

@@ -122,10 +122,9 @@ def test_flux_prunes_to_fp16_and_fp8_in_bounded_memory_and_loads_in_diffusers(fl
                                                         torch_dtype=torch.float16)
         loaded = model.state_dict()
         del model
-        # What the weights must be: each source tensor cast as asked (vectors and norms stay 16 bit), in
-        # diffusers' names by diffusers' own converter.
-        wanted = {name: expected(index, name, shape, matrices if len(shape) >= 2 and "norm" not in name
-                                 else torch.float16)
+        # What the weights must be: each source tensor cast as asked (vectors such as biases and norm scales
+        # stay 16 bit), in diffusers' names by diffusers' own converter.
+        wanted = {name: expected(index, name, shape, matrices if len(shape) >= 2 else torch.float16)
                   for index, (name, shape) in enumerate(shapes.items())}
         converted = convert_flux_transformer_checkpoint_to_diffusers(wanted)
         assert set(loaded) == set(converted)
