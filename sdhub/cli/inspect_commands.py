@@ -62,8 +62,13 @@ def _print_summary(data: dict) -> None:
     architecture = data["architecture"] or "-"
     if data["variant"]:
         architecture += f" ({data['variant']})"
+    details = data.get("details") or {}
+    if data["kind"] == "upscaler":
+        architecture = f"{data['variant'] or '-'}, " + (f"x{details['scale']}" if details.get("scale") else "scale unknown")
     prune = data["prune"]
     saving = "- (nothing to prune in an embedding)" if data["kind"] == "embedding" else "- (prune works on single files)"
+    if data.get("quantisation"):
+        saving = "- (quantised: sdhub does not rewrite it)"
     if prune:
         saving = (f"{human_size(prune['bytes_saved']['keep'])} keeping types, "
                   f"{human_size(prune['bytes_saved']['fp16'])} as fp16")
@@ -82,6 +87,11 @@ def _print_summary(data: dict) -> None:
     ]
     if data["embedding_vectors"]:
         fields.insert(5, ("vectors", data["embedding_vectors"]))
+    if details:
+        fields.insert(fields.index(("base model", data["base_model"])) + 1,
+                      ("details", ", ".join(f"{key} {_short(value)}" for key, value in details.items())))
+    if data.get("quantisation"):
+        fields.insert(fields.index(("dtype", data["dtype"])) + 1, ("quantisation", data["quantisation"]["summary"]))
     print_fields(fields)
 
 

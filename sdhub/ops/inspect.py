@@ -17,7 +17,7 @@ from typing import Any
 
 from sdhub.errors import BadInputError, MissingFileError
 from sdhub.formats import ModelFile, open_model
-from sdhub.formats.dtypes import DTYPES
+from sdhub.formats.quantised import QUANTISED, is_floating
 from sdhub.models import components as comp
 from sdhub.models.detect import Detection, detect, read_sidecar_config
 from sdhub.ops.cast import FP16_OVERFLOW, NARROW_FLOATS, measurable
@@ -38,6 +38,7 @@ _TOP_TAGS = 10
 
 _COMPONENT_LABELS = {
     comp.UNET: "UNet", comp.VAE: "VAE", comp.TEXT_ENCODER: "text encoder", comp.TEXT_ENCODER_2: "text encoder 2",
+    comp.TEXT_ENCODER_3: "text encoder 3 (T5)",
     comp.EMA: "EMA weights", comp.TRAINING: "training state", comp.DDPM_BUFFERS: "noise schedule buffers",
     comp.UNKNOWN: "unrecognised tensors",
 }
@@ -89,6 +90,8 @@ class InspectReport:
     prune: dict[str, Any] | None
     values_checked: bool
     reader: dict[str, Any] | None = None
+    #: GGUF / bitsandbytes files: the scheme and tensor counts by type (``Quantisation.to_dict``).
+    quantisation: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -120,6 +123,7 @@ class InspectReport:
             "lora_flavour": detection["lora_flavour"],
             "embedding_vectors": detection["embedding_vectors"],
             "evidence": detection["evidence"],
+            "details": detection["details"],
             "dtype": self.dtype,
             "tensor_count": self.tensor_count,
             "parameter_count": self.parameter_count,
@@ -133,6 +137,7 @@ class InspectReport:
             "prune": self.prune,
             "values_checked": self.values_checked,
             "reader": self.reader,
+            "quantisation": self.quantisation,
         }
 
 
@@ -149,7 +154,7 @@ def inspect_file(path: str | Path, *, check_values: bool = True, progress: Progr
     with open_model(target) as model:
         detection = detect(model.tensors, model.metadata, sidecar_config=read_sidecar_config(target))
         groups = comp.group_by_component(model.tensors)
-        if detection.kind in ("lora", "embedding", "vae", "unknown"):
+        if detection.kind in ("lora", "embedding", "vae", "unknown", *_WHOLE_KINDS):
             groups = _regroup_non_checkpoint(groups, detection)
         scan = scan_values(model, groups, progress) if check_values else None
         problems = structural_problems(detection, groups, model.report.placeholders)
@@ -175,14 +180,27 @@ def inspect_file(path: str | Path, *, check_values: bool = True, progress: Progr
             problems=problems,
             prune=prune_estimate(model, detection, scan.broken_position_ids if scan else set()),
             values_checked=scan is not None,
-            reader=model.report.to_dict() if model.format != "safetensors" else None,
+            reader=model.report.to_dict() if model.format not in ("safetensors", "gguf") else None,
+            quantisation=model.quantisation.to_dict() if model.quantisation else None,
         )
+
+
+#: Kinds whose tensors are one model, not checkpoint parts (a ControlNet's ``input_blocks`` are not a UNet's).
+_WHOLE_KINDS = ("controlnet", "ip-adapter", "clip-vision", "upscaler", "preview-decoder", "hypernetwork",
+                "text-encoder")
 
 
 def _regroup_non_checkpoint(groups: dict[str, list[str]], detection: Detection) -> dict[str, list[str]]:
     """Outside checkpoints, bare names like ``betas`` or ``emb_params`` are not checkpoint parts."""
-    if detection.kind == "embedding":
-        return {"embedding": [k for keys in groups.values() for k in keys]}
+    if detection.kind == "embedding" or detection.kind in _WHOLE_KINDS:
+        return {detection.kind: [k for keys in groups.values() for k in keys]}
+    if detection.lora_flavour == "lora-diffusion":
+        # cloneofsimo names tensors "unet:N:up" / "text_encoder:N:down", or by position alone in its .pt.
+        parts: dict[str, list[str]] = {}
+        for key in (k for keys in groups.values() for k in keys):
+            model = key.split(":", 1)[0] if ":" in key else "lora"
+            parts.setdefault({"unet": comp.UNET, "text_encoder": comp.TEXT_ENCODER}.get(model, "lora"), []).append(key)
+        return parts
     regrouped: dict[str, list[str]] = {}
     for name, keys in groups.items():
         if name in (comp.EMA, comp.DDPM_BUFFERS):
@@ -192,10 +210,10 @@ def _regroup_non_checkpoint(groups: dict[str, list[str]], detection: Detection) 
 
 
 def dominant_dtype(infos: Any) -> str | None:
-    """The floating type holding most of the bytes (integer buffers do not count)."""
+    """The floating or quantised type holding most of the bytes (integer buffers do not count)."""
     by_type: Counter[str] = Counter()
     for info in infos:
-        if DTYPES[info.dtype_name].floating:
+        if is_floating(info.dtype_name) or info.dtype_name in QUANTISED:
             by_type[info.dtype_name] += info.nbytes
     return by_type.most_common(1)[0][0] if by_type else None
 
@@ -248,7 +266,7 @@ def scan_values(model: ModelFile, groups: dict[str, list[str]], progress: Progre
         if name.endswith("position_ids") and len(info.shape) in (1, 2) and info.shape[-1] > 0:
             if position_ids_broken(model.load(name)):
                 scan.broken_position_ids.add(name)
-        if DTYPES[info.dtype_name].floating and info.numel:
+        if is_floating(info.dtype_name) and info.numel:
             tensor = measurable(model.load(name))
             low, high = (float(v) for v in torch.aminmax(tensor))
             if math.isnan(low) or math.isnan(high):
@@ -305,6 +323,11 @@ def _value_problems(scan: ValueScan) -> list[Problem]:
 # ---- structure ------------------------------------------------------------------------------
 
 
+# The encoders a checkpoint of each family needs (SD3 files without T5 are published and work without it).
+_TEXT_ENCODERS = {"sdxl": [comp.TEXT_ENCODER, comp.TEXT_ENCODER_2], "sd3": [comp.TEXT_ENCODER, comp.TEXT_ENCODER_2],
+                  "flux1": [comp.TEXT_ENCODER, comp.TEXT_ENCODER_3]}
+
+
 def structural_problems(detection: Detection, groups: dict[str, list[str]], placeholders: list[str] | None = None
                         ) -> list[Problem]:
     """Problems visible from names alone: missing parts, unknown keys, pickle objects left out."""
@@ -315,8 +338,8 @@ def structural_problems(detection: Detection, groups: dict[str, list[str]], plac
                 "missing_vae", "warning",
                 "no VAE weights: images need a separate VAE (without one they come out washed-out or as noise); "
                 "sdhub prune --vae bake FILE adds one", comp.VAE))
-        wanted = [comp.TEXT_ENCODER_2] if detection.architecture == "sdxl-refiner" else (
-            [comp.TEXT_ENCODER, comp.TEXT_ENCODER_2] if detection.base_model == "sdxl" else [comp.TEXT_ENCODER])
+        wanted = [comp.TEXT_ENCODER_2] if detection.architecture == "sdxl-refiner" else _TEXT_ENCODERS.get(
+            detection.base_model or "", [comp.TEXT_ENCODER])
         for component in wanted:
             if component not in groups:
                 problems.append(Problem("missing_text_encoder", "warning",
@@ -390,7 +413,7 @@ def top_tags(tag_frequency: str | None, limit: int = _TOP_TAGS) -> list[list[Any
 def prune_estimate(model: ModelFile, detection: Detection, broken: set[str]) -> dict[str, Any] | None:
     """What ``sdhub prune`` would write with its defaults, keeping the types and casting to fp16
     (None when prune does not take the file: an embedding, or nothing would be left)."""
-    if detection.kind == "embedding":
+    if detection.kind == "embedding" or model.rewrite_refusal:
         return None
     estimate: dict[str, Any] = {"size_now": model.size, "size_after": {}, "bytes_saved": {}}
     for label, dtype in (("keep", "keep"), ("fp16", "fp16")):

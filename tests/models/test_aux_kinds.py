@@ -5,6 +5,7 @@ its tool writes it, survives inspect, hash, scan and (pickles) convert --verify.
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -235,6 +236,24 @@ def aux_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
     return _write_files(tmp_path_factory.mktemp("aux"))
 
 
+def test_every_tiny_file_inspects_and_hashes_as_its_kind(aux_files) -> None:
+    for label, (path, kind, base, variant) in aux_files.items():
+        report = sdhub.inspect(path)
+        assert (report.kind, report.base_model) == (kind, base), (label, report.detection.evidence)
+        if variant is not None:
+            assert report.detection.variant == variant, label
+        # One component named for the kind, no "unrecognised tensors" warning on a model sdhub recognised.
+        assert [c.name for c in report.components] == [kind], label
+        assert "unknown_keys" not in report.problem_codes(), label
+        assert report.to_dict()["details"] == report.detection.details
+        hashes = sdhub.hash(path)
+        assert (hashes.kind, hashes.not_a_model) == (kind, None), label
+        assert len(hashes.to_dict()["sha256"]) == 64, label
+    esrgan = sdhub.inspect(aux_files["esrgan.pth"][0]).detection
+    assert esrgan.details["scale"] == 4
+    assert sdhub.inspect(aux_files["realesrgan.pth"][0]).detection.details["scale"] == 2
+
+
 def test_the_safe_reader_sees_the_nested_ip_adapter_and_the_hypernetwork(aux_files) -> None:
     with open_model(aux_files["ip.bin"][0]) as model:
         assert any(name.startswith("image_proj.") for name in model.tensors)
@@ -244,8 +263,8 @@ def test_the_safe_reader_sees_the_nested_ip_adapter_and_the_hypernetwork(aux_fil
         assert model.report.extras["name"] == "tiny-hypernet"
 
 
-@pytest.mark.parametrize("label", ["cn-sd1.pth", "t2i.pth", "ip.bin", "realesrgan.pth", "vae-approx.pt",
-                                   "hypernetwork.pt"])
+@pytest.mark.parametrize("label", ["cn-sd1.pth", "t2i.pth", "ip.bin", "ip-faceid.bin", "esrgan.pth", "realesrgan.pth",
+                                   "compact.pth", "vae-approx.pt", "hypernetwork.pt"])
 def test_pickled_kinds_convert_with_verify_and_keep_their_kind(aux_files, tmp_path: Path, label: str) -> None:
     path, kind, base, variant = aux_files[label]
     out = tmp_path / (path.stem + ".safetensors")
@@ -271,6 +290,16 @@ def test_scan_catalogues_each_kind_in_its_folder(tmp_path: Path, aux_files, layo
         for label, (target, kind, base) in placed.items():
             asset = catalog.find(str(target))
             assert (asset.kind, asset.base_model) == (kind, base), label
+
+
+def test_inspect_cli_shows_the_upscaler_scale_and_the_controlnet_variant(aux_files, run_cli) -> None:
+    shown = run_cli("inspect", aux_files["compact.pth"][0])
+    assert shown.exit_code == 0, shown.stderr
+    assert "RealESRGAN Compact, x4" in shown.stdout
+    shown = run_cli("inspect", aux_files["t2i.pth"][0], "--json")
+    data = json.loads(shown.stdout)
+    assert (data["kind"], data["variant"], data["base_model"]) == ("controlnet", "t2i-adapter", "sd1")
+    assert data["details"]["hint_channels"] == 192
 
 
 @pytest.mark.parametrize("broken", [

@@ -162,9 +162,9 @@ def test_json_has_the_documented_stable_keys(models: Path) -> None:
     data = inspect_file(factory.sd1_checkpoint(models / "json.safetensors")).to_dict()
     assert data["schema"] == SCHEMA_VERSION
     assert list(data) == ["schema", "path", "format", "size", "kind", "architecture", "variant", "inpainting",
-                          "base_model", "lora_flavour", "embedding_vectors", "evidence", "dtype", "tensor_count",
+                          "base_model", "lora_flavour", "embedding_vectors", "evidence", "details", "dtype", "tensor_count",
                           "parameter_count", "components", "ema", "training_state", "training_entries", "metadata",
-                          "lora", "problems", "prune", "values_checked", "reader"]
+                          "lora", "problems", "prune", "values_checked", "reader", "quantisation"]
     assert list(data["components"][0]) == ["name", "tensors", "parameters", "bytes", "dtypes", "nan_values",
                                            "inf_values", "file"]
     json.dumps(data)  # serialisable as is
