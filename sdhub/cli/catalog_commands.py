@@ -25,12 +25,16 @@ from sdhub.cli.render import (
 )
 from sdhub.cli.state import STATE
 from sdhub.errors import HomeError, UsageError
+from sdhub.models.kinds import KINDS
 
 if TYPE_CHECKING:
     from sdhub.catalog import Asset, AssetDetails, Catalog
     from sdhub.config import Home
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON.")
+KIND_HELP = f"Only this kind: {', '.join(KINDS)}."
+BASE_HELP = ("Only this base model, in either vocabulary, any case: a family (sd1, sd2, sdxl, sd3, flux1; sdxl "
+             "includes Pony and Illustrious), an architecture (sd2-v, flux1-dev) or a label (Pony, \"SD 1.5\").")
 
 
 @contextlib.contextmanager
@@ -55,7 +59,7 @@ def _copies(asset: Asset) -> str:
 
 
 def _asset_rows(assets: list[Asset]) -> list[list[object]]:
-    return [[a.id, a.name, a.file_name, a.kind, a.base_model or a.architecture or "", human_size(a.size),
+    return [[a.id, a.name, a.file_name, a.kind, a.base_text, human_size(a.size),
              a.dtype or "", a.condition, _copies(a), a.autov2] for a in assets]
 
 
@@ -131,8 +135,8 @@ def _print_broken(broken: list[dict[str, str]]) -> None:
 
 @app.command("ls")
 def ls_command(
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only this kind: checkpoint, vae, lora, embedding."),
-    base: Optional[str] = typer.Option(None, "--base", help="Only this base model (e.g. sd1, sdxl; part of the name)."),
+    kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
+    base: Optional[str] = typer.Option(None, "--base", help=BASE_HELP),
     sort: str = typer.Option("name", "--sort", help="Sort by name, size or added (newest first)."),
     problems: bool = typer.Option(False, "--problems",
                                   help="Only what is wrong: broken or unsafe files, missing files, failed tests, "
@@ -142,7 +146,7 @@ def ls_command(
 ) -> None:
     """List the catalogued assets (piped: one tab-separated line per asset).
 
-    Example: sdhub ls --kind lora --base sdxl --sort size
+    Example: sdhub ls --kind lora --base sdxl --sort size   (--base pony: only what Civitai labels Pony)
     """
     fmt = output_format(table_format, json_output)
     with _catalog() as catalog:
@@ -165,25 +169,43 @@ def _empty_listing_note(home: Home, *, filtered: bool) -> str:
 
 @app.command("search")
 def search_command(
-    text: str = typer.Argument(..., help="Words to look for in names, tags, trigger words and descriptions."),
+    text: str = typer.Argument(..., help="Words to look for in names, tags, trigger words, descriptions and "
+                                         "base models."),
+    kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
+    base: Optional[str] = typer.Option(None, "--base", help=BASE_HELP),
     json_output: bool = JSON_OPTION,
     table_format: Optional[str] = format_option(),
 ) -> None:
     """Full-text search of the catalog (every word must match, as a prefix).
 
-    Example: sdhub search "anime style"
+    Example: sdhub search "anime style" --base illustrious
     """
     fmt = output_format(table_format, json_output)
     with _catalog() as catalog:
-        assets = catalog.search(text)
+        assets = catalog.search(text, kind=kind, base=base)
     _print_assets(assets, fmt)
+
+
+def _family_text(asset: Asset) -> str | None:
+    """The family, and whether the tensors prove it or only the label names it."""
+    if asset.base_model and asset.base_model_from == "label":
+        return f"{asset.base_model} (from the label; the tensors do not tell)"
+    return asset.base_model
+
+
+def _label_text(asset: Asset) -> str | None:
+    """The label and who gave it ("Pony (civitai)")."""
+    if not asset.base_label:
+        return None
+    return f"{asset.base_label} ({asset.base_label_from})" if asset.base_label_from else asset.base_label
 
 
 def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
     asset = details.asset
     fields: list[tuple[str, object]] = [
         ("id", asset.id), ("name", asset.name), ("kind", asset.kind), ("architecture", asset.architecture),
-        ("base model", asset.base_model), ("format", asset.format), ("dtype", asset.dtype),
+        ("base model", _family_text(asset)), ("base label", _label_text(asset)),
+        ("format", asset.format), ("dtype", asset.dtype),
         ("size", f"{human_size(asset.size)} ({asset.size} bytes)"), ("status", asset.condition),
     ]
     fields += [(f"hash {scheme}", value) for scheme, value in details.hashes.items()]

@@ -160,9 +160,13 @@ def test_a_derived_file_takes_its_origins_label(labelled: Catalog, tmp_home: Hom
     assert "pony-style-fp16" in _names(labelled.list_assets(base="pony"))
 
 
-def test_search_finds_labels(labelled: Catalog) -> None:
+def test_search_finds_labels_and_takes_the_same_filters(labelled: Catalog) -> None:
     assert _names(labelled.search("pony")) == ["pony-style"]
     assert _names(labelled.search("illustrious eyes")) == ["illustrious-eyes"]
+    assert _names(labelled.search("style", base="sdxl")) == ["pony-style"]
+    assert _names(labelled.search("style", base="sd1")) == []
+    with pytest.raises(UsageError, match="unknown base model"):
+        labelled.search("style", base="nonsense")
 
 
 def test_kind_unknown_is_the_old_name_of_other(labelled: Catalog, tmp_home: Home) -> None:

@@ -232,3 +232,16 @@ def test_a_catalog_from_a_newer_sdhub_is_refused_in_one_line(tmp_home: Home, run
     assert "written by a newer sdhub (schema 99, this one knows 5); upgrade sdhub" in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "base_label" not in _columns(path)
+
+
+def test_ls_on_an_upgraded_catalog_shows_both_vocabularies(tmp_home: Home, run_cli) -> None:
+    write_schema_4_catalog(tmp_home)
+    result = run_cli("--home", tmp_home.root, "ls", "--base", "SDXL", "--json")
+    assert result.exit_code == 0, result.stderr
+    listed = {item["name"]: (item["base_model"], item["base_label"]) for item in json.loads(result.stdout)}
+    assert listed == {"illustrious-mix": ("sdxl", "Illustrious"), "pony-style": ("sdxl", "Pony"),
+                      "pony-style-fp16": ("sdxl", "Pony")}
+    table = run_cli("--home", tmp_home.root, "ls", "--base", "pony", "--format", "tsv")
+    assert table.exit_code == 0, table.stderr
+    rows = [line.split("\t") for line in table.stdout.splitlines()]
+    assert [(row[1], row[4]) for row in rows[1:]] == [("pony-style", "sdxl (Pony)"), ("pony-style-fp16", "sdxl (Pony)")]
