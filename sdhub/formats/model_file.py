@@ -167,6 +167,7 @@ class ModelFile:
         #: Why the file cannot be rewritten (prune, cast, convert), or None when it can.
         self.rewrite_refusal = rewrite_refusal
         self._file = file
+        self._mapped: mmap.mmap | None = None
         self._sources = sources
         quantised = quantised or {}
         self.tensors: dict[str, TensorInfo] = {
@@ -178,6 +179,7 @@ class ModelFile:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._mapped = None  # unmapped once the last tensor taken from it is gone
 
     def __enter__(self) -> "ModelFile":
         return self
@@ -212,8 +214,14 @@ class ModelFile:
         start, end = src.element_span()
         return RawSource(self.fileno, src.data_start + start * src.itemsize, (end - start) * src.itemsize, src.dtype)
 
-    def load(self, name: str) -> Any:
-        """Tensor ``name`` as a torch tensor mapped from the file (copy-on-write; only its pages)."""
+    def load(self, name: str, *, keep: bool = False) -> Any:
+        """Tensor ``name`` as a torch tensor mapped from the file (copy-on-write; only its pages).
+
+        Each tensor gets its own mapping, unmapped when the tensor goes, so reading a file one
+        tensor at a time stays bounded. ``keep=True`` is for callers that hold every tensor (a
+        pipeline's weights): those share one mapping of the whole file, which costs one file
+        descriptor instead of one per tensor (an SDXL checkpoint has 2,500).
+        """
         import torch
 
         src = self.source(name)
@@ -225,14 +233,23 @@ class ModelFile:
             return torch.empty(src.shape, dtype=dtype)
         start_byte = src.data_start + first * src.itemsize
         end_byte = src.data_start + end * src.itemsize
-        page_start = start_byte - start_byte % mmap.ALLOCATIONGRANULARITY
-        mapped = mmap.mmap(self.fileno, end_byte - page_start, offset=page_start, access=mmap.ACCESS_COPY)
-        flat = torch.frombuffer(mapped, dtype=dtype, count=end - first, offset=start_byte - page_start)
+        if keep:
+            flat = torch.frombuffer(self._whole_map(), dtype=dtype, count=end - first, offset=start_byte)
+        else:
+            page_start = start_byte - start_byte % mmap.ALLOCATIONGRANULARITY
+            mapped = mmap.mmap(self.fileno, end_byte - page_start, offset=page_start, access=mmap.ACCESS_COPY)
+            flat = torch.frombuffer(mapped, dtype=dtype, count=end - first, offset=start_byte - page_start)
         if src.big_endian and src.itemsize > 1:
             flat = _byteswapped(flat)
         if src.is_contiguous():
             return flat.view(src.shape)
         return flat.as_strided(src.shape, src.stride)
+
+    def _whole_map(self) -> mmap.mmap:
+        """One copy-on-write mapping of the whole file, made on first use; tensors keep it alive."""
+        if self._mapped is None:
+            self._mapped = mmap.mmap(self.fileno, 0, access=mmap.ACCESS_COPY)
+        return self._mapped
 
     def spec(self, name: str, dtype: Any = None, transform: Callable[[Any], Any] | None = None,
              out_name: str | None = None, out_shape: tuple[int, ...] | None = None) -> TensorSpec:

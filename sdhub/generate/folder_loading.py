@@ -99,7 +99,7 @@ def _component_tensors(folder: Path, component: str, open_files: contextlib.Exit
     for path in files:
         model_file = open_files.enter_context(open_model(path))
         # Integer buffers (old CLIP position ids) are rebuilt, never cast into the weights' dtype.
-        tensors.update({name: model_file.load(name) for name, info in model_file.tensors.items()
+        tensors.update({name: model_file.load(name, keep=True) for name, info in model_file.tensors.items()
                         if info.dtype.is_floating_point})
     return tensors
 

@@ -220,7 +220,7 @@ class _LazyState:
         for name, info in self._file.tensors.items():
             rest = name[len(prefix):]
             if name.startswith(prefix) and rest.startswith(roots) and info.dtype.is_floating_point:
-                selected[name] = self._file.load(name)
+                selected[name] = self._file.load(name, keep=True)
         return selected
 
 

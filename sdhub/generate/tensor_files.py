@@ -25,4 +25,4 @@ def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from sdhub.formats import open_model  # the safe unpickler: pickles are data here, never code
 
     with open_model(path) as model:
-        return {name: model.load(name) for name in model.tensors}, dict(model.metadata)
+        return {name: model.load(name, keep=True) for name in model.tensors}, dict(model.metadata)

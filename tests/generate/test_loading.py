@@ -211,3 +211,28 @@ def test_unknown_widths_are_refused_with_the_reason(tiny_models, tmp_path):
     save_file(state, str(odd))
     with pytest.raises(BadInputError, match="48 channels wide; a sd1 model has 320"):
         load_checkpoint(odd)
+
+
+def test_a_loaded_model_holds_one_file_descriptor_not_one_per_tensor(tiny_models):
+    """On the CPU the weights stay mapped from the file; a checkpoint of 1,000+ tensors must not need
+    1,000+ descriptors (the common soft limit is 1024, and a real SDXL file has 2,500 tensors)."""
+    import subprocess
+    import sys
+
+    from sdhub.formats import open_model
+
+    with open_model(tiny_models["sd1"]) as model_file:
+        tensors = len(model_file.tensors)
+    limit = 256
+    assert tensors > 2 * limit  # the old one-mapping-per-tensor loader would run out here
+    script = (
+        "import os, resource, sys\n"
+        "from sdhub.generate.loading import load_checkpoint\n"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "loaded = load_checkpoint(sys.argv[1], device='cpu')\n"
+        "print(len(os.listdir('/proc/self/fd')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_models["sd1"])], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 64
