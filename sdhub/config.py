@@ -53,7 +53,7 @@ class Layout:
 #   (diffusion model) files from its checkpoint list.
 # - ComfyUI: folder_paths.py (checkpoints, diffusion_models and the legacy unet, loras, embeddings, vae,
 #   text_encoders and the legacy clip, controlnet and t2i_adapter, clip_vision, upscale_models,
-#   vae_approx, hypernetworks); models/ipadapter from ComfyUI_IPAdapter_plus.
+#   vae_approx, hypernetworks, style_models for FLUX.1 Redux); models/ipadapter from ComfyUI_IPAdapter_plus.
 # - StabilityMatrix: the SharedFolderType enum, whose names are the folders under Models/
 #   (StableDiffusion, DiffusionModels, Lora, LyCORIS, Embeddings, VAE, TextEncoders, ControlNet,
 #   T2IAdapter, IpAdapter, IpAdapters15, IpAdaptersXl, ClipVision, ESRGAN, RealESRGAN, SwinIR, ApproxVAE,
@@ -114,7 +114,7 @@ LAYOUTS: dict[str, Layout] = {
                 "vae": ("models/vae",),
                 "text-encoder": ("models/text_encoders", "models/clip"),
                 "controlnet": ("models/controlnet", "models/t2i_adapter"),
-                "ip-adapter": ("models/ipadapter",),
+                "ip-adapter": ("models/ipadapter", "models/style_models"),
                 "clip-vision": ("models/clip_vision",),
                 "upscaler": ("models/upscale_models",),
                 "preview-decoder": ("models/vae_approx",),
@@ -154,6 +154,10 @@ ASSET_KINDS: tuple[str, ...] = tuple(LAYOUTS["sdhub"].folders)
 DOWNLOADS_DIR = "downloads"
 #: The kind whose files live in the downloads folder (``sdhub.models.kinds.OTHER``).
 UNFILED_KIND = "other"
+
+#: Folder names of variants whose folder is not named after them: ComfyUI loads FLUX.1 Redux (an
+#: IP-Adapter-like image prompt model) from models/style_models.
+_VARIANT_FOLDER_NAMES = {"redux": "style_models"}
 
 #: Order in which layouts are tried when recognising an existing install; the most specific first.
 DETECTION_ORDER = ("stabilitymatrix", "a1111", "comfyui", "sdhub")
@@ -234,8 +238,9 @@ class Home:
         if there is one (A1111 loads DAT, HAT and SwinIR upscalers only from models/DAT, models/HAT and
         models/SwinIR), else the kind's folder."""
         if variant:
+            wanted = _VARIANT_FOLDER_NAMES.get(variant.lower(), variant.lower())
             for path in self.candidate_folders(kind):
-                if path.name.lower() == variant.lower():
+                if path.name.lower() == wanted:
                     return path
         return self.folder(kind)
 

@@ -116,3 +116,13 @@ def test_an_upscaler_goes_to_the_folder_of_its_architecture(tmp_path: Path, layo
     # architecture name must match the folder's upscaler); ComfyUI has one folder for all.
     home = init_home(tmp_path / layout, layout)
     assert home.folder_for("upscaler", variant) == home.root / expected
+
+
+@pytest.mark.parametrize(("layout", "variant", "expected"), [
+    ("comfyui", "redux", "models/style_models"), ("comfyui", "plus", "models/ipadapter"),
+    ("comfyui", None, "models/ipadapter"), ("sdhub", "redux", "models/ip-adapters"),
+])
+def test_flux_redux_goes_where_comfyui_loads_style_models(tmp_path: Path, layout: str, variant: str | None,
+                                                          expected: str) -> None:
+    home = init_home(tmp_path / layout, layout)
+    assert home.folder_for("ip-adapter", variant) == home.root / expected

@@ -20,7 +20,7 @@ from sdhub.catalog.records import (
 )
 from sdhub.errors import NotFoundError, UsageError
 from sdhub.models.base_labels import FAMILY_LABELS, LABEL_ARCHITECTURES, compact, known_label
-from sdhub.models.kinds import ARCHITECTURES, FAMILIES, KINDS, OTHER
+from sdhub.models.kinds import ARCHITECTURES, FAMILIES, kind_named
 
 SORTS = {
     "name": "a.name COLLATE NOCASE, a.id",
@@ -82,22 +82,12 @@ def filters(db: sqlite_utils.Database, *, kind: str | None = None, base: str | N
     clauses, params = [], []
     if kind:
         clauses.append("a.kind = ?")
-        params.append(kind_filter(kind))
+        params.append(kind_named(kind))  # aliases too: lycoris, upscale_models, unknown (now other)
     if base:
         clause, values = base_filter(db, base)
         clauses.append(clause)
         params += values
     return " AND ".join(clauses), params
-
-
-def kind_filter(kind: str) -> str:
-    """The stored kind a user's ``--kind`` names ("unknown", its old name, is "other")."""
-    wanted = kind.strip().lower().replace("_", "-")
-    if wanted == "unknown":
-        return OTHER
-    if wanted not in KINDS:
-        raise UsageError(f"unknown kind {kind!r}; choose one of: {', '.join(KINDS)}")
-    return wanted
 
 
 def base_labels(db: sqlite_utils.Database) -> list[str]:

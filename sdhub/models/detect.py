@@ -24,6 +24,7 @@ from sdhub.models.detect_image_models import detect_clip_vision, detect_ip_adapt
 from sdhub.models.detect_lora import detect_lora
 from sdhub.models.detect_text_encoder import detect_text_encoder
 from sdhub.models.detect_transformer import detect_transformer
+from sdhub.models.kinds import OTHER
 from sdhub.models.detection import (  # noqa: F401  (re-exported: what callers import from here)
     CROSS_ATTENTION_BASE, INPUT_CHANNEL_VARIANTS, PREDICTION_METADATA_KEY,
     UNET_PREFIX, Detection, ADM_INPUT, ADM_WIDTH_ARCH, INPUT_CONV, dimension, family, shape_of as _shape)
@@ -38,6 +39,12 @@ def detect(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
     """
     metadata = metadata or {}
     names = list(tensors)
+    if "control_model.zero_convs.0.0.weight" in tensors and (control := detect_control(tensors)):
+        # ControlNet 1.0's full files (control_sd15_canny.pth) carry a whole SD1 model beside control_model.
+        if any(name.startswith(UNET_PREFIX) for name in names):
+            control.evidence.append("a whole SD model is saved beside it (ControlNet 1.0's full files); "
+                                    "only control_model is the ControlNet")
+        return control
     if any(name.startswith(UNET_PREFIX) for name in names):
         return detect_transformer(tensors, metadata) or _detect_checkpoint(tensors, metadata, sidecar_config)
     # Before LoRAs and VAEs: control-LoRAs, Face ID adapters and TAESD reuse their key names.
@@ -56,10 +63,15 @@ def detect(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None
         return _detect_vae(tensors, names)
     if upscaler := _detect_upscaler(tensors):  # last: it asks spandrel, imported on first use
         return upscaler
-    return Detection("unknown", evidence=["no UNet, VAE, LoRA or embedding tensors recognised"])
+    return Detection(OTHER, evidence=["no tensors of a kind sdhub knows (UNet, transformer, VAE, LoRA, "
+                                      "embedding, text encoder, ControlNet, adapter, upscaler...)"])
 
 
 def _detect_upscaler(tensors: Mapping[str, Any]) -> Detection | None:
+    # Every upscaler architecture has convolutions; without a 4-D kernel there is no need to import
+    # torch and spandrel (2.5 s) only to hear no.
+    if not any(len(_shape(info)) == 4 for info in tensors.values()):
+        return None
     from sdhub.models.detect_upscaler import detect_upscaler
 
     return detect_upscaler(tensors)
@@ -85,22 +97,30 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
     # Without a text encoder or a VAE beside it, the UNet is a diffusion model alone.
     kind = "checkpoint" if architecture or any(n.startswith("first_stage_model.") for n in names) else "diffusion-model"
 
-    if ADM_INPUT in tensors:
+    foreign = _foreign_unet(names, UNET_PREFIX)
+    if foreign is not None:
+        evidence.append(foreign)
+    elif ADM_INPUT in tensors:
         adm_width = dimension(tensors[ADM_INPUT], -1)
         levels = 4 if UNET_PREFIX + "input_blocks.11.0.in_layers.0.weight" in tensors else 3
-        if architecture is None:
-            architecture = ADM_WIDTH_ARCH.get(adm_width) or _SDXL_BY_LEVELS[levels]
-        evidence.append(f"UNet has SDXL's size/crop vector input (label_emb, width {adm_width}) and {levels} levels")
+        if architecture is None and (architecture := _sdxl_by_adm_width(adm_width, levels)) is None:
+            foreign = (f"a vector input (label_emb) of width {adm_width}, not SDXL's 2816 or its refiner's 2560: "
+                       "a UNet of a model sdhub does not know")
+            evidence.append(foreign)
+        else:
+            evidence.append(f"UNet has SDXL's size/crop vector input (label_emb, width {adm_width}) "
+                            f"and {levels} levels")
     elif architecture is None:
         proj_in = next((n for n in sorted(names) if n.startswith(UNET_PREFIX) and n.endswith(".proj_in.weight")), None)
         if proj_in is not None:
             architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
 
-    cross_width = _cross_attention_width(tensors, UNET_PREFIX)
-    architecture = _confirm_cross_width(cross_width, architecture, evidence)
+    if foreign is None:
+        cross_width = _cross_attention_width(tensors, UNET_PREFIX)
+        architecture = _confirm_cross_width(cross_width, architecture, evidence)
 
     detection = Detection(kind, architecture=architecture, evidence=evidence)
-    if INPUT_CONV in tensors:
+    if INPUT_CONV in tensors and architecture is not None:
         channels = dimension(tensors[INPUT_CONV], 1)
         if channels in INPUT_CHANNEL_VARIANTS:
             detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
@@ -108,7 +128,7 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
     if architecture == "sd2" and (reason := _v_prediction_marker(tensors, metadata, sidecar_config)):
         detection.architecture = "sd2-v"
         evidence.append(reason)
-    if architecture is None:
+    if architecture is None and foreign is None:
         evidence.append("UNet present but the text encoder layout is not one sdhub knows" if kind == "checkpoint"
                         else "a UNet alone whose family sdhub cannot tell")
     elif kind == "diffusion-model":
@@ -119,6 +139,32 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
 
 #: SDXL base UNets have three levels, the refiner's four (what tells them apart at any width).
 _SDXL_BY_LEVELS = {3: "sdxl", 4: "sdxl-refiner"}
+#: The narrowest vector input an SDXL can have: a pooled text embedding and five 256-wide Fourier features.
+_MIN_SDXL_ADM_WIDTH = 5 * 256
+#: Modules of UNets built on SD's but of other models: video (SVD's temporal layers), Kolors (ChatGLM
+#: projection), DeepFloyd-style image conditioning.
+_FOREIGN_UNET_MODULES = {"time_stack.": "temporal layers (time_stack): a video UNet such as SVD",
+                         "time_mixer.": "temporal layers (time_mixer): a video UNet such as SVD",
+                         "encoder_hid_proj.": "a projection of another text encoder (encoder_hid_proj, as Kolors "
+                                              "has)"}
+
+
+def _sdxl_by_adm_width(adm_width: int | None, levels: int) -> str | None:
+    """SDXL base or refiner from the vector input's width; tiny test UNets (and a malformed shape that
+    gives no width) fall back on their levels."""
+    if adm_width in ADM_WIDTH_ARCH:
+        return ADM_WIDTH_ARCH[adm_width]
+    # Real SDXL-family widths are 2816 and 2560; another real width (Kolors' 5632) is another model, while
+    # sdhub's tiny test SDXLs use widths below any real model's.
+    return _SDXL_BY_LEVELS.get(levels) if adm_width is None or adm_width < _MIN_SDXL_ADM_WIDTH else None
+
+
+def _foreign_unet(names: Any, prefix: str) -> str | None:
+    """Why a UNet with SD's names belongs to no SD family (video, another text encoder), or None."""
+    for module, reason in _FOREIGN_UNET_MODULES.items():
+        if any(module in name for name in names if name.startswith(prefix)):
+            return reason + "; not a family sdhub knows"
+    return None
 _REFINER_CROSS_WIDTH = 1280
 
 
@@ -170,19 +216,28 @@ def _detect_bare_unet(tensors: Mapping[str, Any], metadata: Mapping[str, str], s
 def _detect_diffusers_unet(tensors: Mapping[str, Any], names: set[str]) -> Detection:
     evidence = ["diffusers UNet (down_blocks/mid_block/up_blocks)"]
     architecture: str | None = None
-    if "add_embedding.linear_1.weight" in names:
+    foreign = _foreign_unet(names, "")
+    if foreign is not None:
+        evidence.append(foreign)
+    elif "add_embedding.linear_1.weight" in names:
         adm_width = dimension(tensors["add_embedding.linear_1.weight"], -1)
         levels = len({n.split(".")[1] for n in names if n.startswith("down_blocks.")})
-        architecture = ADM_WIDTH_ARCH.get(adm_width) or _SDXL_BY_LEVELS.get(levels, "sdxl")
-        evidence.append(f"SDXL's size/crop vector input (add_embedding, width {adm_width}) and {levels} levels")
+        architecture = _sdxl_by_adm_width(adm_width, levels)
+        if architecture is None:
+            foreign = (f"a vector input (add_embedding) of width {adm_width}, not SDXL's 2816 or its refiner's "
+                       "2560: a UNet of a model sdhub does not know")
+            evidence.append(foreign)
+        else:
+            evidence.append(f"SDXL's size/crop vector input (add_embedding, width {adm_width}) and {levels} levels")
     else:
         proj_in = next((n for n in sorted(names) if n.endswith(".proj_in.weight")), None)
         if proj_in is not None:
             architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
-    architecture = _confirm_cross_width(_cross_attention_width(tensors, ""), architecture, evidence)
+    if foreign is None:
+        architecture = _confirm_cross_width(_cross_attention_width(tensors, ""), architecture, evidence)
     detection = Detection("diffusion-model", architecture=architecture, evidence=evidence)
     channels = dimension(tensors["conv_in.weight"], 1)
-    if channels in INPUT_CHANNEL_VARIANTS:
+    if channels in INPUT_CHANNEL_VARIANTS and architecture is not None:
         detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
         evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
     evidence.append("no text encoder or VAE beside the UNet: a diffusion model alone")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdhub.models.detection import (CROSS_ATTENTION_BASE, Detection, KOHYA_BASE_VERSIONS, LORA_FLAVOURS,  # noqa: F401
-                                    MODELSPEC_BASES, family, shape_of as _shape)
+                                    FLUX_BLOCKS, FLUX_WIDTH, MODELSPEC_BASES, family, shape_of as _shape)
 
 #: What each of ``LORA_FLAVOURS`` is.
 LORA_FLAVOUR_DESCRIPTIONS: dict[str, str] = {
@@ -68,7 +68,7 @@ _TEXT_ATTENTION = re.compile(r"((q|k|v)_proj|selfattention_[qkv])$")
 _TEXT_MODULE = re.compile(r"(^|_)(lora_te\d?|text_encoder(_\d)?|te\d?)_|text_model|encoder_layers_\d|encoder_block_\d")
 
 #: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor takes in).
-TRANSFORMER_WIDTH_ARCHITECTURE = {3072: "flux1", 1536: "sd3", 2432: "sd3.5-large"}
+TRANSFORMER_WIDTH_ARCHITECTURE = {FLUX_WIDTH: "flux1", 1536: "sd3", 2432: "sd3.5-large"}
 #: Text encoders by the width of their attention: the families each belongs to.
 TEXT_ENCODER_WIDTHS = {768: "CLIP-L", 1024: "OpenCLIP-H", 1280: "CLIP-G", 4096: "T5-XXL"}
 
@@ -309,6 +309,9 @@ def _base_model(modules: list[_Module], metadata: Mapping[str, str], evidence: l
 
 def _from_diffusion_part(modules: list[_Module], evidence: list[str]) -> tuple[str | None, str | None]:
     """The family of the UNet or transformer the LoRA patches, from its names and input widths."""
+    if reason := _other_transformer(modules):
+        evidence.append(reason)
+        return None, None
     for module in modules:
         name = module.name
         if _FLUX_ATTENTION.search(name):
@@ -362,6 +365,38 @@ def _from_diffusion_part(modules: list[_Module], evidence: list[str]) -> tuple[s
 
 
 _POSITIONAL = re.compile(r"^(position|unet|text_encoder)_\d+$")
+#: FLUX.1's block counts under each of its names.
+_FLUX_BLOCK_COUNTS = {"transformer_blocks": FLUX_BLOCKS[0], "single_transformer_blocks": FLUX_BLOCKS[1],
+                      "double_blocks": FLUX_BLOCKS[0], "single_blocks": FLUX_BLOCKS[1]}
+_BLOCK_INDEX = re.compile(r"(?:^|_)(single_transformer_blocks|transformer_blocks|double_blocks|single_blocks)_(\d+)_")
+#: Module names of other diffusion transformers that share FLUX.1's width and diffusers' block names
+#: (Qwen-Image's img_mlp/txt_mlp, HunyuanVideo's token_refiner, AuraFlow's register tokens...).
+#: Projections whose input is the transformer's hidden state (so their input width is its width).
+_TAKES_HIDDEN_STATE = re.compile(r"(to_[qkv]|attn_qkv|add_[qkv]_proj|linear1)$")
+_OTHER_TRANSFORMER_MODULES = re.compile(r"transformer_blocks_\d+_(img|txt)_(mlp|mod)|token_refiner|"
+                                        r"joint_transformer_blocks|register_tokens")
+
+
+def _other_transformer(modules: list[_Module]) -> str | None:
+    """Why the transformer a LoRA patches is neither FLUX.1 nor SD3 although it has their block names:
+    modules they lack, FLUX.1's width with more blocks than FLUX.1 has, or a width beyond FLUX.1's."""
+    for module in modules:
+        if _UNET_BLOCKS.search(module.name) or _TEXT_MODULE.search(module.name):
+            continue
+        if found := _OTHER_TRANSFORMER_MODULES.search(module.name):
+            return f"module {found.group(0)}: a transformer of a model family sdhub does not know"
+        block = _BLOCK_INDEX.search(module.name)
+        if block is None:
+            continue
+        kind, index = block.group(1), int(block.group(2))
+        width = module.input_width if _TAKES_HIDDEN_STATE.search(module.name) else None
+        if width is not None and width > FLUX_WIDTH:
+            return f"{kind} {width} wide, wider than FLUX.1's {FLUX_WIDTH}: a model family sdhub does not know"
+        # SD3's diffusers names share "transformer_blocks" and go deeper (24, 38) at its own widths.
+        if index >= _FLUX_BLOCK_COUNTS[kind] and (kind != "transformer_blocks" or width == FLUX_WIDTH):
+            return (f"{kind} {index}: more than FLUX.1's {_FLUX_BLOCK_COUNTS[kind]}, a transformer of a model "
+                    "family sdhub does not know")
+    return None
 
 
 def _is_dual_attention(name: str) -> bool:

@@ -18,6 +18,7 @@ from sdhub.models.detection import Detection, dimension, shape_of as _shape
 CLIP_TEXT_ENCODERS = {
     (768, 12): ("clip-l", ("sd1", "sdxl", "sd3", "flux1")),
     (1024, 24): ("openclip-h", ("sd2",)),
+    (1024, 23): ("openclip-h", ("sd2",)),  # diffusers' SD2 text_encoder/ drops the last layer, which SD2 never uses
     (1280, 32): ("clip-g", ("sdxl", "sd3")),
 }
 T5_ENCODERS = {(4096, 24): ("t5-xxl", ("sd3", "flux1"))}

@@ -19,11 +19,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdhub.models.detection import UNET_PREFIX, Detection, dimension, shape_of as _shape
+from sdhub.models.detection import FLUX_BLOCKS, FLUX_WIDTH, UNET_PREFIX, Detection, dimension, shape_of as _shape
 
-#: Real FLUX.1 / SD3 sizes: (hidden width, blocks) -> what they are.
-FLUX_WIDTH = 3072
-FLUX_BLOCKS = (19, 38)  # double-stream, single-stream
+#: Real SD3 sizes: (hidden width, blocks) -> what they are (FLUX.1's: detection.FLUX_WIDTH, FLUX_BLOCKS).
 SD3_SIZES = {(1536, 24): ("sd3-medium", "sd3.5-medium"), (2432, 38): ("sd3.5-large",)}
 SD35_MEDIUM_POSITIONS = 384 * 384  # SD3.5 Medium's larger position table (SD3 Medium and Large: 192 x 192)
 #: Prefixes of the parts an all-in-one checkpoint holds beside the transformer.
@@ -120,6 +118,14 @@ def _flux(inner: Mapping[str, Any], metadata: Mapping[str, str]) -> Detection | 
         evidence.append("no FLUX.1 timestep embedder (time_in)" if not timestep else
                         "distilled_guidance_layer instead of FLUX.1's modulation inputs (a Chroma-style model)")
         evidence.append("a FLUX.1-derived transformer sdhub does not know; its family is not FLUX.1's")
+        return Detection("diffusion-model", evidence=evidence, details=details)
+    modulation = ("double_blocks.0.img_mod.lin.weight" if layout == "BFL"
+                  else "transformer_blocks.0.norm1.linear.weight")
+    if width > FLUX_WIDTH or (blocks[0] and modulation not in inner):
+        # FLUX.2 keeps FLUX.1's block names but is wider and shares one modulation across its blocks.
+        evidence.append(f"width {width}, wider than FLUX.1's {FLUX_WIDTH}" if width > FLUX_WIDTH else
+                        f"no modulation inside the double-stream blocks ({modulation}), which FLUX.1 has")
+        evidence.append("a FLUX-like transformer of another family (such as FLUX.2); not FLUX.1")
         return Detection("diffusion-model", evidence=evidence, details=details)
     architecture, variant = flux_variant(taken, given, guidance, evidence, metadata)
     if width == FLUX_WIDTH and blocks == FLUX_BLOCKS:

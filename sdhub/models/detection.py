@@ -38,7 +38,10 @@ MODELSPEC_BASES = (
     ("stable-diffusion-3", "sd3"),
 )
 #: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor takes in).
-TRANSFORMER_WIDTH_BASE = {3072: "flux1", 1536: "sd3", 2432: "sd3"}
+#: Real FLUX.1 size: hidden width, and blocks (double-stream, single-stream).
+FLUX_WIDTH = 3072
+FLUX_BLOCKS = (19, 38)
+TRANSFORMER_WIDTH_BASE = {FLUX_WIDTH: "flux1", 1536: "sd3", 2432: "sd3"}
 
 
 _Detector = TypeVar("_Detector", bound=Callable[..., Any])

@@ -148,7 +148,7 @@ def detect_from_configs(folder: Path, model_index: dict[str, Any]) -> Detection:
     width = unet.get("cross_attention_dim")
     if isinstance(width, int) and width in CROSS_ATTENTION_BASE:
         evidence.append(f"cross-attention width {width} ({CROSS_ATTENTION_BASE[width]})")
-    detection = Detection("checkpoint" if unet else "unknown", architecture=architecture, evidence=evidence)
+    detection = Detection("checkpoint" if unet else "other", architecture=architecture, evidence=evidence)
     channels = unet.get("in_channels")
     if isinstance(channels, int) and channels in INPUT_CHANNEL_VARIANTS:
         detection.variant = INPUT_CHANNEL_VARIANTS[channels][0]

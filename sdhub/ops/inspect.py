@@ -154,7 +154,7 @@ def inspect_file(path: str | Path, *, check_values: bool = True, progress: Progr
     with open_model(target) as model:
         detection = detect(model.tensors, model.metadata, sidecar_config=read_sidecar_config(target))
         groups = comp.group_by_component(model.tensors)
-        if detection.kind in ("lora", "embedding", "vae", "unknown", *_WHOLE_KINDS):
+        if detection.kind in ("lora", "embedding", "vae", "other", *_WHOLE_KINDS):
             groups = _regroup_non_checkpoint(groups, detection)
         scan = scan_values(model, groups, progress) if check_values else None
         problems = structural_problems(detection, groups, model.report.placeholders)
@@ -345,7 +345,7 @@ def structural_problems(detection: Detection, groups: dict[str, list[str]], plac
                 problems.append(Problem("missing_text_encoder", "warning",
                                         f"no {_label(component)} weights", component))
     unknown = groups.get(comp.UNKNOWN, [])
-    if unknown and detection.kind != "unknown":
+    if unknown and detection.kind != "other":
         problems.append(Problem(
             "unknown_keys", "warning",
             f"{len(unknown)} tensor(s) with names sdhub does not recognise for a {detection.kind}, e.g. {unknown[0]}",

@@ -233,8 +233,8 @@ def plan_prune(model: ModelFile, detection: Detection, options: PruneOptions, va
     return plan
 
 
-# "other" (and the older "unknown") may still hold a recognisable diffusion model; the names decide then.
-_FP8_KINDS = ("checkpoint", "diffusion-model", "other", "unknown")
+# "other" may still hold a recognisable diffusion model; the names decide then.
+_FP8_KINDS = ("checkpoint", "diffusion-model", "other")
 
 
 def _check_fp8_applies(model: ModelFile, detection: Detection, by_component: dict[str, str]) -> None:

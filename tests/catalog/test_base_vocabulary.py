@@ -173,5 +173,7 @@ def test_kind_unknown_is_the_old_name_of_other(labelled: Catalog, tmp_home: Home
     save_file({"stem.0.weight": torch.zeros(4, 3, 3, 3)}, str(tmp_home.folder("checkpoint") / "mystery.safetensors"))
     labelled.scan()
     assert _names(labelled.list_assets(kind="unknown")) == _names(labelled.list_assets(kind="other")) == ["mystery"]
-    with pytest.raises(UsageError, match="unknown kind 'loras'"):
-        labelled.list_assets(kind="loras")
+    # The names --kind takes everywhere (get, mv): folder names and plurals, in any case.
+    assert _names(labelled.list_assets(kind="LoRAs")) == _names(labelled.list_assets(kind="lora"))
+    with pytest.raises(UsageError, match="unknown kind 'lorax'"):
+        labelled.list_assets(kind="lorax")

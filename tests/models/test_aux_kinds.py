@@ -20,6 +20,7 @@ from sdhub.config import init_home
 from sdhub.formats import open_model
 from sdhub.models.detect import detect
 from sdhub.testing import aux_models as ax
+from sdhub.testing import families
 
 
 def _header(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
@@ -227,6 +228,21 @@ def _write_files(folder: Path) -> dict[str, tuple[Path, str, str | None, str | N
         "vae-approx.pt": (ax.write_shapes(folder / "model.pt", ax.vae_approx_shapes()), "preview-decoder", None,
                           "vae-approx"),
         "hypernetwork.pt": (ax.hypernetwork(folder / "anime_3.pt"), "hypernetwork", "sd1", None),
+        "cn-sd2.safetensors": (ax.write_shapes(folder / "controlnet-sd21.safetensors", ax.controlnet_shapes("sd2"),
+                                               dtype=torch.float16), "controlnet", "sd2", "controlnet"),
+        "cn-flux.safetensors": (ax.write_shapes(folder / "flux-controlnet-canny.safetensors",
+                                                ax.flux_controlnet_shapes("instantx"), dtype=torch.bfloat16),
+                                "controlnet", "flux1", None),
+        "cn-flux-xlabs.safetensors": (ax.write_shapes(folder / "flux-canny-controlnet-v3.safetensors",
+                                                      ax.flux_controlnet_shapes("xlabs"), dtype=torch.bfloat16),
+                                      "controlnet", "flux1", None),
+        "cn-sd3.safetensors": (ax.write_shapes(folder / "sd3-controlnet-canny.safetensors",
+                                               ax.sd3_controlnet_shapes(width=1536, blocks=1), dtype=torch.float16),
+                               "controlnet", "sd3", None),
+        "redux.safetensors": (families.write_flux_redux(folder / "flux1-redux-dev.safetensors"), "ip-adapter",
+                              "flux1", None),
+        "swinir.pth": (ax.upscaler(folder / "2x_tiny_swinir.pth", "swinir", 2), "upscaler", None, "SwinIR"),
+        "dat.pth": (ax.upscaler(folder / "4x_tiny_dat.pth", "dat", 4), "upscaler", None, "DAT"),
     }
     return files
 
@@ -264,7 +280,7 @@ def test_the_safe_reader_sees_the_nested_ip_adapter_and_the_hypernetwork(aux_fil
 
 
 @pytest.mark.parametrize("label", ["cn-sd1.pth", "t2i.pth", "ip.bin", "ip-faceid.bin", "esrgan.pth", "realesrgan.pth",
-                                   "compact.pth", "vae-approx.pt", "hypernetwork.pt"])
+                                   "compact.pth", "swinir.pth", "dat.pth", "vae-approx.pt", "hypernetwork.pt"])
 def test_pickled_kinds_convert_with_verify_and_keep_their_kind(aux_files, tmp_path: Path, label: str) -> None:
     path, kind, base, variant = aux_files[label]
     out = tmp_path / (path.stem + ".safetensors")

@@ -80,7 +80,7 @@ def test_a_vae_alone_and_an_unknown_file() -> None:
     vae = {k.removeprefix("first_stage_model."): v for k, v in _arch_shapes("sd1").items()
            if k.startswith("first_stage_model.")}
     assert detect(vae, {}).kind == "vae"
-    assert detect({"weight": (torch.float32, (3, 3))}, {}).kind == "unknown"
+    assert detect({"weight": (torch.float32, (3, 3))}, {}).kind == "other"
 
 
 def test_components_and_canonical_names_across_layouts() -> None:

@@ -83,3 +83,22 @@ def test_flux_and_sd3_pipeline_folders_are_catalogued_and_inspected(tmp_path: Pa
     assert not inspected.problems
     with pytest.raises(sdhub.SdhubError, match="not a Stable Diffusion pipeline sdhub can generate with"):
         sdhub.generate(str(flux), "a cat")
+
+
+def test_an_e5m2_file_is_read_inspected_hashed_and_catalogued(tmp_path: Path) -> None:
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    home = sdhub.init_home(tmp_path / "home", "comfyui")
+    path = families.write_flux(home.folder("diffusion-model") / "flux-e5m2.safetensors", "dev")
+    state = {name: (t.to(torch.float8_e5m2) if t.dim() >= 2 else t) for name, t in load_file(str(path)).items()}
+    save_file(state, str(path))
+    inspected = sdhub.inspect(path)
+    assert (inspected.kind, inspected.base_model, inspected.dtype) == ("diffusion-model", "flux1", "F8_E5M2")
+    assert inspected.values_checked and not inspected.problems
+    assert sdhub.hash(path).file.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert sdhub.scan(home).files_added == 1
+    with sdhub.Catalog(home) as catalog:
+        [asset] = catalog.list_assets()
+    assert (asset.kind, asset.base_model, asset.dtype) == ("diffusion-model", "flux1", "F8_E5M2")

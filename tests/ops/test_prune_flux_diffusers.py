@@ -101,7 +101,8 @@ def test_flux_prunes_to_fp16_and_fp8_in_bounded_memory_and_loads_in_diffusers(fl
     folder = flux_full.parent
     outputs = {dtype: folder / f"flux1-dev-{dtype}.safetensors" for dtype in ("fp16", "fp8")}
     jobs = [["prune", str(flux_full), "--dtype", dtype, "-o", str(out)] for dtype, out in outputs.items()]
-    done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(jobs)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=280)  # inside the suite's 300 s
     assert done.returncode == 0, done.stderr[-2000:]
     runs = dict(zip(outputs, json.loads(done.stdout.strip().splitlines()[-1])))
     size_mb = flux_full.stat().st_size / 2**20

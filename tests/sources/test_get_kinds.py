@@ -189,3 +189,18 @@ def test_civitai_sync_gives_a_file_of_unknown_kind_its_civitai_kind(civitai: Civ
     assert asset.kind == "controlnet"
     assert recorded_choice(inspect)["evidence"] == "Civitai model type Controlnet"
     assert path.is_file()  # sync records what it learns; filing the file stays the user's move
+
+
+@pytest.mark.parametrize("model_type, kind", [
+    ("Checkpoint", "checkpoint"), ("TextualInversion", "embedding"), ("Hypernetwork", "hypernetwork"),
+    ("LORA", "lora"), ("LoCon", "lora"), ("DoRA", "lora"), ("VAE", "vae"), ("Controlnet", "controlnet"),
+    ("Upscaler", "upscaler"),
+])
+def test_each_civitai_type_places_a_file_its_tensors_do_not_tell(civitai: CivitaiServer, tmp_home: Home, run_cli,
+                                                                 made, model_type: str, kind: str) -> None:
+    civitai.add_model(civitai_model(810, 910, 1010, name=f"A {model_type}", file_name="typed.safetensors",
+                                    model_type=model_type), {1010: made["mystery"]})
+    data, stderr = _get(run_cli, tmp_home, "civitai:810@910")
+    assert data["kind"] == kind
+    assert Path(data["path"]) == tmp_home.folder(kind) / "typed.safetensors"
+    assert Path(data["path"]).read_bytes() == made["mystery"].read_bytes()
