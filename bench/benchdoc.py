@@ -44,6 +44,20 @@ def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}"
 
 
+def file_system(path: Path) -> str:
+    """The type of the file system holding ``path`` (ext4, xfs, overlay...), from /proc/mounts."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and str(path.resolve()).startswith(fields[1]) and len(fields[1]) > len(best):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
 def met(ok: bool) -> str:
     """The "met" cell of a results table: whether the target was reached (a miss stands out in bold)."""
     return "yes" if ok else "**no**"

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from benchdoc import machine, met, write_section  # bench/ is on sys.path when a script runs
+from benchdoc import file_system, machine, met, write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
@@ -168,27 +168,13 @@ def table(source: Path, results: list[Result], runs: dict[str, list[Result]], re
     lines += ["", "| goal | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {goal} | {met(ok)} | {value} |" for goal, ok, value in checks]
     lines += ["", "`sdhub convert` also computes the source's SHA-256 for the metadata and fsyncs its output; "
-              "`cp` and the torch scripts do neither. It reads each source byte once, into 8 MiB page-aligned "
+              "`cp` and the torch scripts do neither. It reads each source byte once, into 64 MiB page-aligned "
               "blocks; one thread hashes a block while another writes the one before it straight to the disk "
               "(`O_DIRECT`), so the output never passes through the page cache and the fsync has nothing left. "
               "Its CPU time is the copy out of the page cache plus SHA-256 (OpenSSL's, on the SHA instructions); "
               "`cp` spends the same copy and leaves the write-back to the kernel's flusher threads, which its "
               "CPU column does not count."]
     return "\n".join(lines)
-
-
-def file_system(path: Path) -> str:
-    """The type of the file system holding ``path`` (ext4, xfs, overlay...), from /proc/mounts."""
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts", encoding="utf-8") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) > 2 and str(path.resolve()).startswith(fields[1]) and len(fields[1]) > len(best):
-                    best, kind = fields[1], fields[2]
-    except OSError:
-        pass
-    return kind
 
 
 def main() -> None:
