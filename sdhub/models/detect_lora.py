@@ -369,10 +369,10 @@ _POSITIONAL = re.compile(r"^(position|unet|text_encoder)_\d+$")
 _FLUX_BLOCK_COUNTS = {"transformer_blocks": FLUX_BLOCKS[0], "single_transformer_blocks": FLUX_BLOCKS[1],
                       "double_blocks": FLUX_BLOCKS[0], "single_blocks": FLUX_BLOCKS[1]}
 _BLOCK_INDEX = re.compile(r"(?:^|_)(single_transformer_blocks|transformer_blocks|double_blocks|single_blocks)_(\d+)_")
-#: Module names of other diffusion transformers that share FLUX.1's width and diffusers' block names
-#: (Qwen-Image's img_mlp/txt_mlp, HunyuanVideo's token_refiner, AuraFlow's register tokens...).
 #: Projections whose input is the transformer's hidden state (so their input width is its width).
 _TAKES_HIDDEN_STATE = re.compile(r"(to_[qkv]|attn_qkv|add_[qkv]_proj|linear1)$")
+#: Module names of other diffusion transformers that share FLUX.1's width and diffusers' block names
+#: (Qwen-Image's img_mlp/txt_mlp, HunyuanVideo's token_refiner, AuraFlow's register tokens...).
 _OTHER_TRANSFORMER_MODULES = re.compile(r"transformer_blocks_\d+_(img|txt)_(mlp|mod)|token_refiner|"
                                         r"joint_transformer_blocks|register_tokens")
 
