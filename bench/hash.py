@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 import resource
-from benchdoc import machine, write_section  # bench/ is on sys.path when a script runs
+from benchdoc import machine, met, write_section  # bench/ is on sys.path when a script runs
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +80,30 @@ def timed(command: list[str]) -> float:
     return elapsed
 
 
+def parallel_speedup(megabytes: int = 256) -> float:
+    """How much faster two SHA-256 streams run side by side than one after the other (2.0 on two free cores)."""
+    import hashlib
+    import threading
+
+    data = os.urandom(16 << 20)
+
+    def stream() -> None:
+        digest = hashlib.sha256()
+        for _ in range(megabytes // 16):
+            digest.update(data)
+
+    started = time.perf_counter()
+    stream()
+    one = time.perf_counter() - started
+    threads = [threading.Thread(target=stream) for _ in range(2)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return 2 * one / (time.perf_counter() - started)
+
+
 def time_library(path: Path) -> float:
     from sdhub.ops.hashing import hash_model
 
@@ -108,11 +132,14 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     print("preparing files...", file=sys.stderr)
     files = make_files(args.size_mb * 1_000_000)
+    openssl_name, cli_name = "openssl dgst -sha256 (SHA-256 only)", "sdhub hash (CLI, all hashes)"
     tools = {
-        "openssl dgst -sha256 (SHA-256 only)": lambda p: timed(["openssl", "dgst", "-sha256", str(p)]),
+        openssl_name: lambda p: timed(["openssl", "dgst", "-sha256", str(p)]),
         "sdhub hash_model (all hashes)": time_library,
-        "sdhub hash (CLI, all hashes)": lambda p: timed([str(SDHUB), "hash", str(p)]),
+        cli_name: lambda p: timed([str(SDHUB), "hash", str(p)]),
     }
+    executables = {openssl_name: "openssl", cli_name: str(SDHUB)}  # the rows whose CPU time is measured
+    speedup = parallel_speedup()
     results: dict[tuple[str, str], list[float]] = {}
     sha256sum = timed(["sha256sum", str(files[0])])
     for path in files:
@@ -124,7 +151,7 @@ def main() -> None:
             print(f"{path.name} round {round_number + 1}: "
                   + ", ".join(f"{n.split(' (')[0]} {results[(path.name, n)][-1]:.2f}s" for n in tools), file=sys.stderr)
 
-    openssl_name = next(iter(tools))
+    goals = []
     lines = [
         f"Hashing {args.size_mb / 1000:.1f} GB files, page cache warm, median of {args.rounds} rounds, "
         f"the tools alternating{f' (all under `nice -n {args.nice}`)' if args.nice else ''} "
@@ -152,8 +179,9 @@ def main() -> None:
             runs = results[(path.name, name)]
             median = statistics.median(runs)
             ratios = [run / base for run, base in zip(runs, openssl_runs)]
-            command = {"openssl": "openssl", "sdhub hash (CLI": str(SDHUB)}.get(name.split(" dgst")[0].split(",")[0])
-            cpu = CPU.get((str(path), command), [])[1:]  # the first run warmed the cache
+            cpu = CPU.get((str(path), executables.get(name, "")), [])[1:]  # the first run warmed the cache
+            if name == cli_name:
+                goals.append((label, statistics.median(ratios)))
             cpu_cell = f"{statistics.median(cpu):.2f}" if cpu else ""
             lines.append(f"| {label} | {name} | {median:.2f} | {min(runs):.2f} | "
                          f"{path.stat().st_size / median / 1e9:.2f} | {cpu_cell} | "
@@ -161,6 +189,14 @@ def main() -> None:
         if path == files[0]:
             lines.append(f"| {label} | sha256sum (SHA-256 only, one run) | {sha256sum:.2f} | {sha256sum:.2f} | "
                          f"{path.stat().st_size / sha256sum / 1e9:.2f} | | {sha256sum / openssl:.2f}x |")
+    lines += ["", "| goal: `sdhub hash` (CLI) <= 1.25x openssl | met | measured |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {met(ratio <= 1.25)} | {ratio:.2f}x |" for label, ratio in goals]
+    lines += ["", "Where the time goes: sdhub hashes from a read-only mapping of the file (no copy out of the page "
+              "cache), spreading the schemes over the cores. A .safetensors needs two full SHA-256s (the file's "
+              "and AutoV3's, of the bytes after the header), each as costly as openssl's whole run, besides BLAKE3, "
+              "CRC32 and the per-tensor component digests: about 2.4x openssl's CPU time in all (the CPU s column), "
+              "so on two cores its floor is about 1.2x, before Python's start-up. Two SHA-256 streams at once ran "
+              f"{speedup:.2f}x as fast as one on this machine during the run (2.00x on two free cores)."]
     table = "\n".join(lines)
     print(table)
     if not args.no_doc:
