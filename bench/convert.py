@@ -169,7 +169,8 @@ def table(source: Path, results: list[Result], runs: dict[str, list[Result]], re
     lines += [f"| {goal} | {met(ok)} | {value} |" for goal, ok, value in checks]
     lines += ["", "`sdhub convert` also computes the source's SHA-256 for the metadata and fsyncs its output; "
               "`cp` and the torch scripts do neither. It reads each source byte once, into 64 MiB page-aligned "
-              "blocks; while the next block is filled, one thread hashes the last one and another writes it straight to the disk "
+              "blocks; while the next block is filled, one thread hashes the last one and another writes it "
+              "straight to the disk "
               "(`O_DIRECT`), so the output never passes through the page cache and the fsync has nothing left. "
               "Its CPU time is the copy out of the page cache plus SHA-256 (OpenSSL's, on the SHA instructions); "
               "`cp` spends the same copy and leaves the write-back to the kernel's flusher threads, which its "
