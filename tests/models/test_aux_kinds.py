@@ -335,3 +335,31 @@ def test_malformed_shapes_in_auxiliary_layouts_do_not_crash_detection(broken: di
     for shapes in headers:
         damaged = {**shapes, **{name: shape for name, shape in broken.items() if name in shapes}}
         assert detect(_header(damaged), {}).kind  # a verdict, never an exception
+
+
+def _meta_header(model: Any) -> dict:
+    return {name: (tensor.dtype, tuple(tensor.shape)) for name, tensor in model.state_dict().items()}
+
+
+def test_flux_and_sd3_controlnets_built_by_diffusers_at_their_published_sizes() -> None:
+    """Every tensor diffusers' own ControlNet classes hold, at the published configs (InstantX FLUX.1 Canny and
+    Union, InstantX SD3 Canny, Stability's SD3.5 Large ControlNets), built on the meta device."""
+    from diffusers import FluxControlNetModel, SD3ControlNetModel
+
+    flux = dict(in_channels=64, num_layers=5, num_single_layers=10, attention_head_dim=128, num_attention_heads=24,
+                joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True)
+    sd3 = dict(sample_size=128, patch_size=2, in_channels=16, attention_head_dim=64, joint_attention_dim=4096,
+               pooled_projection_dim=2048, out_channels=16)
+    with torch.device("meta"):
+        canny = FluxControlNetModel(**flux)
+        union = FluxControlNetModel(**flux, num_mode=10)
+        sd3_medium = SD3ControlNetModel(**sd3, num_layers=6, num_attention_heads=24, caption_projection_dim=1536,
+                                        pos_embed_max_size=192)
+        sd35_large = SD3ControlNetModel(**sd3, num_layers=19, num_attention_heads=38, caption_projection_dim=2432,
+                                        pos_embed_max_size=None, pos_embed_type=None, use_pos_embed=False,
+                                        force_zeros_for_pooled_projection=False)
+    _check(detect(_meta_header(canny)), "controlnet", "flux1", layout="diffusers", blocks=5)
+    _check(detect(_meta_header(union)), "controlnet", "flux1", union=True)
+    _check(detect(_meta_header(sd3_medium)), "controlnet", "sd3", layout="diffusers", blocks=6)
+    large = detect(_meta_header(sd35_large))
+    assert (large.kind, large.architecture, large.base_model) == ("controlnet", "sd3.5-large", "sd3")
