@@ -25,7 +25,8 @@ from sdhub.atomic import create_temp, fsync_directory, place_without_overwrite, 
 from sdhub.errors import SdhubError, UsageError
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
 from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled
-from sdhub.sources.part_file import DIRECT_ALIGNMENT, PartFile, new_buffer
+from sdhub.buffer_pool import BufferPool
+from sdhub.sources.part_file import DIRECT_ALIGNMENT, PartFile
 
 # Casts work in 2 MiB pieces that stay in the CPU's cache: pruning a 7.7 GB checkpoint to fp16 took
 # 2.9 s with them against 3.9 s with 16 MiB pieces (2-core VM).
@@ -321,39 +322,6 @@ class _Worker(threading.Thread):
         self.join()
 
 
-class _Pool:
-    """Page-aligned buffers, each back in the pool once every job holding it has let go."""
-
-    def __init__(self, count: int, size: int) -> None:
-        self.buffers = [new_buffer(size) for _ in range(count)]
-        self._holds = [0] * count
-        self._lock = threading.Lock()
-        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(count):
-            self._free.put(slot)
-
-    def take(self, check: Callable[[], None]) -> int:
-        while True:
-            try:
-                slot = self._free.get(timeout=0.2)
-            except queue.Empty:
-                check()  # a failed worker would never give its buffer back
-                continue
-            self._holds[slot] = 1
-            return slot
-
-    def hold(self, slot: int) -> None:
-        with self._lock:
-            self._holds[slot] += 1
-
-    def release(self, slot: int) -> None:
-        with self._lock:
-            self._holds[slot] -= 1
-            done = self._holds[slot] == 0
-        if done:
-            self._free.put(slot)
-
-
 class _Stream:
     """The output file written front to back in large page-aligned blocks.
 
@@ -365,8 +333,8 @@ class _Stream:
 
     def __init__(self, temp: Path, digest: SourceDigest | None) -> None:
         self._file = PartFile(temp)
-        self._blocks = _Pool(_BLOCK_COUNT, _BLOCK_BYTES)
-        self._chunks: _Pool | None = None
+        self._blocks = BufferPool(_BLOCK_COUNT, _BLOCK_BYTES)
+        self._chunks: BufferPool | None = None
         self._digest = digest if digest is not None and digest.wanted() else None
         self._from_source: dict[int, bool] = {}
         self._writer = _Worker("sdhub-write")
@@ -392,11 +360,11 @@ class _Stream:
         if self._slot < 0:
             self._slot = self._blocks.take(self._check)
             self._filled = 0
-        return memoryview(self._blocks.buffers[self._slot])[self._filled:]
+        return memoryview(self._blocks.buffer(self._slot))[self._filled:]
 
     def _submit(self) -> None:
         slot, length, position = self._slot, self._filled, self._position
-        view = memoryview(self._blocks.buffers[slot])[:length]
+        view = memoryview(self._blocks.buffer(slot))[:length]
         self._writer.submit(lambda: self._file.write(view, position), lambda: self._blocks.release(slot))
         self._position += length
         self._slot = -1
@@ -408,7 +376,7 @@ class _Stream:
             self._from_source[fd] = self._digest.same_file(fd)
         return self._from_source[fd]
 
-    def _feed(self, pool: _Pool, slot: int, offset: int, view: memoryview) -> None:
+    def _feed(self, pool: BufferPool, slot: int, offset: int, view: memoryview) -> None:
         pool.hold(slot)
         digest = self._digest
         self._hasher.submit(lambda: digest.feed(offset, view), lambda: pool.release(slot))
@@ -443,10 +411,10 @@ class _Stream:
     def read_source(self, fd: int, offset: int, count: int) -> Iterator[Any]:
         """``count`` bytes of ``fd`` from ``offset`` in a reused buffer, for a transform to read."""
         if self._chunks is None:
-            self._chunks = _Pool(_CHUNK_COUNT, _CHUNK_BYTES)
+            self._chunks = BufferPool(_CHUNK_COUNT, _CHUNK_BYTES)
         slot = self._chunks.take(self._check)
         try:
-            buffer = self._chunks.buffers[slot]
+            buffer = self._chunks.buffer(slot)
             view = memoryview(buffer)[:count]
             got = os.preadv(fd, [view], offset)
             if got != count:

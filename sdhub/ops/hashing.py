@@ -24,6 +24,7 @@ import blake3
 import xxhash
 from isal import isal_zlib
 
+from sdhub.buffer_pool import BufferPool
 from sdhub.errors import BadInputError, SdhubError, StandInFileError, UsageError
 from sdhub.formats.regular_file import open_regular_file
 from sdhub.formats.safetensors_file import looks_like_safetensors
@@ -149,41 +150,15 @@ class _Lane(threading.Thread):
                 self._release(slot)
 
 
-class _Slots:
-    """A fixed pool of read buffers, each returned once every lane has finished with it."""
-
-    def __init__(self, count: int, size: int) -> None:
-        self.buffers: list[bytearray] = []
-        self._size = size
-        #: How many lanes each buffer is handed to (set once the lanes are planned).
-        self.lanes = 0
-        self._pending = [0] * count
-        self._lock = threading.Lock()
-        self.free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for slot in range(count):
-            self.free.put(slot)
-
-    def buffer(self, slot: int) -> bytearray:
-        """The slot's read buffer, allocated on first use (a mapped file needs none)."""
-        while len(self.buffers) <= slot:
-            self.buffers.append(bytearray(self._size))
-        return self.buffers[slot]
-
-    def hand_out(self, slot: int) -> None:
-        self._pending[slot] = self.lanes
-
-    def release(self, slot: int) -> None:
-        with self._lock:
-            self._pending[slot] -= 1
-            done = self._pending[slot] == 0
-        if done:
-            self.free.put(slot)
-
-
 def _open_for_hashing(file_path: Path) -> BinaryIO:
     if file_path.is_dir():
         raise UsageError(f"{file_path}: not a file (hash works on model files, not folders)")
     return open_regular_file(file_path)
+
+
+def map_file(fd: int, size: int) -> mmap.mmap:
+    """A read-only mapping of the first ``size`` bytes of the open file ``fd``."""
+    return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
 
 
 class _Chunks:
@@ -196,13 +171,13 @@ class _Chunks:
     before each chunk is handed out; the rest of a chunk already handed out is the risk left.
     """
 
-    def __init__(self, handle: BinaryIO, size: int, slots: _Slots) -> None:
+    def __init__(self, handle: BinaryIO, size: int, slots: BufferPool) -> None:
         self._handle = handle
         self._size = size
         self._slots = slots
         self._mapped: mmap.mmap | None = None
         try:
-            self._mapped = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
+            self._mapped = map_file(handle.fileno(), size)
             self._mapped.madvise(mmap.MADV_SEQUENTIAL)
         except (OSError, ValueError, AttributeError):  # no mmap here (some FUSE and network file systems)
             self._mapped = None
@@ -251,11 +226,10 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[_Consumer], pr
     size = os.fstat(handle.fileno()).st_size
     if size <= _BUFFER_SIZE:
         return _read_small(handle, file_path, size, consumers)
-    slots = _Slots(_BUFFER_COUNT, _BUFFER_SIZE)
+    slots = BufferPool(_BUFFER_COUNT, _BUFFER_SIZE)
     chunks = _Chunks(handle, size, slots)
     lanes = plan_lanes([c.cost for c in consumers], _usable_cores(),
                        read_cost=_MAPPED_READ_COST if chunks.mapped else _READ_COST)
-    slots.lanes = len(lanes) - 1
     inline = [consumers[i].feed for i in lanes[0]]
     workers = [_Lane([consumers[i].feed for i in lane], slots.release) for lane in lanes[1:]]
     for worker in workers:
@@ -265,19 +239,18 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[_Consumer], pr
     view: memoryview | None = None
     try:
         while not any(worker.error for worker in workers):
-            slot = slots.free.get()
+            slot = slots.take()
             view = chunks.read(slot, position)
             if view is None:
-                slots.free.put(slot)
+                slots.release(slot)
                 break
             count = len(view)
-            slots.hand_out(slot)
+            slots.hold(slot, len(workers))
             for worker in workers:
                 worker.inbox.put((slot, view, position))
             for feed in inline:
                 feed(view, position)
-            if not workers:
-                slots.free.put(slot)
+            slots.release(slot)  # the reader's own hold: the lanes keep theirs until they are done
             position += count
             task.advance(count)
     finally:

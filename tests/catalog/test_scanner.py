@@ -53,7 +53,7 @@ def test_second_scan_reads_no_file_content(catalog: Catalog, stocked, monkeypatc
     from sdhub.ops import hashing
 
     # Large files are hashed through a mapping, which the kernel's read count does not see: read them.
-    monkeypatch.setattr(hashing.mmap, "mmap", _no_mapping)
+    monkeypatch.setattr(hashing, "map_file", _no_mapping)
     total = sum(p.stat().st_size for p in stocked.paths.values())
     before = _bytes_read_by_this_process()
     first = catalog.scan()
