@@ -363,3 +363,21 @@ def test_flux_and_sd3_controlnets_built_by_diffusers_at_their_published_sizes() 
     _check(detect(_meta_header(sd3_medium)), "controlnet", "sd3", layout="diffusers", blocks=6)
     large = detect(_meta_header(sd35_large))
     assert (large.kind, large.architecture, large.base_model) == ("controlnet", "sd3.5-large", "sd3")
+
+
+def test_upscalers_are_told_without_torch_load_or_spandrels_file_loader(aux_files, monkeypatch: pytest.MonkeyPatch
+                                                                       ) -> None:
+    """The pickles are read by sdhub's safe reader; spandrel only ever sees names and shapes."""
+    from sdhub.models.detect_upscaler import _spandrel
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a model file was loaded by torch or spandrel")
+
+    spandrel = _spandrel()
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(spandrel.ModelLoader, "load_from_file", refuse)
+    for label in ("esrgan.pth", "realesrgan.pth", "compact.pth", "swinir.pth", "dat.pth"):
+        path, kind, base, variant = aux_files[label]
+        report = sdhub.inspect(path)
+        assert (report.kind, report.detection.variant) == (kind, variant), label
+        assert report.detection.details["scale"] in (2, 4), label
