@@ -96,8 +96,10 @@ def test_pickled_embeddings_convert_and_verify(embedding_files: dict[str, Path],
                                                                                               *EXPECTED[name])
 
 
-def test_scan_and_hash_keep_each_embedding_family(embedding_files: dict[str, Path], tmp_path: Path) -> None:
-    home = sdhub.init_home(tmp_path / "home", "sdhub")
+@pytest.mark.parametrize("layout", ["sdhub", "a1111", "comfyui", "stabilitymatrix"])
+def test_scan_and_hash_keep_each_embedding_family(embedding_files: dict[str, Path], tmp_path: Path,
+        layout: str) -> None:
+    home = sdhub.init_home(tmp_path / "home", layout)
     folder = home.folder("embedding")
     for name, path in embedding_files.items():
         (folder / name).write_bytes(path.read_bytes())

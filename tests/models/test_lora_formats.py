@@ -277,8 +277,10 @@ def test_convert_verify_on_the_command_line(lora_files: dict[str, Path], tmp_pat
     assert (data["kind"], data["lora_flavour"], data["base_model"]) == ("lora", "lora-diffusion", "sd1")
 
 
-def test_scan_and_hash_catalogue_each_format_with_its_base(lora_files: dict[str, Path], tmp_path: Path) -> None:
-    home = sdhub.init_home(tmp_path / "home", "sdhub")
+@pytest.mark.parametrize("layout", ["sdhub", "a1111", "comfyui", "stabilitymatrix"])
+def test_scan_and_hash_catalogue_each_format_with_its_base(lora_files: dict[str, Path], tmp_path: Path,
+        layout: str) -> None:
+    home = sdhub.init_home(tmp_path / "home", layout)
     folder = home.folder("lora")
     picked = ["flux-xlabs.safetensors", "sdxl-lokr.safetensors", "sd3-kohya.safetensors", "lora.pt",
               "pytorch_lora_weights.bin"]
