@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from sdhub.errors import NotFoundError, UsageError
 from sdhub.ops import hashing
 from sdhub.ops.hashing import hash_file
-from sdhub.progress import RecordingProgress
+from sdhub.progress import NULL_PROGRESS, RecordingProgress
 
 
 def _expected(path: Path) -> dict[str, object]:
@@ -227,3 +227,21 @@ def test_hash_model_adds_component_hashes_only_for_checkpoints_and_vaes(tmp_path
     other = hashing.hash_model(tmp_path / "notes.txt")
     assert other.kind is None and other.components is None
     assert other.file.sha256 == hashlib.sha256(b"not a model").hexdigest()
+
+
+def test_a_file_cut_short_while_it_is_hashed_is_refused_in_one_line(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program truncating the file mid-read (``cp new old`` over it) stops the hashing with a
+    clear error, never a crash: sdhub reads files, it does not map them (a mapped page cut off is SIGBUS)."""
+    from sdhub.errors import BadInputError
+
+    monkeypatch.setattr(hashing, "_BUFFER_SIZE", 65536)
+    path = tmp_path / "model.bin"
+    path.write_bytes(os.urandom(40 * 65536))
+
+    def cut_short(view: memoryview, position: int) -> None:
+        if position == 0:
+            os.truncate(path, 5 * 65536)
+
+    with pytest.raises(BadInputError, match="changed size while being hashed"):
+        hashing._hash_file(path, [hashing._Consumer(cut_short, 0.0)], NULL_PROGRESS)
