@@ -191,8 +191,8 @@ def main() -> None:
                          f"{path.stat().st_size / sha256sum / 1e9:.2f} | | {sha256sum / openssl:.2f}x |")
     lines += ["", "| goal: `sdhub hash` (CLI) <= 1.25x openssl | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {label} | {met(ratio <= 1.25)} | {ratio:.2f}x |" for label, ratio in goals]
-    lines += ["", "Where the time goes: sdhub hashes from a read-only mapping of the file (no copy out of the page "
-              "cache), spreading the schemes over the cores. A .safetensors needs two full SHA-256s (the file's "
+    lines += ["", "Where the time goes: sdhub reads each 4 MiB once and spreads the schemes over the cores. "
+              "A .safetensors needs two full SHA-256s (the file's "
               "and AutoV3's, of the bytes after the header), each as costly as openssl's whole run, besides BLAKE3, "
               "CRC32 and the per-tensor component digests: about 2.4x openssl's CPU time in all (the CPU s column), "
               "so on two cores its floor is about 1.2x, before Python's start-up. Two SHA-256 streams at once ran "
