@@ -45,7 +45,7 @@ _BUFFER_COUNT = 2
 
 # CPU time per byte relative to OpenSSL's SHA-256 on SHA instructions. Measured on an Intel VM:
 # SHA-256 1.7 GB/s, BLAKE3 6.3, XXH3 24, CRC32 with carry-less multiply 25; on an AMD EPYC VM, from
-# the page cache through a mapping: SHA-256 1.45 GB/s, BLAKE3 2.3, XXH3 14, CRC32 10. Only the
+# the page cache: SHA-256 1.45 GB/s, BLAKE3 2.3, XXH3 14, CRC32 10. Only the
 # ratios matter (these are between the two machines'): they decide which schemes share a core.
 SHA256_COST = 1.0
 BLAKE3_COST = 0.4
