@@ -133,7 +133,6 @@ def table(source: Path, results: list[Result], runs: dict[str, list[Result]], re
           nice: int) -> str:
     by_name = {r.name: r for r in results}
     cp = max(by_name["cp (the floor)"].wall, 0.01)
-    durable = by_name[DURABLE].wall
     # The same round's cp + sync is the yardstick: a change in the host's disk speed or load lands on both.
     per_round = {name: [r.wall / max(d.wall, 0.01) for r, d in zip(runs[name], runs[DURABLE])] for name in runs}
     priority = f"; every method run under `nice -n {nice}`" if nice else ""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import os
 import re
 import shutil
 import statistics

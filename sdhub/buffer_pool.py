@@ -1,4 +1,5 @@
-"""A fixed set of page-aligned buffers shared between threads, each reused once every holder lets go.
+"""Buffers handed between threads: a fixed set of page-aligned buffers, each reused once every holder
+lets go, and the worker threads they are handed to.
 
 The streaming writer and the hashing reader both fill a buffer in one thread and hand it to others
 (a writing thread, hashing lanes); the buffer comes back to the pool when the last of them releases
@@ -59,3 +60,30 @@ class BufferPool:
             done = self._holds[slot] == 0
         if done:
             self._free.put(slot)
+
+
+class Worker(threading.Thread):
+    """Runs the jobs it is given in order; after a failure it only releases what they held."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(daemon=True, name=name)
+        self.inbox: queue.SimpleQueue[tuple[Callable[[], None], Callable[[], None]] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+
+    def submit(self, job: Callable[[], None], release: Callable[[], None]) -> None:
+        self.inbox.put((job, release))
+
+    def run(self) -> None:
+        while (item := self.inbox.get()) is not None:
+            job, release = item
+            try:
+                if self.error is None:
+                    job()
+            except BaseException as error:  # raised again by the thread that submitted the job
+                self.error = error
+            finally:
+                release()
+
+    def stop(self) -> None:
+        self.inbox.put(None)
+        self.join()

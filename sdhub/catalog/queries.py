@@ -106,7 +106,6 @@ def base_filter(db: sqlite_utils.Database, text: str) -> tuple[str, list[Any]]:
     """
     key = compact(text)
     civitai = known_label(text)
-    present = base_labels(db)
     families = {family for family in FAMILIES if compact(family) == key}
     architectures = {architecture for architecture in ARCHITECTURES if compact(architecture) == key}
     labels: set[str] = set()
@@ -115,11 +114,12 @@ def base_filter(db: sqlite_utils.Database, text: str) -> tuple[str, list[Any]]:
     elif not families:
         if civitai in LABEL_ARCHITECTURES:
             architectures.add(LABEL_ARCHITECTURES[civitai])
-        labels = {label for label in present if compact(label) == key
+        labels = {label for label in base_labels(db) if compact(label) == key
                   or LABEL_ARCHITECTURES.get(known_label(label) or "") in architectures}
         if civitai:
             labels.add(civitai)
     if not (families or architectures or labels):
+        present = base_labels(db)
         held = f"; labels in this catalog: {', '.join(present)}" if present else ""
         raise UsageError(f"unknown base model {text!r}: give a family ({', '.join(FAMILIES)}), an architecture "
                          f"(e.g. sd2-v, sdxl-refiner, flux1-schnell) or a label (e.g. Pony, Illustrious, "

@@ -65,8 +65,7 @@ def move_sidecars(old_model_path: str | Path, new_model_path: str | Path) -> lis
 def _copy_across(old: Path, new: Path) -> bool:
     """Move a sidecar to another file system: a whole copy under the new name first, then the old one goes."""
     try:
-        with open(old, "rb") as source, atomic_output(new, overwrite=False) as out:
-            shutil.copyfileobj(source, out)
+        copy_file_atomic(old, new, overwrite=False)
         old.unlink()
     except OSError:
         return False
@@ -140,9 +139,9 @@ def write_file_atomic(path: Path, data: bytes) -> None:
         stream.write(data)
 
 
-def copy_file_atomic(source: Path, target: Path) -> None:
+def copy_file_atomic(source: Path, target: Path, *, overwrite: bool = True) -> None:
     """Copy ``source`` to ``target`` atomically (temporary name, fsync, rename)."""
-    with atomic_output(target) as out, open(source, "rb") as src:
+    with atomic_output(target, overwrite=overwrite) as out, open(source, "rb") as src:
         shutil.copyfileobj(src, out)
 
 

@@ -44,12 +44,6 @@ def asset_row(db: sqlite_utils.Database, *, asset_id: int | None = None,
     return rows[0] if rows else None
 
 
-#: Where an asset's family (``base_model``) came from: its tensors (the detection), or its label.
-BASE_MODEL_SOURCES = ("detection", "label")
-#: Where an asset's label (``base_label``) came from; a label from Civitai wins over the file's own.
-BASE_LABEL_SOURCES = ("civitai", "metadata", "detection")
-
-
 def base_fields(detected: str | None, label: str | None, label_from: str | None) -> dict[str, str | None]:
     """The asset's base columns: the family its tensors prove (``detected``) or, when they prove none,
     the family its label names (marked as coming from the label); the label kept as given."""

@@ -23,16 +23,9 @@ from typing import Any
 from sdhub.formats.dtypes import DTYPES
 
 QUANT_STATE_MARK = ".quant_state.bitsandbytes__"
-#: The quantisation-state tensors bitsandbytes saves beside a 4-bit weight (suffixes of ``W.weight``).
-STATE_SUFFIXES = (".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map")
 #: A quant_state JSON is a few hundred bytes; anything much larger is not one.
 _MAX_STATE_BYTES = 64 * 1024
 _TYPES = {"nf4": "NF4", "fp4": "FP4"}
-
-
-def is_bnb_state(name: str) -> bool:
-    """Whether ``name`` is one of the quantisation-state tensors bitsandbytes keeps beside a weight."""
-    return QUANT_STATE_MARK in name or name.endswith(STATE_SUFFIXES)
 
 
 def read_bnb_weights(fd: int, entries: dict[str, Any]) -> tuple[dict[str, tuple[str, tuple[int, ...], int]], Counter]:

@@ -15,8 +15,6 @@ import contextlib
 import json
 import math
 import os
-import queue
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
@@ -25,7 +23,7 @@ from sdhub.atomic import create_temp, fsync_directory, place_without_overwrite, 
 from sdhub.errors import SdhubError, UsageError
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
 from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled
-from sdhub.buffer_pool import BufferPool
+from sdhub.buffer_pool import BufferPool, Worker
 from sdhub.sources.part_file import DIRECT_ALIGNMENT, PartFile
 
 # Casts work in 2 MiB pieces that stay in the CPU's cache: pruning a 7.7 GB checkpoint to fp16 took
@@ -295,33 +293,6 @@ def _check_free_space(fd: int, final: Path, size: int) -> None:
                          f"on that disk")
 
 
-class _Worker(threading.Thread):
-    """Runs the jobs it is given in order; after a failure it only releases what they held."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(daemon=True, name=name)
-        self.inbox: queue.SimpleQueue[tuple[Callable[[], None], Callable[[], None]] | None] = queue.SimpleQueue()
-        self.error: BaseException | None = None
-
-    def submit(self, job: Callable[[], None], release: Callable[[], None]) -> None:
-        self.inbox.put((job, release))
-
-    def run(self) -> None:
-        while (item := self.inbox.get()) is not None:
-            job, release = item
-            try:
-                if self.error is None:
-                    job()
-            except BaseException as error:  # raised again by the writing thread
-                self.error = error
-            finally:
-                release()
-
-    def stop(self) -> None:
-        self.inbox.put(None)
-        self.join()
-
-
 class _Stream:
     """The output file written front to back in large page-aligned blocks.
 
@@ -337,11 +308,11 @@ class _Stream:
         self._chunks: BufferPool | None = None
         self._digest = digest if digest is not None and digest.wanted() else None
         self._from_source: dict[int, bool] = {}
-        self._writer = _Worker("sdhub-write")
+        self._writer = Worker("sdhub-write")
         self._writer.start()
-        self._hasher: _Worker | None = None
+        self._hasher: Worker | None = None
         if self._digest is not None:
-            self._hasher = _Worker("sdhub-sha256")
+            self._hasher = Worker("sdhub-sha256")
             self._hasher.start()
         self._slot = -1
         self._filled = 0

@@ -57,8 +57,6 @@ LABEL_ARCHITECTURES: dict[str, str] = {
     "Flux.1 S": "flux1-schnell",
 }
 
-#: kohya's model spec names SD3 and SD3.5 "stable-diffusion-3-medium", "stable-diffusion-3.5-large"...
-_MODELSPEC_SD3 = (("stable-diffusion-3", "sd3"),)
 
 _PUNCTUATION = re.compile(r"[\s._\-]+")
 
@@ -93,7 +91,7 @@ def label_family(label: str | None) -> str | None:
         return family_of(architecture)
     if " " in lowered:
         return None  # a label of Civitai's kind that Civitai does not list (yet): no family to tell
-    for prefix, base in (*_MODELSPEC_SD3, *MODELSPEC_BASES, *KOHYA_BASE_VERSIONS):
+    for prefix, base in (*MODELSPEC_BASES, *KOHYA_BASE_VERSIONS):
         if lowered.startswith(prefix):
             return family_of(base)
     return None

@@ -27,7 +27,8 @@ from sdhub.models.detect_transformer import detect_transformer
 from sdhub.models.kinds import OTHER
 from sdhub.models.detection import (  # noqa: F401  (re-exported: what callers import from here)
     CROSS_ATTENTION_BASE, INPUT_CHANNEL_VARIANTS, PREDICTION_METADATA_KEY,
-    UNET_PREFIX, Detection, ADM_INPUT, ADM_WIDTH_ARCH, INPUT_CONV, dimension, family, shape_of as _shape)
+    UNET_PREFIX, Detection, ADM_INPUT, ADM_WIDTH_ARCH, INPUT_CONV, LATENT_FAMILIES, dimension, family,
+    shape_of as _shape)
 
 
 def detect(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, *,
@@ -266,10 +267,6 @@ def _v_prediction_marker(tensors: Mapping[str, Any], metadata: Mapping[str, str]
 # ---- VAE ------------------------------------------------------------------------------------
 
 
-#: A VAE's latent channels -> the families whose latents it encodes (their VAEs share one structure each).
-VAE_LATENT_FAMILIES = {4: ("sd1", "sd2", "sdxl"), 16: ("sd3", "flux1")}
-
-
 def _is_vae(names: list[str]) -> bool:
     bare = [n.removeprefix("first_stage_model.") for n in names]
     return any(n.startswith("encoder.") for n in bare) and any(n.startswith("decoder.") for n in bare)
@@ -284,7 +281,7 @@ def _detect_vae(tensors: Mapping[str, Any], names: list[str]) -> Detection:
         else next((dimension(tensors[n], 0) for n in names if n.endswith("post_quant_conv.weight")), None)
     details: dict[str, Any] = {"layout": layout.lower()}
     if latent is not None:
-        families = VAE_LATENT_FAMILIES.get(latent, ())
+        families = LATENT_FAMILIES.get(latent, ())
         details.update(latent_channels=latent, families=list(families))
         if latent == 16:
             evidence.append("16 latent channels: the SD3 / FLUX.1 VAE (the two share one structure, so the tensors "

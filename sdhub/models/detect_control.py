@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdhub.models.detection import (
-    ADM_WIDTH_ARCH, CROSS_ATTENTION_BASE, TRANSFORMER_WIDTH_BASE, Detection, family, shape_of as _shape,
-    tolerates_malformed_shapes)
+    ADM_WIDTH_ARCH, CROSS_ATTENTION_BASE, TRANSFORMER_WIDTH_ARCHITECTURE, Detection, count_indices, family,
+    shape_of as _shape, tolerates_malformed_shapes)
 
 #: T2I-Adapter hint channels: RGB (3) or one channel, pixel-unshuffled by 8 (SD1) or 16 (SDXL).
 T2I_HINT_CHANNELS = {192: ("sd1", "RGB hint unshuffled by 8"), 64: ("sd1", "one-channel hint unshuffled by 8"),
@@ -106,20 +106,16 @@ def _transformer_controlnet(tensors: Mapping[str, Any], layout: str, found: str)
     details: dict[str, Any] = {"layout": layout}
     width = next((_shape(tensors[key])[0] for key in ("controlnet_blocks.0.weight", "controlnet_blocks.0.linear.weight",
                                                        "controlnet_x_embedder.weight") if key in tensors), None)
-    base = TRANSFORMER_WIDTH_BASE.get(width) if width is not None else None
-    architecture = base
-    if base is None:
+    architecture = TRANSFORMER_WIDTH_ARCHITECTURE.get(width) if width is not None else None
+    if architecture is None:
         evidence.append(f"transformer width {width} matches no known family")
     else:
-        evidence.append(f"transformer width {width} ({base})")
-        if width == 2432:
-            architecture = "sd3.5-large"
+        evidence.append(f"transformer width {width} ({family(architecture)})")
     if "controlnet_mode_embedder.weight" in tensors:
         details["union"] = True
         evidence.append("controlnet_mode_embedder: a union (multi-condition) ControlNet")
-    blocks = {int(m.group(1)) for n in tensors if (m := re.match(r"controlnet_blocks\.(\d+)\.", n))}
-    if blocks:
-        details["blocks"] = len(blocks)
+    if blocks := count_indices(tensors, r"controlnet_blocks\.(\d+)\."):
+        details["blocks"] = blocks
     return Detection("controlnet", architecture=architecture, base_model=family(architecture), variant="controlnet",
                      evidence=evidence, details=details)
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdhub.models.detection import (
-    CROSS_ATTENTION_BASE, TRANSFORMER_WIDTH_BASE, Detection, shape_of as _shape, tolerates_malformed_shapes)
+    CROSS_ATTENTION_BASE, LATENT_FAMILIES, TRANSFORMER_WIDTH_BASE, Detection, shape_of as _shape, tolerates_malformed_shapes)
 
 #: CLIP vision encoders by hidden width (with the patch size they are published with).
 VIT_BY_WIDTH = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H", 1664: "ViT-bigG"}
@@ -28,8 +28,6 @@ VIT_BY_WIDTH = {768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H", 1664: "ViT-bigG"}
 #: Plain adapters take the projected embedding, plus/full-face ones the penultimate hidden states.
 IMAGE_EMBEDDING_ENCODER = {768: "ViT-L/14", 1024: "ViT-H/14", 1280: "ViT-bigG/14"}
 HIDDEN_STATE_ENCODER = {1024: "ViT-L/14", 1280: "ViT-H/14", 1664: "ViT-bigG/14", 1152: "SigLIP so400m/14"}
-#: Latent channels of a preview decoder -> the families whose latents it draws.
-LATENT_FAMILIES = {4: ("sd1", "sd2", "sdxl"), 16: ("sd3", "flux1")}
 _TO_K_IP = re.compile(r"^ip_adapter\.\d+\.to_k_ip\.weight$")
 
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdhub.models.detection import (CROSS_ATTENTION_BASE, Detection, KOHYA_BASE_VERSIONS, LORA_FLAVOURS,  # noqa: F401
-                                    FLUX_BLOCKS, FLUX_WIDTH, MODELSPEC_BASES, family, shape_of as _shape)
+from sdhub.models.detection import (CROSS_ATTENTION_BASE, FLUX_BLOCKS, FLUX_WIDTH, KOHYA_BASE_VERSIONS, MODELSPEC_BASES,
+                                    TRANSFORMER_WIDTH_ARCHITECTURE, Detection, family, shape_of as _shape)
 
 #: What each of ``LORA_FLAVOURS`` is.
 LORA_FLAVOUR_DESCRIPTIONS: dict[str, str] = {
@@ -67,8 +67,6 @@ _CROSS_ATTENTION_KV = re.compile(r"attn2_to_[kv]$")
 _TEXT_ATTENTION = re.compile(r"((q|k|v)_proj|selfattention_[qkv])$")
 _TEXT_MODULE = re.compile(r"(^|_)(lora_te\d?|text_encoder(_\d)?|te\d?)_|text_model|encoder_layers_\d|encoder_block_\d")
 
-#: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor takes in).
-TRANSFORMER_WIDTH_ARCHITECTURE = {FLUX_WIDTH: "flux1", 1536: "sd3", 2432: "sd3.5-large"}
 #: Text encoders by the width of their attention: the families each belongs to.
 TEXT_ENCODER_WIDTHS = {768: "CLIP-L", 1024: "OpenCLIP-H", 1280: "CLIP-G", 4096: "T5-XXL"}
 

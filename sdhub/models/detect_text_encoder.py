@@ -8,11 +8,10 @@ FLUX.1. An encoder serves several families, so ``base_model`` stays empty and ``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdhub.models.detection import Detection, dimension, shape_of as _shape
+from sdhub.models.detection import Detection, count_indices, dimension, shape_of as _shape
 
 #: (hidden width, layers) -> (encoder, families it serves)
 CLIP_TEXT_ENCODERS = {
@@ -40,14 +39,9 @@ def detect_text_encoder(tensors: Mapping[str, Any]) -> Detection | None:
     return _t5(tensors, names) or _clip(tensors, names)
 
 
-def _layers(names: set[str], pattern: str) -> int:
-    regex = re.compile(pattern)
-    return len({m.group(1) for n in names if (m := regex.match(n))})
-
-
 def _clip(tensors: Mapping[str, Any], names: set[str]) -> Detection | None:
     for layout, embedding, pattern in _CLIP_LAYOUTS:
-        layers = _layers(names, pattern)
+        layers = count_indices(names, pattern)
         if embedding not in names or not layers or len(_shape(tensors[embedding])) != 2:
             continue
         vocabulary, width = _shape(tensors[embedding])
@@ -67,7 +61,7 @@ def _t5(tensors: Mapping[str, Any], names: set[str]) -> Detection | None:
     width = dimension(tensors[query], 1)
     if width is None:
         return None
-    blocks = _layers(names, r"encoder\.block\.(\d+)\.")
+    blocks = count_indices(names, r"encoder\.block\.(\d+)\.")
     gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in names
     evidence = [f"T5 encoder (encoder.block.N.layer.0.SelfAttention): {blocks} blocks, width {width}"]
     evidence.append("gated-GELU feed-forward (wi_0/wi_1): T5 v1.1" if gated else "plain ReLU feed-forward: T5 v1.0")

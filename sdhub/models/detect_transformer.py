@@ -19,7 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdhub.models.detection import FLUX_BLOCKS, FLUX_WIDTH, UNET_PREFIX, Detection, dimension, shape_of as _shape
+from sdhub.models.detection import (FLUX_BLOCKS, FLUX_WIDTH, UNET_PREFIX, Detection, count_indices, dimension,
+                                    shape_of as _shape)
 
 #: Real SD3 sizes: (hidden width, blocks) -> what they are (FLUX.1's: detection.FLUX_WIDTH, FLUX_BLOCKS).
 SD3_SIZES = {(1536, 24): ("sd3-medium", "sd3.5-medium"), (2432, 38): ("sd3.5-large",)}
@@ -83,11 +84,6 @@ def _blocks_with(names: Any, pattern: str) -> list[int]:
     return sorted(int(m.group(1)) for n in names if (m := regex.match(n)))
 
 
-def _count(names: Any, pattern: str) -> int:
-    regex = re.compile(pattern)
-    return len({m.group(1) for n in names if (m := regex.match(n))})
-
-
 # ---- FLUX.1 ---------------------------------------------------------------------------------
 
 
@@ -95,13 +91,13 @@ def _flux(inner: Mapping[str, Any], metadata: Mapping[str, str]) -> Detection | 
     if "double_blocks.0.img_attn.qkv.weight" in inner and "img_in.weight" in inner:
         layout, image_in, image_out = "BFL", "img_in.weight", "final_layer.linear.weight"
         guidance = "guidance_in.in_layer.weight" in inner
-        blocks = (_count(inner, r"double_blocks\.(\d+)\."), _count(inner, r"single_blocks\.(\d+)\."))
+        blocks = (count_indices(inner, r"double_blocks\.(\d+)\."), count_indices(inner, r"single_blocks\.(\d+)\."))
         distilled_guidance = any(n.startswith("distilled_guidance_layer.") for n in inner)
         timestep = "time_in.in_layer.weight" in inner
     elif "single_transformer_blocks.0.attn.to_q.weight" in inner and "x_embedder.weight" in inner:
         layout, image_in, image_out = "diffusers", "x_embedder.weight", "proj_out.weight"
         guidance = "time_text_embed.guidance_embedder.linear_1.weight" in inner
-        blocks = (_count(inner, r"transformer_blocks\.(\d+)\."), _count(inner, r"single_transformer_blocks\.(\d+)\."))
+        blocks = (count_indices(inner, r"transformer_blocks\.(\d+)\."), count_indices(inner, r"single_transformer_blocks\.(\d+)\."))
         distilled_guidance = any(n.startswith("distilled_guidance_layer.") for n in inner)
         timestep = "time_text_embed.timestep_embedder.linear_1.weight" in inner
     else:
@@ -171,12 +167,12 @@ def flux_variant(taken: int, given: int | None, guidance: bool, evidence: list[s
 def _sd3(inner: Mapping[str, Any]) -> Detection | None:
     if "joint_blocks.0.x_block.attn.qkv.weight" in inner and "x_embedder.proj.weight" in inner:
         layout, width_key, positions_key = "original", "x_embedder.proj.weight", "pos_embed"
-        depth = _count(inner, r"joint_blocks\.(\d+)\.")
+        depth = count_indices(inner, r"joint_blocks\.(\d+)\.")
         dual = _blocks_with(inner, r"joint_blocks\.(\d+)\.x_block\.attn2\.qkv\.weight$")
         qk_norm = "joint_blocks.0.x_block.attn.ln_q.weight" in inner
     elif "transformer_blocks.0.attn.add_q_proj.weight" in inner and "pos_embed.proj.weight" in inner:
         layout, width_key, positions_key = "diffusers", "pos_embed.proj.weight", "pos_embed.pos_embed"
-        depth = _count(inner, r"transformer_blocks\.(\d+)\.")
+        depth = count_indices(inner, r"transformer_blocks\.(\d+)\.")
         dual = _blocks_with(inner, r"transformer_blocks\.(\d+)\.attn2\.to_q\.weight$")
         qk_norm = "transformer_blocks.0.attn.norm_q.weight" in inner
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -37,11 +38,15 @@ MODELSPEC_BASES = (
     ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"), ("flux-1", "flux1"),
     ("stable-diffusion-3", "sd3"),
 )
-#: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor takes in).
 #: Real FLUX.1 size: hidden width, and blocks (double-stream, single-stream).
 FLUX_WIDTH = 3072
 FLUX_BLOCKS = (19, 38)
-TRANSFORMER_WIDTH_BASE = {FLUX_WIDTH: "flux1", 1536: "sd3", 2432: "sd3"}
+#: Hidden widths of the MM-DiT transformers' attention (what a LoRA's down factor or a ControlNet's
+#: block takes in): the architecture, or the family where the width does not tell one.
+TRANSFORMER_WIDTH_ARCHITECTURE = {FLUX_WIDTH: "flux1", 1536: "sd3", 2432: "sd3.5-large"}
+TRANSFORMER_WIDTH_BASE = {width: family_of(name) for width, name in TRANSFORMER_WIDTH_ARCHITECTURE.items()}
+#: The families whose VAEs have this many latent channels.
+LATENT_FAMILIES = {4: ("sd1", "sd2", "sdxl"), 16: ("sd3", "flux1")}
 
 
 _Detector = TypeVar("_Detector", bound=Callable[..., Any])
@@ -67,6 +72,12 @@ class Detection:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "inpainting": self.inpainting}
+
+
+def count_indices(names: Any, pattern: str) -> int:
+    """How many distinct values the pattern's first group takes over ``names`` (blocks, layers)."""
+    regex = re.compile(pattern)
+    return len({m.group(1) for n in names if (m := regex.match(n))})
 
 
 def family(architecture: str | None) -> str | None:

@@ -9,11 +9,10 @@ the two SHA-256s of a .safetensors run side by side while the file is read exact
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-import queue
 import struct
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable
@@ -22,7 +21,7 @@ import blake3
 import xxhash
 from isal import isal_zlib
 
-from sdhub.buffer_pool import BufferPool
+from sdhub.buffer_pool import BufferPool, Worker
 from sdhub.errors import BadInputError, SdhubError, StandInFileError, UsageError
 from sdhub.formats.regular_file import open_regular_file
 from sdhub.formats.safetensors_file import looks_like_safetensors
@@ -124,27 +123,9 @@ def plan_lanes(costs: list[float], cores: int, read_cost: float = 0.0) -> list[l
     return lanes
 
 
-class _Lane(threading.Thread):
-    """Feeds each buffer it is given to its consumers, in order, and signals when done with it."""
-
-    def __init__(self, feeds: list[Feed], release: Callable[[int], None]) -> None:
-        super().__init__(daemon=True, name="sdhub-hash")
-        self._feeds = feeds
-        self._release = release
-        self.inbox: queue.SimpleQueue[tuple[int, memoryview, int] | None] = queue.SimpleQueue()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while (item := self.inbox.get()) is not None:
-            slot, view, position = item
-            try:
-                if self.error is None:
-                    for feed in self._feeds:
-                        feed(view, position)
-            except BaseException as error:  # reported by the reader after join
-                self.error = error
-            finally:
-                self._release(slot)
+def _feed_all(feeds: list[Feed], view: memoryview, position: int) -> None:
+    for feed in feeds:
+        feed(view, position)
 
 
 def _open_for_hashing(file_path: Path) -> BinaryIO:
@@ -164,7 +145,8 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[_Consumer], pr
     slots = BufferPool(_BUFFER_COUNT, _BUFFER_SIZE)
     lanes = plan_lanes([c.cost for c in consumers], _usable_cores(), read_cost=_READ_COST)
     inline = [consumers[i].feed for i in lanes[0]]
-    workers = [_Lane([consumers[i].feed for i in lane], slots.release) for lane in lanes[1:]]
+    lane_feeds = [[consumers[i].feed for i in lane] for lane in lanes[1:]]
+    workers = [Worker("sdhub-hash") for _ in lane_feeds]
     for worker in workers:
         worker.start()
     task = progress.task(f"Hashing {file_path.name}", total=size, unit="bytes")
@@ -179,18 +161,16 @@ def _read_once(handle: BinaryIO, file_path: Path, consumers: list[_Consumer], pr
                 break
             view = memoryview(buffer)[:count]
             slots.hold(slot, len(workers))
-            for worker in workers:
-                worker.inbox.put((slot, view, position))
-            for feed in inline:
-                feed(view, position)
+            for worker, feeds in zip(workers, lane_feeds):
+                worker.submit(functools.partial(_feed_all, feeds, view, position),
+                              functools.partial(slots.release, slot))
+            _feed_all(inline, view, position)
             slots.release(slot)  # the reader's own hold: the lanes keep theirs until they are done
             position += count
             task.advance(count)
     finally:
         for worker in workers:
-            worker.inbox.put(None)
-        for worker in workers:
-            worker.join()
+            worker.stop()
         task.finish()
     for worker in workers:
         if worker.error is not None:

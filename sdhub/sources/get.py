@@ -393,12 +393,8 @@ def _follow_the_tensors(home: Home, result: GetResult, said: str) -> None:
         return
     folder = home.folder_for(detected, variant)
     if folder.resolve() != result.path.parent.resolve():
-        sha256 = result.download.sha256 if result.download else None
-        size = result.download.size if result.download else result.path.stat().st_size
-        if sha256 is None:
-            from sdhub.sources.placing import sha256_file
-
-            sha256 = sha256_file(result.path)
+        assert result.download is not None  # called only right after a download, which hashed what it wrote
+        sha256, size = result.download.sha256, result.download.size
         result.path, _ = place_file(result.path, folder, result.path.name, sha256, size)
         if said and detected != result.kind:
             result.warnings.append(f"{said}; its tensors say {detected}: filed in {folder}")
@@ -442,9 +438,11 @@ def _finish(home: Home, result: GetResult, options: GetOptions, source: str | No
             # and a copy kept unfiled in downloads/ by an earlier get is filed now.
             if result.already_present and options.to is None and result.path.parent == home.downloads_dir \
                     and options.kind != UNFILED_KIND:
-                moved = catalog.move(str(result.path), kind=options.kind).moved
+                moved = catalog.move(str(result.path), kind=options.kind).moved  # records the kind too
                 result.path = Path(moved[0]["to"]) if moved else result.path
-            asset = catalog.set_kind(asset.sha256, options.kind)
+                asset = catalog.get(asset.sha256)
+            else:
+                asset = catalog.set_kind(asset.sha256, options.kind)
         result.sha256, result.size, result.kind = asset.sha256, asset.size, asset.kind
         if pickle is not None and pickle[2] and pickle[2] != asset.sha256:
             # Recorded even when the pickle is gone: the link waits, and tells where the file came from.

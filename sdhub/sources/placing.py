@@ -46,7 +46,8 @@ def lock_if_free(path: Path) -> Iterator[bool]:
 def _take_lock(path: Path, progress: Progress, *, wait: bool) -> int | None:
     """An fd holding ``path``'s lock, the file still being the one at ``path``; None if busy and not ``wait``."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # A cleaner (not ``wait``) never follows a link planted where a lock file should be.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | (0 if wait else os.O_NOFOLLOW), 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
