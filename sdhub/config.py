@@ -510,3 +510,33 @@ def civitai_token() -> str | None:
         return token.strip()
     stored = read_config().get("civitai_token")
     return stored.strip() if isinstance(stored, str) and stored.strip() else None
+
+
+#: Civitai's content levels, lowest first, with the bit each has in ``nsfwLevel`` (PG 1 ... Blocked 32).
+NSFW_LEVELS = {"PG": 1, "PG13": 2, "R": 4, "X": 8, "XXX": 16, "Blocked": 32}
+#: The highest level shown when the user has not chosen one: safe for work (Civitai's own SFW is PG and PG13).
+DEFAULT_PREVIEW_NSFW = "PG13"
+
+
+def nsfw_level_named(name: str) -> int:
+    """The bit of a level name (``PG``, ``pg13``, ``R``, ``X``, ``XXX``); UsageError for any other."""
+    for known, bit in NSFW_LEVELS.items():
+        if str(name).strip().lower() == known.lower():
+            return bit
+    raise UsageError(f"unknown NSFW level {name!r}; choose one of: {', '.join(NSFW_LEVELS)}")
+
+
+def preview_nsfw_max() -> int:
+    """The highest NSFW level of a preview sdhub saves or shows: ``SDHUB_PREVIEW_NSFW``, else
+    ``preview_nsfw`` in the settings file, else safe for work (PG13)."""
+    value = env("SDHUB_PREVIEW_NSFW")
+    if value is None:
+        stored = read_config().get("preview_nsfw")
+        value = stored if isinstance(stored, str) and stored.strip() else DEFAULT_PREVIEW_NSFW
+    return nsfw_level_named(value)
+
+
+def set_preview_nsfw_max(name: str) -> Path:
+    """Store the highest NSFW level of previews in the settings file."""
+    bit = nsfw_level_named(name)
+    return write_config({"preview_nsfw": next(k for k, v in NSFW_LEVELS.items() if v == bit)})

@@ -390,13 +390,15 @@ class Catalog:
         return queries.get_asset(self.db, asset.id)
 
     def add_preview(self, sha256: str, *, source: str, path: str | os.PathLike[str] | None = None,
-                    url: str | None = None) -> Asset:
-        """Remember a preview image of an asset: a local file (``catalog/previews/...``), its URL, or both."""
+                    url: str | None = None, nsfw_level: int | None = None) -> Asset:
+        """Remember a preview image of an asset: a local file (``catalog/previews/...``), its URL, or both;
+        ``nsfw_level`` is Civitai's rating of it (1 PG ... 32 Blocked) when known."""
         asset = self._require(sha256)
         if path is None and url is None:
             raise UsageError("a preview needs a path or a URL")
         with write_transaction(self.db):
-            store.add_preview(self.db, asset.id, source=source, path=None if path is None else str(path), url=url)
+            store.add_preview(self.db, asset.id, source=source, path=None if path is None else str(path), url=url,
+                              nsfw_level=nsfw_level)
         return queries.get_asset(self.db, asset.id)
 
     def record_test(self, sha256: str, result: Any) -> Asset:

@@ -11,12 +11,43 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdhub.config import NSFW_LEVELS
 from sdhub.errors import UsageError
 
 SOURCES = ("civitai", "huggingface")
 CIVITAI_SITE = "https://civitai.com"
 
 _TAGS = re.compile(r"<[^>]+>")
+#: 2023-era answers rate an image with a word (``nsfw``: None/Soft/Mature/X); each has its level today.
+_OLD_NSFW_WORDS = {"none": 1, "soft": 2, "mature": 4, "x": 8}
+
+
+def image_nsfw_level(image: dict[str, Any]) -> int | None:
+    """The NSFW level (1 PG, 2 PG13, 4 R, 8 X, 16 XXX, 32 Blocked) of a Civitai image, from either
+    encoding: ``nsfwLevel`` (a number, its highest bit counting) or the 2023 ``nsfw`` (a word or a
+    bool; ``true`` counts as X, since it does not say how far). None when the image says nothing."""
+    level = image.get("nsfwLevel")
+    if isinstance(level, str) and level.strip().isdigit():
+        level = int(level)
+    if isinstance(level, int) and not isinstance(level, bool) and level > 0:
+        return 1 << (level.bit_length() - 1)
+    for value in (level, image.get("nsfw")):
+        if isinstance(value, bool):
+            return 8 if value else 1
+        if isinstance(value, str):
+            word = value.strip().lower()
+            named = {k.lower(): v for k, v in NSFW_LEVELS.items()}
+            if word in _OLD_NSFW_WORDS or word in named:
+                return _OLD_NSFW_WORDS.get(word) or named[word]
+    return None
+
+
+def nsfw_level_shown(level: int | None, highest: int) -> bool:
+    """Whether an image of ``level`` may be shown under the limit ``highest``; an image of unknown
+    level only when everything is shown (the limit is Blocked)."""
+    if level is None:
+        return highest >= NSFW_LEVELS["Blocked"]
+    return level <= highest
 
 
 @dataclass
@@ -96,9 +127,8 @@ def civitai_fields(data: dict[str, Any], sha256: str) -> RemoteFields:
     images = []
     for image in version.get("images") or []:
         if isinstance(image, dict) and image.get("url"):
-            level = image.get("nsfwLevel")
             images.append({"url": image["url"], "width": image.get("width"), "height": image.get("height"),
-                           "nsfw_level": level if isinstance(level, int) else None})
+                           "nsfw_level": image_nsfw_level(image)})
     words = [str(w).strip() for w in version.get("trainedWords") or [] if str(w).strip()]
     tags = [str(t) for t in model.get("tags") or [] if isinstance(t, str)]
     nsfw = model.get("nsfw")

@@ -64,7 +64,7 @@ def _register_commands() -> None:
 
 #: The panels of ``sdhub --help``: every command under the job a user comes for.
 HELP_PANELS = {
-    "Start here": ("demo", "init", "home", "doctor", "tui"),
+    "Start here": ("demo", "init", "home", "settings", "doctor", "tui"),
     "Get models": ("get", "civitai"),
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
     "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "mv", "rm",

@@ -79,3 +79,38 @@ def home_command(
         print_json(home)
     else:
         print_fields(_home_fields(home))
+
+
+#: The settings ``sdhub settings`` sets.
+_SETTINGS = ("preview_nsfw",)
+
+
+@app.command("settings")
+def settings_command(
+    name: Optional[str] = typer.Argument(None, help="Setting to set: preview_nsfw."),
+    value: Optional[str] = typer.Argument(None, help="Its new value (preview_nsfw: PG, PG13, R, X, XXX)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the settings as JSON."),
+) -> None:
+    """Show your sdhub settings, or set one (kept in your settings file).
+
+    preview_nsfw is the highest NSFW level of the previews get and sync save and the TUI shows
+    (default PG13, safe for work; SDHUB_PREVIEW_NSFW overrides it).
+
+    Example: sdhub settings preview_nsfw R
+    """
+    from sdhub.config import NSFW_LEVELS, preview_nsfw_max, set_preview_nsfw_max
+    from sdhub.errors import UsageError
+
+    if name is not None:
+        if name.replace("-", "_") not in _SETTINGS:
+            raise UsageError(f"unknown setting {name!r}; choose one of: {', '.join(_SETTINGS)}")
+        if value is None:
+            raise UsageError(f"give {name} a value, e.g. sdhub settings {name} PG13")
+        path = set_preview_nsfw_max(value)
+        info(f"preview_nsfw set in {path}")
+    level = preview_nsfw_max()
+    values = {"preview_nsfw": next(k for k, v in NSFW_LEVELS.items() if v == level), "settings file": str(config_path())}
+    if json_output:
+        print_json(values)
+        return
+    print_fields(list(values.items()))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdhub.atomic import atomic_output
-from sdhub.config import ASSET_KINDS, UNFILED_KIND, Home
+from sdhub.config import ASSET_KINDS, NSFW_LEVELS, UNFILED_KIND, Home, preview_nsfw_max
 from sdhub.errors import AuthError, Interrupted, NetworkError, NotFoundError, SdhubError, UsageError
 from sdhub.progress import NULL_PROGRESS, Progress, interrupted
 from sdhub.sources import huggingface as hub
@@ -200,14 +200,33 @@ def _convert_pickle(home: Home, path: Path, options: GetOptions, result: GetResu
     return output, report.source_sha256
 
 
+def choose_preview(images: list[dict[str, Any]], highest: int) -> dict[str, Any] | None:
+    """The first still image whose NSFW level (either Civitai encoding) is at most ``highest``."""
+    from sdhub.catalog.remote import image_nsfw_level, nsfw_level_shown
+
+    for image in images:
+        if isinstance(image, dict) and image.get("url") and image.get("type", "image") == "image" \
+                and nsfw_level_shown(image_nsfw_level(image), highest):
+            return image
+    return None
+
+
 def _save_preview(home: Home, images: list[dict[str, Any]], sha256: str, result: GetResult) -> None:
-    """Fetch the first still image of a model page into ``catalog/previews/<sha256>.png``."""
-    image = next((i for i in images if isinstance(i, dict) and i.get("url") and i.get("type", "image") == "image"),
-                 None)
+    """Fetch the first still image of a model page that the user's NSFW setting allows into
+    ``catalog/previews/<sha256>.png``."""
+    from sdhub.catalog.remote import image_nsfw_level
+
+    highest = preview_nsfw_max()
+    image = choose_preview(images, highest)
     if image is None:
+        if any(isinstance(i, dict) and i.get("url") for i in images):
+            shown = next(name for name, bit in NSFW_LEVELS.items() if bit == highest)
+            result.warnings.append(f"no preview saved: every image is above the NSFW level shown ({shown}); "
+                                   "`sdhub settings preview_nsfw LEVEL` shows more")
         return
     url = str(image["url"])
     result.remote["preview_url"] = url
+    result.remote["preview_nsfw_level"] = image_nsfw_level(image)
     client = HttpClient(timeout=30)
     try:
         response = client.open(url, what="preview image", stream=True)
@@ -455,7 +474,8 @@ def _finish(home: Home, result: GetResult, options: GetOptions, source: str | No
             _save_preview(home, images, pickle[2] if pickle and pickle[2] else asset.sha256, result)
             if result.preview is not None:
                 catalog.add_preview(asset.sha256, source=source or "download", path=result.preview,
-                                    url=result.remote.get("preview_url"))
+                                    url=result.remote.get("preview_url"),
+                                    nsfw_level=result.remote.get("preview_nsfw_level"))
     if options.sidecars and source == "civitai":
         _write_sidecars(result, data)
     elif options.sidecars and result.preview is not None:
@@ -536,7 +556,8 @@ def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL
                 _civitai_kind(catalog, asset.sha256, found_by, version)
                 if result.preview is not None:
                     catalog.add_preview(asset.sha256, source="civitai", path=result.preview,
-                                        url=result.remote.get("preview_url"))
+                                        url=result.remote.get("preview_url"),
+                                        nsfw_level=result.remote.get("preview_nsfw_level"))
                 if sidecars:
                     from sdhub.catalog.sidecars import write_sidecars
 
