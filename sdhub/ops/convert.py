@@ -65,6 +65,14 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) or v is None else repr(v) for k, v in values.items()}
 
 
+def embedding_metadata(extras: dict[str, Any], taken: dict[str, Any]) -> dict[str, str]:
+    """An A1111 embedding's scalar entries (``name``, ``step``, ``sd_checkpoint``, ``sd_checkpoint_name``...)
+    as safetensors metadata under the keys A1111 pickles them with; text, as safetensors requires;
+    entries A1111 left empty (None) are left out, and sdhub's own keys are never replaced."""
+    return {str(key): str(value) for key, value in extras.items()
+            if value is not None and isinstance(value, (str, int, float, bool)) and key not in taken}
+
+
 def default_output(source: Path) -> Path:
     """Where ``convert`` writes by default: the source's name with ``.safetensors``, beside it."""
     return source.with_suffix(".safetensors")
@@ -124,6 +132,8 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = No
             }
             if target is not None:
                 metadata["sdhub.dtype"] = target
+            if model.embedding_layout:
+                metadata.update(embedding_metadata(model.report.extras, metadata))
             write_safetensors(output, specs, metadata, progress, overwrite=overwrite, source_digest=digest)
             sha256 = digest.result()
             report = ConvertReport(
