@@ -206,7 +206,7 @@ def _prune(path: Path, out: Path) -> tuple[list[str], dict[str, Any]]:
 def _hash(path: Path) -> tuple[list[str], dict[str, Any]]:
     from sdhub.ops.hashing import hash_model
 
-    result = hash_model(path)
+    result = hash_model(path, all_hashes=True)
     hashes = result.file
     lines = [f"SHA-256 {hashes.sha256}", f"AutoV2 {hashes.autov2}  (A1111 'Model hash' in infotexts)",
              f"legacy {hashes.legacy_model_hash}  AutoV3 {hashes.autov3}  CRC32 {hashes.crc32}",

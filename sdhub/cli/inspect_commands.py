@@ -108,8 +108,11 @@ def hash_command(
     json_output: bool = typer.Option(False, "--json", help="Print the hashes as JSON."),
     components: bool = typer.Option(True, "--components/--no-components",
                                     help="Also hash each component (UNet, VAE, text encoders) of checkpoints and VAEs."),
+    all_hashes: bool = typer.Option(False, "--all",
+                                    help="Also take AutoV3/addnet of every .safetensors, not only of LoRAs "
+                                         "(a second SHA-256: about 1.3x the time on two cores)."),
 ) -> None:
-    """Compute SHA-256, AutoV1/V2/V3, CRC32, BLAKE3 and per-component content hashes, all in one read.
+    """Compute SHA-256, AutoV1/V2, CRC32, BLAKE3, a LoRA's AutoV3 and per-component content hashes, all in one read.
 
     Example: sdhub hash models/*.safetensors --json
     """
@@ -119,7 +122,7 @@ def hash_command(
     with RichProgress() as progress:
         for path in paths:
             try:
-                results.append(hash_model(path, components=components, progress=progress))
+                results.append(hash_model(path, components=components, all_hashes=all_hashes, progress=progress))
             except (KeyboardInterrupt, Interrupted) as stop:
                 raise interrupted(stop, f"{len(results)} of {len(paths)} files hashed, nothing printed") from None
             except SdhubError as error:  # one missing or unreadable file does not stop the others
@@ -128,7 +131,7 @@ def hash_command(
     if json_output:
         print_json(results)
     else:
-        _print_hashes(results)
+        _print_hashes(results, all_hashes)
     for result in results:
         if result.not_a_model:
             info(f"file hashes only, not read as a model: {escape(result.not_a_model)}")
@@ -138,14 +141,20 @@ def hash_command(
         raise typer.Exit(max(error.exit_code for error in failures))
 
 
-def _print_hashes(results: list) -> None:
+def _print_hashes(results: list, all_hashes: bool) -> None:
     for result in results:
         hashes = result.file
+        if hashes.addnet_hash:
+            autov3 = f"{hashes.autov3}  ({hashes.addnet_hash})"
+        elif all_hashes or not hashes.path.lower().endswith(".safetensors"):
+            autov3 = "- (not safetensors)"
+        else:
+            autov3 = "- (taken for LoRAs; --all takes it for every file)"
         fields = [
             ("file", hashes.path), ("size", human_size(hashes.size)), ("sha256", hashes.sha256),
             ("autov2 (A1111 hash)", hashes.autov2), ("legacy model hash", hashes.legacy_model_hash),
             ("autov1 (Civitai)", hashes.autov1 or "- (files under 2 MiB have none)"),
-            ("autov3 / addnet", f"{hashes.autov3}  ({hashes.addnet_hash})" if hashes.addnet_hash else "- (not safetensors)"),
+            ("autov3 / addnet", autov3),
             ("crc32 (Civitai order)", hashes.crc32), ("crc32 (zlib)", hashes.crc32_zlib), ("blake3", hashes.blake3),
         ]
         fields += [(f"{name} content", digest) for name, digest in (result.components or {}).items()]

@@ -39,9 +39,21 @@ def test_hash_json_lists_every_file(run_cli, files: Path) -> None:
     first, second = json.loads(result.stdout)
     assert first["sha256"] == hashlib.sha256((files / "sd1.ckpt").read_bytes()).hexdigest()
     assert first["civitai"]["AutoV2"] == first["sha256"][:10].upper()
-    assert first["addnet_hash"] is None and second["addnet_hash"] is not None
+    assert first["addnet_hash"] is None and second["addnet_hash"] is None  # not a LoRA: no AutoV3
     assert set(first["components"]) == {"unet", "vae", "text_encoder"}
     assert second["kind"] == "vae" and set(second["components"]) == {"vae"}
+
+
+def test_hash_takes_autov3_for_loras_and_with_all_for_every_safetensors(run_cli, files: Path) -> None:
+    data = (files / "vae.safetensors").read_bytes()
+    vae_addnet = hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()
+    lora = json.loads(run_cli("hash", files / "style.safetensors", "--json").stdout)[0]
+    assert lora["autov3"] == lora["addnet_hash"][:12] and lora["civitai"]["AutoV3"] == lora["autov3"].upper()
+    text = run_cli("hash", files / "vae.safetensors")
+    assert "taken for LoRAs; --all" in text.stdout and "AutoV3" not in json.dumps(
+        json.loads(run_cli("hash", files / "vae.safetensors", "--json").stdout)[0]["civitai"])
+    everything = json.loads(run_cli("hash", files / "vae.safetensors", "--all", "--json").stdout)[0]
+    assert everything["addnet_hash"] == vae_addnet and everything["civitai"]["AutoV3"] == vae_addnet[:12].upper()
 
 
 def test_prune_writes_the_file_and_reports_sizes(run_cli, files: Path, tmp_path: Path) -> None:

@@ -244,4 +244,4 @@ def test_a_file_cut_short_while_it_is_hashed_is_refused_in_one_line(tmp_path: Pa
             os.truncate(path, 5 * 65536)
 
     with pytest.raises(BadInputError, match="changed size while being hashed"):
-        hashing._hash_file(path, [hashing._Consumer(cut_short, 0.0)], NULL_PROGRESS)
+        hashing._hash_file(path, [hashing._Consumer(cut_short, 0.0)], NULL_PROGRESS, addnet=True)
