@@ -17,6 +17,15 @@ test_app = typer.Typer(help="Prove models work: the Asuka reference test, smoke 
 app.add_typer(test_app, name="test")
 
 _RNG_HELP = "Noise source: gpu (CUDA), cpu, or nv (CUDA's numbers on any machine). Default: A1111's GPU noise."
+# Spelled out here so `--help` does not import torch; tests/generate/test_sampler_cli.py keeps them in step.
+SAMPLER_NAMES = ("DPM++ 2M, DPM++ SDE, DPM++ 2M SDE, DPM++ 2M SDE Heun, DPM++ 2S a, DPM++ 3M SDE, Euler a, Euler, "
+                 "LMS, Heun, DPM2, DPM2 a, DPM fast, DPM adaptive, Restart, LCM, DDIM, PLMS, UniPC")
+SCHEDULE_NAMES = ("Automatic, Uniform, Karras, Exponential, Polyexponential, SGM Uniform, KL Optimal, "
+                  "Align Your Steps, Simple, Normal, DDIM, Beta")
+_SAMPLER_HELP = (f"A1111 sampler: {SAMPLER_NAMES}. Old combined names such as 'DPM++ 2M Karras' "
+                 "set the schedule too.")
+_SCHEDULE_HELP = (f"A1111 schedule type: {SCHEDULE_NAMES}. Automatic is the sampler's own default "
+                  "(Karras for DPM++ 2M, DPM++ SDE, DPM2; Exponential for the 2M/3M SDE samplers; else Uniform).")
 
 
 @app.command("generate")
@@ -25,7 +34,11 @@ def generate_command(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint: a path, a catalog name or a hash."),
     negative: str = typer.Option("", "--negative", "-n", help="Negative prompt."),
     steps: int = typer.Option(20, "--steps", help="Sampling steps."),
-    sampler: str = typer.Option("DPM++ 2M Karras", "--sampler", help="A1111 sampler name (Euler a, DPM++ 2M Karras, DDIM, ...)."),
+    sampler: str = typer.Option("DPM++ 2M", "--sampler", help=_SAMPLER_HELP),
+    schedule: str = typer.Option("Automatic", "--schedule", help=_SCHEDULE_HELP),
+    eta: Optional[float] = typer.Option(None, "--eta", help="Eta of ancestral/SDE samplers (A1111 default 1) "
+                                                            "or of DDIM (default 0)."),
+    s_noise: Optional[float] = typer.Option(None, "--s-noise", help="Sigma noise (A1111 default 1.0)."),
     cfg: float = typer.Option(7.0, "--cfg", help="CFG scale."),
     seed: int = typer.Option(-1, "--seed", help="Seed; -1 picks a random one (reported)."),
     width: int = typer.Option(512, "--width", help="Width in pixels (multiple of 8)."),
@@ -62,7 +75,8 @@ def generate_command(
             if model is None:
                 raise UsageError("give the checkpoint with --model (a path, catalog name or hash)")
             params = GenerationParams(
-                prompt=prompt, negative_prompt=negative, steps=steps, sampler=sampler, cfg_scale=cfg, seed=seed,
+                prompt=prompt, negative_prompt=negative, steps=steps, sampler=sampler, schedule_type=schedule,
+                eta=eta, s_noise=s_noise, cfg_scale=cfg, seed=seed,
                 width=width, height=height, clip_skip=clip_skip, batch_size=batch, rng=rng,
                 subseed=subseed, subseed_strength=subseed_strength, eta_noise_seed_delta=ensd,
             )

@@ -1,7 +1,8 @@
 """``generate(home, model_ref, params)``: resolve the model, load it, sample, write PNGs with infotext.
 
-The model and VAE are named by a path, a catalog name or a hash; ``<lora:name:w>`` tags in either
-prompt are taken out and the LoRAs applied from the home's loras folder; embeddings come from the
+The model and VAE are named by a path, a catalog name or a hash; ``<lora:name:w>`` tags in the
+prompt are taken out and the LoRAs applied from the home's loras folder (in the negative prompt they
+stay text, as in A1111); embeddings come from the
 embeddings folder. Every image is written atomically to the outputs folder with A1111's
 ``parameters`` text so A1111's PNG Info and Civitai read it, and ``rerun_png`` makes it again.
 """
@@ -23,6 +24,8 @@ from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with
 from sdhub.generate.loading import LoadedModel, dtype_name, load_checkpoint, select_device, select_dtype
 from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
 from sdhub.generate.rng import INFOTEXT_RNG
+from sdhub.generate.samplers import A1111_VERSION, SamplerChoice, choice_from_infotext
+from sdhub.generate.schedules import BETA_ALPHA, BETA_BETA
 from sdhub.models.kinds import OTHER
 from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled, reporting_stop
 
@@ -229,14 +232,18 @@ def _lora_hash(path: Path) -> str:
 def infotext_params(params: GenerationParams, sampled: SampledImages, model: ResolvedFile, vae: ResolvedFile | None,
                     image_index: int, loras: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``Key: value`` fields A1111 writes for one image of the batch."""
-    spec = sampled.sampler
+    choice = sampled.sampler
+    spec = choice.sampler
+    eta = spec.default_eta if params.eta is None else params.eta
     fields: dict[str, Any] = {
-        "Steps": params.steps, "Sampler": spec.infotext_name, "CFG scale": params.cfg_scale,
+        "Steps": params.steps, "Sampler": spec.label, "Schedule type": choice.infotext_schedule,
+        "CFG scale": params.cfg_scale,
         "Seed": sampled.seeds[image_index], "Size": f"{params.width}x{params.height}",
         "Model hash": model.autov2, "Model": model.name,
         "VAE hash": vae.autov2 if vae else None, "VAE": vae.path.name if vae else None,  # A1111: file name
         "Clip skip": params.clip_skip if params.clip_skip > 1 else None,
-        "ENSD": params.eta_noise_seed_delta if params.eta_noise_seed_delta and spec.uses_ensd else None,
+        # A1111 names ENSD only for samplers that draw per-step noise, and not when eta turns that off
+        "ENSD": params.eta_noise_seed_delta if params.eta_noise_seed_delta and spec.uses_ensd and eta else None,
         "RNG": INFOTEXT_RNG[sampled.rng],
     }
     if sampled.subseeds and params.subseed_strength:
@@ -252,6 +259,23 @@ def infotext_params(params: GenerationParams, sampled: SampledImages, model: Res
         fields["Emphasis"] = params.emphasis
     if params.downcast_alphas_cumprod:
         fields["Downcast alphas_cumprod"] = True
+    fields.update(sampler_infotext_fields(params, choice))
+    fields["Version"] = A1111_VERSION
+    return fields
+
+
+def sampler_infotext_fields(params: GenerationParams, choice: SamplerChoice) -> dict[str, Any]:
+    """The sampler options A1111 adds to ``extra_generation_params`` when they are not its defaults."""
+    spec = choice.sampler
+    fields: dict[str, Any] = {}
+    if params.discard_penultimate_sigma and not spec.discard_next_to_last_sigma:
+        fields["Discard penultimate sigma"] = True
+    if choice.uses_schedule and choice.schedule == "beta":
+        fields["Beta schedule alpha"], fields["Beta schedule beta"] = BETA_ALPHA, BETA_BETA
+    if params.eta is not None and spec.takes("eta") and params.eta != spec.default_eta:
+        fields[spec.eta_infotext_key] = params.eta
+    if params.s_noise is not None and spec.takes("s_noise") and params.s_noise != 1.0:
+        fields["Sigma noise"] = params.s_noise
     return fields
 
 
@@ -298,12 +322,13 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
     vae = resolve_file(home, vae_ref, "vae") if vae_ref else None
     loaded, load_seconds = load_model_cached(model, vae, device, dtype, vae_dtype, progress)
 
+    # A1111 takes extra networks from the prompt only; in the negative prompt a tag is plain text
     prompt, positive_tags = extract_extra_networks(params.prompt)
-    negative, negative_tags = extract_extra_networks(params.negative_prompt)
+    negative = params.negative_prompt
     from sdhub.generate.lora import NetworkUse, apply_loras, load_lora
 
     uses, lora_records = [], []
-    for tag in positive_tags + negative_tags:
+    for tag in positive_tags:
         if tag.network not in LORA_NETWORKS:
             notes.append(f"extra network <{tag.network}:...> is not supported; ignored")
             continue
@@ -375,11 +400,9 @@ def params_from_infotext(text: str, rng_override: str | None = None) -> tuple[Ge
         except ValueError:
             raise BadInputError(f"the infotext's {key!r} is {value!r}, not a number") from None
 
-    sampler = fields.get("Sampler", "Euler a")
-    schedule_type = fields.get("Schedule type", "Automatic")
-    from sdhub.generate.samplers import resolve_sampler
-
-    spec = resolve_sampler(sampler, schedule_type)
+    choice = choice_from_infotext(fields.get("Sampler", "Euler a"), info.params.get("Schedule type"),
+                                  info.params.get("Version"))
+    _refuse_unsupported_schedule_fields(fields)
     rng = rng_override or fields.get("RNG", "GPU").lower()
     if rng not in RNG_SOURCES:
         raise BadInputError(f"the infotext's RNG {fields.get('RNG')!r} is not one of GPU, CPU, NV")
@@ -387,7 +410,8 @@ def params_from_infotext(text: str, rng_override: str | None = None) -> tuple[Ge
         rng = "nv"  # the NV generator draws the same numbers as CUDA
     params = GenerationParams(
         prompt=info.prompt, negative_prompt=info.negative_prompt, steps=number("Steps", int, 20),
-        sampler=spec.label, cfg_scale=number("CFG scale", float, 7.0), seed=number("Seed", int, -1),
+        sampler=choice.label, schedule_type=choice.schedule_type, cfg_scale=number("CFG scale", float, 7.0),
+        seed=number("Seed", int, -1),
         width=number("Size-1", int, 512), height=number("Size-2", int, 512),
         clip_skip=number("Clip skip", int, 1), rng=rng,
         subseed=number("Variation seed", int, None),
@@ -395,8 +419,32 @@ def params_from_infotext(text: str, rng_override: str | None = None) -> tuple[Ge
         eta_noise_seed_delta=number("ENSD", int, 0),
         downcast_alphas_cumprod=fields.get("Downcast alphas_cumprod", "False") == "True",
         emphasis=fields.get("Emphasis", "Original"),
+        eta=number(choice.sampler.eta_infotext_key, float, None), s_noise=number("Sigma noise", float, None),
+        discard_penultimate_sigma=fields.get("Discard penultimate sigma", "False") == "True",
     )
     return params, fields
+
+
+#: Sampler settings A1111 can write that sdhub does not reproduce, with their A1111 defaults.
+_UNSUPPORTED_SCHEDULE_FIELDS = {"Schedule max sigma": "0", "Schedule min sigma": "0", "Schedule rho": "0",
+                                "Beta schedule alpha": "0.6", "Beta schedule beta": "0.6",
+                                "Sigma churn": "0", "Sigma tmin": "0", "Sigma tmax": "0"}
+
+
+def _refuse_unsupported_schedule_fields(fields: dict[str, str]) -> None:
+    """Refuse an infotext whose schedule overrides sdhub cannot honour (a rerun would differ)."""
+    for key, default in _UNSUPPORTED_SCHEDULE_FIELDS.items():
+        value = fields.get(key)
+        if value not in (None, "") and _as_float(value) != float(default):
+            raise BadInputError(f"cannot rerun this infotext: sdhub does not support {key} {value} "
+                                f"(only A1111's default, {default})")
+
+
+def _as_float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *, model_ref: str | None = None,

@@ -145,7 +145,8 @@ class Infotext:
 _VERSION_PREFIX = re.compile(r"([^-]+-[^-]+)-.*")
 
 
-def _parse_version(text: str | None):
+def parse_version(text: str | None):
+    """An infotext `Version` (`v1.7.0-225-gabcdef` read as `v1.7.0-225`), or None when it does not parse."""
     from packaging.version import InvalidVersion, Version
 
     if not text:
@@ -166,7 +167,7 @@ def backcompat_fields(fields: dict[str, str]) -> dict[str, Any]:
     from packaging.version import Version
 
     result: dict[str, Any] = dict(fields)
-    version = _parse_version(fields.get("Version"))
+    version = parse_version(fields.get("Version"))
     if version is None:
         return result
     if version < Version("1.6.0") and "[" in fields.get("Prompt", ""):

@@ -3,7 +3,8 @@
 ``sample_images`` takes a ``LoadedModel`` and ``GenerationParams`` and returns decoded images:
 per-image seeded noise (``rng``), prompt conditioning with emphasis, chunks, embeddings, prompt
 editing and ``AND`` (``conditioning``), classifier-free guidance batched like A1111's
-``CFGDenoiser``, a k-diffusion sampler or A1111's DDIM (``samplers``), and a VAE decode that
+``CFGDenoiser`` (prompt schedules advance per model call, over twice the steps for second-order
+samplers, as A1111 does), a k-diffusion sampler or A1111's own (``samplers``), and a VAE decode that
 retries in fp32 when half precision produces NaNs (A1111's "Automatically revert VAE to 32-bit").
 """
 
@@ -22,16 +23,16 @@ from sdhub.generate.conditioning import Embedding, PromptEncoder, ScheduledCond,
 from sdhub.generate.loading import LoadedModel
 from sdhub.generate.prompt_schedule import prompt_schedule, split_and
 from sdhub.generate.rng import RNG_SOURCES, ImageNoise, SeedPlan, default_rng_source, randn_local, random_seed
+from sdhub.generate.extra_samplers import LCMSchedule
 from sdhub.generate.samplers import (
     BrownianNoise,
     ModelSchedule,
-    SamplerSpec,
-    ddim_timesteps,
+    SamplerChoice,
     resolve_sampler,
     run_sampler,
-    sample_ddim,
     sigmas_for,
 )
+from sdhub.generate.timestep_samplers import run_timestep_sampler
 from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled
 
 #: Refiner aesthetic scores A1111 uses for the positive and the negative prompt.
@@ -45,7 +46,8 @@ class GenerationParams:
     prompt: str
     negative_prompt: str = ""
     steps: int = 20
-    sampler: str = "DPM++ 2M Karras"
+    sampler: str = "DPM++ 2M"
+    schedule_type: str = "Automatic"
     cfg_scale: float = 7.0
     seed: int = -1
     width: int = 512
@@ -58,6 +60,9 @@ class GenerationParams:
     eta_noise_seed_delta: int = 0
     downcast_alphas_cumprod: bool = False
     emphasis: str = "Original"
+    eta: float | None = None  # None: the sampler's A1111 default (1 for ancestral/SDE samplers, 0 for DDIM)
+    s_noise: float | None = None  # None: 1.0
+    discard_penultimate_sigma: bool = False  # A1111's "always discard next-to-last sigma" option
 
     def validate(self) -> None:
         """Refuse values A1111 would refuse, with the reason."""
@@ -71,7 +76,9 @@ class GenerationParams:
             raise UsageError(f"--clip-skip must be between 1 and 12, not {self.clip_skip}")
         if not 0.0 <= self.subseed_strength <= 1.0:
             raise UsageError("the variation strength must be between 0 and 1")
-        resolve_sampler(self.sampler)
+        resolve_sampler(self.sampler, self.schedule_type)
+        if self.eta is not None and self.eta < 0:
+            raise UsageError(f"eta must be 0 or more, not {self.eta}")
         if self.rng is not None and self.rng not in RNG_SOURCES:
             raise UsageError(f"unknown RNG source {self.rng!r}; choose one of: {', '.join(RNG_SOURCES)}")
 
@@ -97,7 +104,7 @@ class SampledImages:
     images: list[Any]
     seeds: list[int]
     subseeds: list[int]
-    sampler: SamplerSpec
+    sampler: SamplerChoice
     rng: str
     used_embeddings: dict[str, Embedding] = field(default_factory=dict)
     vae_fp32_retry: bool = False
@@ -170,9 +177,10 @@ class _PromptPlan:
         self.zero = zero
 
     def at(self, step: int) -> list[_Cond]:
+        """The conds for model call ``step``; past the schedule's end A1111 falls back to its first entry."""
         conds = []
         for schedule, weight in self.parts:
-            entry = next((item for item in schedule if step <= item.until_step), schedule[-1])
+            entry = next((item for item in schedule if step <= item.until_step), schedule[0])
             context, pooled = entry.cond, entry.pooled
             if self.zero:
                 context = torch.zeros_like(context)
@@ -219,6 +227,10 @@ class _UNetDenoiser:
         c_in = 1 / (sigma_b ** 2 + 1) ** 0.5
         t = self.schedule.sigma_to_t(sigma)
         output = self.raw(x * c_in, t, context, pooled, time_ids)
+        if isinstance(self.schedule, LCMSchedule):
+            # A1111's LCM denoiser reads the output as eps and applies LCM's boundary condition
+            c_skip, c_out = (value.reshape(-1, 1, 1, 1) for value in self.schedule.boundary_scalings(sigma))
+            return c_out * (x + output * -sigma_b) + c_skip * x
         if self.v_prediction:
             c_skip = 1 / (sigma_b ** 2 + 1)
             c_out = -sigma_b / (sigma_b ** 2 + 1) ** 0.5
@@ -271,6 +283,7 @@ class _CFGDenoiser:
         result = outputs[-1].clone()
         for (cond, _), output in zip(entries[:-1], outputs[:-1]):
             result += (output - outputs[-1]) * (cond.weight * self.cfg_scale)
+        self.step += 1  # A1111 advances the prompt schedule on every model call, not every step
         return result
 
     def _vectors(self, entries: list[tuple[_Cond, bool]]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -281,7 +294,7 @@ class _CFGDenoiser:
         return pooled, time_ids
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        sigma_in = sigma.to(x.device, torch.float32).reshape(1).expand(x.shape[0])
+        sigma_in = sigma.to(x.device, torch.float32).reshape(-1).expand(x.shape[0])
         return self._combine(x, sigma_in, self.inner.denoise)
 
     def eps(self, x: torch.Tensor, timestep: int) -> torch.Tensor:
@@ -358,7 +371,8 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
     params.validate()
     if params.seed < 0:
         raise UsageError("resolve -1 seeds with GenerationParams.with_seeds() before sampling")
-    spec = resolve_sampler(params.sampler)
+    choice = resolve_sampler(params.sampler, params.schedule_type)
+    spec = choice.sampler
     source = params.rng_source()
     device = model.device
     batch = params.batch_size
@@ -367,40 +381,49 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
     latent_shape = (4, params.height // 8, params.width // 8)
 
     conditioner = PromptConditioner(model, embeddings or [], params.clip_skip, params.emphasis)
-    positive = _PromptPlan(conditioner, params.prompt, params.steps)
+    # A1111 schedules prompt edits over the sampler's total steps: twice the steps for second-order ones
+    prompt_steps = spec.total_steps(params.steps)
+    positive = _PromptPlan(conditioner, params.prompt, prompt_steps)
     zero_negative = model.family == "sdxl" and params.negative_prompt == ""
-    negative = _PromptPlan(conditioner, params.negative_prompt, params.steps, negative=True, zero=zero_negative)
-    used = conditioner.used_embeddings(params.prompt, params.steps)
-    used.update(conditioner.used_embeddings(params.negative_prompt, params.steps))
+    negative = _PromptPlan(conditioner, params.negative_prompt, prompt_steps, negative=True, zero=zero_negative)
+    used = conditioner.used_embeddings(params.prompt, prompt_steps)
+    used.update(conditioner.used_embeddings(params.negative_prompt, prompt_steps))
 
-    schedule = ModelSchedule(model.alphas_cumprod, downcast=params.downcast_alphas_cumprod)
+    schedule_class = LCMSchedule if spec.function == "lcm" else ModelSchedule
+    schedule = schedule_class(model.alphas_cumprod, downcast=params.downcast_alphas_cumprod)
     image_cond = _txt2img_image_cond(model, params.height, params.width)
     inner = _UNetDenoiser(model, schedule, params.width, params.height, image_cond)
     cfg = _CFGDenoiser(inner, positive, negative, params.cfg_scale, batch)
     noise = ImageNoise(latent_shape, plan, source, device)
     x = noise.first()
 
-    task = progress.task("Sampling", total=spec.model_evaluations(params.steps), unit="steps")
+    # DPM adaptive chooses its own step count
+    total = None if spec.function == "sample_dpm_adaptive" else choice.model_evaluations(params.steps)
+    task = progress.task("Sampling", total=total, unit="steps")
 
     def on_step(index: int) -> None:
-        cfg.step = index + 1
         task.advance(1)  # raises Interrupted once ``progress`` is cancelled
 
     started = time.perf_counter()
     check_cancelled(progress)
     with stops_inside(progress, model.unet):
         try:
-            if spec.algorithm == "ddim":
-                timesteps = ddim_timesteps(params.steps)
-                latents = sample_ddim(cfg.eps, x, timesteps, schedule.alphas_cumprod.to(device), on_step, noise.next)
+            if spec.timesteps:
+                eta = 0.0 if params.eta is None else params.eta
+                latents = run_timestep_sampler(spec.function, cfg.eps, x, params.steps,
+                                               schedule.alphas_cumprod.to(device), on_step, noise=noise.next, eta=eta,
+                                               discard_penultimate=params.discard_penultimate_sigma)
             else:
-                sigmas = sigmas_for(spec, schedule, params.steps).to(device)
+                sigmas = sigmas_for(choice, schedule, params.steps, sdxl=model.family == "sdxl",
+                                    discard_penultimate=params.discard_penultimate_sigma)
                 brownian = None
-                if spec.algorithm == "dpmpp_sde":
+                if spec.brownian_noise:
                     positive_sigmas = sigmas[sigmas > 0]
                     brownian = BrownianNoise(x, positive_sigmas.min(), sigmas.max(), plan.seeds,
                                              lambda seed, size: randn_local(source, seed, size, device))
-                latents = run_sampler(spec, cfg.denoise, x, sigmas, on_step, next_noise=noise.next, brownian=brownian)
+                latents = run_sampler(choice, cfg.denoise, x, sigmas.to(device), on_step, model=schedule,
+                                      steps=params.steps, next_noise=noise.next, brownian=brownian, eta=params.eta,
+                                      s_noise=params.s_noise)
         finally:
             task.finish()
     sampling_seconds = time.perf_counter() - started
@@ -417,7 +440,7 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
     if has_nan:
         notes.append("the decoded image contains NaNs (shown black)")
     return SampledImages(
-        images=to_pil(images), seeds=list(plan.seeds), subseeds=list(plan.subseeds), sampler=spec, rng=source,
+        images=to_pil(images), seeds=list(plan.seeds), subseeds=list(plan.subseeds), sampler=choice, rng=source,
         used_embeddings=used, vae_fp32_retry=retried, nan_in_output=has_nan, notes=notes,
         sampling_seconds=sampling_seconds, decode_seconds=decode_seconds,
     )

@@ -65,7 +65,8 @@ def read_image_metadata(path: Path) -> ImageMetadata:
     metadata = ImageMetadata(str(path), "none", width=size[0], height=size[1], raw=info)
     if info.get("Software") == "NovelAI" or "Comment" in info and "Description" in info:
         _read_novelai(metadata, info)
-    elif PNG_KEY in info and not info[PNG_KEY].lstrip().startswith("{"):
+    elif PNG_KEY in info and _json_object(info[PNG_KEY]) is None:
+        # a JSON object here is another tool's (Fooocus, SwarmUI); a prompt may itself start with "{"
         _read_a1111(metadata, info[PNG_KEY])
     elif "prompt" in info or "workflow" in info:
         _read_comfyui(metadata, info)

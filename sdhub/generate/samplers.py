@@ -1,175 +1,224 @@
-"""A1111's samplers under their A1111 names, with k-diffusion's sigma schedules and update rules.
+"""A1111 1.10's samplers under their A1111 names, their default schedules, and running them.
 
-The model side is a *denoiser*: ``denoise(x, sigma) -> denoised`` for the k-diffusion samplers
-(Euler, Euler a, DPM++ 2M, DPM++ SDE, Heun) and ``eps(x, t) -> eps`` for DDIM, which A1111 runs on
-integer timesteps. Sigmas come from the model's ``alphas_cumprod`` exactly as k-diffusion's
-``CompVisDenoiser`` derives them (optionally from the fp16-rounded table older A1111 used).
+The k-diffusion samplers (Euler ... DPM adaptive) are k-diffusion's own functions, called the way
+A1111's ``KDiffusionSampler`` calls them (``disable``d progress bars, ``eta`` and ``s_noise`` where
+the function takes them, a seeded Brownian tree for the SDE samplers, per-step noise from the
+image's seeded source). Restart and LCM are A1111's own loops (``extra_samplers``); DDIM and PLMS
+run on integer timesteps (``timestep_samplers``). The model side is a *denoiser*
+``denoise(x, sigma) -> denoised`` for sigma samplers and ``eps(x, t) -> eps`` for timestep ones.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from sdhub.errors import UsageError
+from sdhub.generate.kdiffusion import sampling as kdiffusion_sampling
+from sdhub.generate.schedules import (
+    SCHEDULE_TYPES,
+    ModelSchedule,
+    append_zero,
+    resolve_schedule_type,
+    schedule_by_name,
+    schedule_names,
+    schedule_sigmas,
+    scaled_linear_alphas_cumprod,
+)
+
+__all__ = ["SAMPLERS", "SamplerSpec", "SamplerChoice", "ModelSchedule", "append_zero", "resolve_sampler",
+           "scaled_linear_alphas_cumprod", "sigmas_for", "run_sampler", "BrownianNoise"]
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int], None]
 NoiseFn = Callable[[], torch.Tensor]
 
-
-def scaled_linear_alphas_cumprod(steps: int = 1000, beta_start: float = 0.00085,
-                                 beta_end: float = 0.012) -> torch.Tensor:
-    """The SD training schedule's ᾱ (float32), computed in float64 as LDM does."""
-    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, steps, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+#: The A1111 version whose sampler/schedule behaviour sdhub reproduces (written as infotext ``Version``).
+A1111_VERSION = "v1.10.1"
 
 
-class ModelSchedule:
-    """k-diffusion's discrete schedule: the model's sigmas and the σ↔t maps between them."""
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One A1111 sampler and its options as A1111 1.10 declares them.
 
-    def __init__(self, alphas_cumprod: torch.Tensor, *, downcast: bool = False) -> None:
-        alphas = alphas_cumprod.detach().to("cpu", torch.float32)
-        if downcast:
-            # Pre-1.7 A1111 ran the model in half precision, alphas_cumprod buffer included, and
-            # k-diffusion derived its sigmas from that half tensor (in half arithmetic).
-            alphas = alphas.half()
-        self.alphas_cumprod = alphas
-        self.sigmas = ((1 - alphas) / alphas) ** 0.5
-        self.log_sigmas = self.sigmas.log()
+    ``function`` is a k-diffusion ``sample_*`` name, or ``restart``/``lcm``/``ddim``/``plms``/``unipc``
+    for A1111's own loops; ``scheduler`` is what "Automatic" means for it (None: the model's uniform
+    schedule); ``second_order`` samplers get prompt schedules over twice the steps.
+    """
 
-    @property
-    def sigma_min(self) -> float:
-        return float(self.sigmas[0])
+    label: str
+    function: str
+    aliases: tuple[str, ...] = ()
+    scheduler: str | None = None
+    second_order: bool = False
+    discard_next_to_last_sigma: bool = False
+    uses_ensd: bool = False
+    brownian_noise: bool = False
+    solver_type: str | None = None
 
     @property
-    def sigma_max(self) -> float:
-        return float(self.sigmas[-1])
+    def timesteps(self) -> bool:
+        """Runs on integer timesteps (DDIM, PLMS, UniPC) rather than sigmas."""
+        return self.function in ("ddim", "plms", "unipc")
 
-    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
-        t = t.float()
-        low_index = t.floor().long()
-        high_index = t.ceil().long()
-        weight = t.frac()
-        log_sigma = (1 - weight) * self.log_sigmas[low_index] + weight * self.log_sigmas[high_index]
-        return log_sigma.exp()
+    @property
+    def default_eta(self) -> float:
+        return 0.0 if self.timesteps else 1.0
 
-    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
-        log_sigma = sigma.log()
-        log_sigmas = self.log_sigmas.to(sigma.device)
-        distances = log_sigma - log_sigmas[:, None]
-        low_index = distances.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=log_sigmas.shape[0] - 2)
-        high_index = low_index + 1
-        low, high = log_sigmas[low_index], log_sigmas[high_index]
-        weight = ((low - log_sigma) / (low - high)).clamp(0, 1)
-        t = (1 - weight) * low_index + weight * high_index
-        return t.view(sigma.shape)
+    @property
+    def eta_infotext_key(self) -> str:
+        return "Eta DDIM" if self.timesteps else "Eta"
 
+    def takes(self, parameter: str) -> bool:
+        """Whether A1111 passes ``parameter`` (eta, s_noise) to this sampler's function."""
+        if parameter == "eta":
+            if self.timesteps:
+                return self.function == "ddim"
+            return self.function.startswith("sample_") and "eta" in _signature(self.function)
+        if parameter == "s_noise":
+            return self.function in _S_NOISE_FUNCTIONS
+        return False
 
-def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
-    return torch.cat([sigmas, sigmas.new_zeros([1])])
-
-
-def uniform_sigmas(schedule: ModelSchedule, steps: int) -> torch.Tensor:
-    """A1111's "Automatic" schedule: t = linspace(999, 0, n) mapped to sigmas, then 0."""
-    t = torch.linspace(len(schedule.sigmas) - 1, 0, steps)
-    return append_zero(schedule.t_to_sigma(t))
+    def total_steps(self, steps: int) -> int:
+        """The step count A1111 schedules prompts over (``SamplerData.total_steps``)."""
+        return steps * 2 if self.second_order else steps
 
 
-def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> torch.Tensor:
-    """Karras et al. (2022) schedule with ρ = 7, then 0 (k-diffusion ``get_sigmas_karras``)."""
-    ramp = torch.linspace(0, 1, steps)
-    min_inv_rho = sigma_min ** (1 / rho)
-    max_inv_rho = sigma_max ** (1 / rho)
-    return append_zero((max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho)
+_KARRAS, _EXPONENTIAL = "karras", "exponential"
+_SAMPLERS = [
+    SamplerSpec("DPM++ 2M", "sample_dpmpp_2m", ("k_dpmpp_2m",), _KARRAS),
+    SamplerSpec("DPM++ SDE", "sample_dpmpp_sde", ("k_dpmpp_sde",), _KARRAS, second_order=True, brownian_noise=True),
+    SamplerSpec("DPM++ 2M SDE", "sample_dpmpp_2m_sde", ("k_dpmpp_2m_sde",), _EXPONENTIAL, brownian_noise=True),
+    SamplerSpec("DPM++ 2M SDE Heun", "sample_dpmpp_2m_sde", ("k_dpmpp_2m_sde_heun",), _EXPONENTIAL,
+                brownian_noise=True, solver_type="heun"),
+    SamplerSpec("DPM++ 2S a", "sample_dpmpp_2s_ancestral", ("k_dpmpp_2s_a",), _KARRAS, second_order=True,
+                uses_ensd=True),
+    SamplerSpec("DPM++ 3M SDE", "sample_dpmpp_3m_sde", ("k_dpmpp_3m_sde",), _EXPONENTIAL,
+                discard_next_to_last_sigma=True, brownian_noise=True),
+    SamplerSpec("Euler a", "sample_euler_ancestral", ("k_euler_a", "k_euler_ancestral"), uses_ensd=True),
+    SamplerSpec("Euler", "sample_euler", ("k_euler",)),
+    SamplerSpec("LMS", "sample_lms", ("k_lms",)),
+    SamplerSpec("Heun", "sample_heun", ("k_heun",), second_order=True),
+    SamplerSpec("DPM2", "sample_dpm_2", ("k_dpm_2",), _KARRAS, second_order=True, discard_next_to_last_sigma=True),
+    SamplerSpec("DPM2 a", "sample_dpm_2_ancestral", ("k_dpm_2_a",), _KARRAS, second_order=True,
+                discard_next_to_last_sigma=True, uses_ensd=True),
+    SamplerSpec("DPM fast", "sample_dpm_fast", ("k_dpm_fast",), uses_ensd=True),
+    SamplerSpec("DPM adaptive", "sample_dpm_adaptive", ("k_dpm_ad",), uses_ensd=True),
+    SamplerSpec("Restart", "restart", ("restart",), _KARRAS, second_order=True),
+    SamplerSpec("LCM", "lcm", ("k_lcm",)),
+    SamplerSpec("DDIM", "ddim", ("ddim",)),
+    SamplerSpec("PLMS", "plms", ("plms",)),
+    SamplerSpec("UniPC", "unipc", ("unipc",)),
+]
+SAMPLERS: dict[str, SamplerSpec] = {spec.label: spec for spec in _SAMPLERS}
+
+#: k-diffusion functions A1111 1.10 passes ``s_noise`` to (its ``sampler_extra_params``).
+_S_NOISE_FUNCTIONS = ("sample_euler", "sample_heun", "sample_dpm_2", "sample_dpm_fast", "sample_dpm_2_ancestral",
+                      "sample_dpmpp_2s_ancestral", "sample_dpmpp_sde", "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde")
+
+#: Old API names for sampler + schedule pairs (``k_dpmpp_2m_ka``), from before A1111 1.9 split them.
+_LEGACY_ALIASES = {
+    "k_lms_ka": ("LMS", "Karras"), "k_dpm_2_ka": ("DPM2", "Karras"), "k_dpm_2_a_ka": ("DPM2 a", "Karras"),
+    "k_dpmpp_2s_a_ka": ("DPM++ 2S a", "Karras"), "k_dpmpp_2m_ka": ("DPM++ 2M", "Karras"),
+    "k_dpmpp_sde_ka": ("DPM++ SDE", "Karras"), "k_dpmpp_2m_sde_ka": ("DPM++ 2M SDE", "Karras"),
+    "k_dpmpp_2m_sde_heun_ka": ("DPM++ 2M SDE Heun", "Karras"),
+    "k_dpmpp_2m_sde_heun_exp": ("DPM++ 2M SDE Heun", "Exponential"),
+    "k_dpmpp_3m_sde_ka": ("DPM++ 3M SDE", "Karras"), "k_dpmpp_3m_sde_exp": ("DPM++ 3M SDE", "Exponential"),
+    "euler_a": ("Euler a", None), "euler": ("Euler", None),
+}
 
 
-def ddim_timesteps(steps: int) -> torch.Tensor:
-    """A1111's DDIM timesteps: every ``1000 // steps``-th step, offset by one (uniform discretisation)."""
-    return torch.clip(torch.arange(0, 1000, 1000 // steps) + 1, 0, 999)
+def _signature(function: str) -> tuple[str, ...]:
+    return tuple(inspect.signature(getattr(kdiffusion_sampling(), function)).parameters)
 
 
-def _to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
-    return (x - denoised) / sigma
+@dataclass(frozen=True)
+class SamplerChoice:
+    """A sampler and the schedule type chosen for it (``Automatic`` or an explicit label)."""
+
+    sampler: SamplerSpec
+    schedule_type: str = "Automatic"
+
+    @property
+    def label(self) -> str:
+        return self.sampler.label
+
+    @property
+    def schedule(self) -> str:
+        """The schedule actually sampled with (internal name); ``automatic`` is the model's uniform one."""
+        if self.schedule_type == "Automatic":
+            return self.sampler.scheduler or "automatic"
+        return resolve_schedule_type(self.schedule_type).name
+
+    @property
+    def infotext_schedule(self) -> str:
+        """What A1111 1.10 writes as ``Schedule type``: the chosen label, or the schedule Automatic chose."""
+        if self.sampler.timesteps or self.schedule == "automatic":
+            return self.schedule_type
+        return schedule_by_name(self.schedule).label
+
+    @property
+    def uses_schedule(self) -> bool:
+        """DDIM, PLMS, UniPC and the DPM fast/adaptive solvers ignore the schedule type (as in A1111)."""
+        return not self.sampler.timesteps and self.sampler.function not in ("sample_dpm_fast", "sample_dpm_adaptive")
+
+    def model_evaluations(self, steps: int) -> int:
+        """How many steps the progress bar counts."""
+        if self.sampler.timesteps:
+            from sdhub.generate.timestep_samplers import ddim_timesteps
+
+            return len(ddim_timesteps(steps)) - 1
+        return steps
 
 
-def _ancestral_step(sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float = 1.0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    if not eta:
-        return sigma_to, torch.zeros_like(sigma_to)
-    sigma_up = torch.minimum(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
-    sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5
-    return sigma_down, sigma_up
+def _find_sampler(name: str) -> SamplerSpec | None:
+    wanted = name.lower()
+    for spec in _SAMPLERS:
+        if wanted == spec.label.lower() or wanted in spec.aliases:
+            return spec
+    return None
 
 
-def sample_euler(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, step: StepCallback,
-                 noise: NoiseFn | None = None) -> torch.Tensor:
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, sigmas[i])
-        x = x + _to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
-        step(i)
-    return x
+def resolve_sampler(name: str, schedule_type: str | None = None) -> SamplerChoice:
+    """The sampler A1111 calls ``name``, with ``schedule_type`` (default Automatic).
+
+    Names are A1111's labels or API aliases in any case; a pre-1.9 combined name such as
+    ``DPM++ 2M Karras`` is split into sampler and schedule the way A1111 1.10 splits it, the
+    name's schedule winning over ``schedule_type``.
+    """
+    wanted = name.strip()
+    schedule = resolve_schedule_type(schedule_type) if schedule_type else SCHEDULE_TYPES["Automatic"]
+    legacy = _LEGACY_ALIASES.get(wanted.lower())
+    if legacy is not None:
+        wanted = legacy[0]
+        schedule = resolve_schedule_type(legacy[1]) if legacy[1] else schedule
+    spec = _find_sampler(wanted)
+    if spec is None:
+        for candidate in SCHEDULE_TYPES.values():
+            suffix = next((s for s in schedule_names(candidate) if wanted.lower().endswith(" " + s.lower())), None)
+            if suffix is not None and (found := _find_sampler(wanted[:-len(suffix) - 1].strip())) is not None:
+                spec, schedule = found, candidate
+                break
+    if spec is None:
+        raise UsageError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+    return SamplerChoice(spec, schedule.label)
 
 
-def sample_euler_ancestral(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, step: StepCallback,
-                           noise: NoiseFn | None = None) -> torch.Tensor:
-    assert noise is not None
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, sigmas[i])
-        sigma_down, sigma_up = _ancestral_step(sigmas[i], sigmas[i + 1])
-        x = x + _to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
-        if sigmas[i + 1] > 0:
-            x = x + noise().to(x) * sigma_up
-        step(i)
-    return x
-
-
-def sample_heun(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, step: StepCallback,
-                noise: NoiseFn | None = None) -> torch.Tensor:
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, sigmas[i])
-        d = _to_d(x, sigmas[i], denoised)
-        dt = sigmas[i + 1] - sigmas[i]
-        if sigmas[i + 1] == 0:
-            x = x + d * dt
-        else:
-            x_2 = x + d * dt
-            d_2 = _to_d(x_2, sigmas[i + 1], denoise(x_2, sigmas[i + 1]))
-            x = x + (d + d_2) / 2 * dt
-        step(i)
-    return x
-
-
-def _sigma_fn(t: torch.Tensor) -> torch.Tensor:
-    return t.neg().exp()
-
-
-def _t_fn(sigma: torch.Tensor) -> torch.Tensor:
-    return sigma.log().neg()
-
-
-def sample_dpmpp_2m(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, step: StepCallback,
-                    noise: NoiseFn | None = None) -> torch.Tensor:
-    # Kept in k-diffusion's exact arithmetic (sigmas round-tripped through t = -log σ) for identical numbers.
-    old_denoised = None
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, sigmas[i])
-        t, t_next = _t_fn(sigmas[i]), _t_fn(sigmas[i + 1])
-        h = t_next - t
-        if old_denoised is None or sigmas[i + 1] == 0:
-            x = (_sigma_fn(t_next) / _sigma_fn(t)) * x - (-h).expm1() * denoised
-        else:
-            h_last = t - _t_fn(sigmas[i - 1])
-            r = h_last / h
-            denoised_d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-            x = (_sigma_fn(t_next) / _sigma_fn(t)) * x - (-h).expm1() * denoised_d
-        old_denoised = denoised
-        step(i)
-    return x
+def sigmas_for(choice: SamplerChoice, model: ModelSchedule, steps: int, *, sdxl: bool = False,
+               discard_penultimate: bool = False) -> torch.Tensor:
+    """The sigmas A1111 samples ``steps`` steps with (``KDiffusionSampler.get_sigmas``)."""
+    if steps < 1:
+        raise UsageError("steps must be at least 1")
+    discard = choice.sampler.discard_next_to_last_sigma or discard_penultimate
+    sigmas = schedule_sigmas(choice.schedule, model, steps + 1 if discard else steps, sdxl=sdxl)
+    if discard:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas
 
 
 class BrownianNoise:
@@ -181,14 +230,9 @@ class BrownianNoise:
 
     def __init__(self, x: torch.Tensor, sigma_min: torch.Tensor, sigma_max: torch.Tensor,
                  seeds: Sequence[int], randn: Callable[[int, Sequence[int]], torch.Tensor]) -> None:
-        import torchsde
-
         self._randn = randn
-        self._t0, self._t1 = (sigma_min, sigma_max) if sigma_min < sigma_max else (sigma_max, sigma_min)
-        self._sign = 1 if sigma_min < sigma_max else -1
         with self._patched_randn():
-            self._trees = [torchsde.BrownianTree(self._t0, torch.zeros_like(x[0]), self._t1, entropy=seed)
-                           for seed in seeds]
+            self._sampler = kdiffusion_sampling().BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=list(seeds))
 
     @contextmanager
     def _patched_randn(self) -> Iterator[None]:
@@ -205,150 +249,91 @@ class BrownianNoise:
             brownian_interval._randn = original
 
     def __call__(self, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
-        t0, t1 = (sigma, sigma_next) if sigma < sigma_next else (sigma_next, sigma)
-        sign = 1 if sigma < sigma_next else -1
         with self._patched_randn():
-            w = torch.stack([tree(t0, t1) for tree in self._trees]) * (self._sign * sign)
-        return w / (sigma_next - sigma).abs().sqrt()
+            return self._sampler(sigma, sigma_next)
 
 
-def sample_dpmpp_sde(denoise: Denoise, x: torch.Tensor, sigmas: torch.Tensor, step: StepCallback,
-                     noise: NoiseFn | None = None, *, brownian: BrownianNoise | None = None,
-                     eta: float = 1.0, s_noise: float = 1.0, r: float = 0.5) -> torch.Tensor:
-    assert brownian is not None
-    sigma_fn, t_fn = _sigma_fn, _t_fn
+def run_sampler(choice: SamplerChoice, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,
+                step: StepCallback, *, model: ModelSchedule | None = None, next_noise: NoiseFn | None = None,
+                brownian: BrownianNoise | None = None, eta: float | None = None,
+                s_noise: float | None = None, steps: int | None = None) -> torch.Tensor:
+    """Run a sigma sampler from unit ``noise`` (scaled by ``sigmas[0]`` as A1111 does).
 
-    for i in range(len(sigmas) - 1):
-        denoised = denoise(x, sigmas[i])
-        if sigmas[i + 1] == 0:
-            x = x + _to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
-        else:
-            t, t_next = t_fn(sigmas[i]), t_fn(sigmas[i + 1])
-            h = t_next - t
-            s = t + h * r
-            fac = 1 / (2 * r)
-            sd, su = _ancestral_step(sigma_fn(t), sigma_fn(s), eta)
-            s_ = t_fn(sd)
-            x_2 = (sigma_fn(s_) / sigma_fn(t)) * x - (t - s_).expm1() * denoised
-            x_2 = x_2 + brownian(sigma_fn(t), sigma_fn(s)).to(x) * s_noise * su
-            denoised_2 = denoise(x_2, sigma_fn(s))
-            sd, su = _ancestral_step(sigma_fn(t), sigma_fn(t_next), eta)
-            t_next_ = t_fn(sd)
-            denoised_d = (1 - fac) * denoised + fac * denoised_2
-            x = (sigma_fn(t_next_) / sigma_fn(t)) * x - (t - t_next_).expm1() * denoised_d
-            x = x + brownian(sigma_fn(t), sigma_fn(t_next)).to(x) * s_noise * su
-        step(i)
-    return x
-
-
-def sample_ddim(eps: Callable[[torch.Tensor, int], torch.Tensor], x: torch.Tensor, timesteps: torch.Tensor,
-                alphas_cumprod: torch.Tensor, step: StepCallback, noise: NoiseFn | None = None,
-                eta: float = 0.0) -> torch.Tensor:
-    """A1111's DDIM (``sd_samplers_timesteps_impl.ddim``): eps model on integer timesteps."""
-    alphas = alphas_cumprod[timesteps]
-    alphas_prev = alphas_cumprod[torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))].to(torch.float64)
-    sqrt_one_minus_alphas = torch.sqrt(1 - alphas)
-    sigmas = eta * torch.sqrt((1 - alphas_prev) / (1 - alphas.double()) * (1 - alphas.double() / alphas_prev))
-    ones = x.new_ones((x.shape[0], 1, 1, 1))
-    # A1111 runs len(timesteps) - 1 model evaluations, from the last timestep down to the second.
-    for i in range(len(timesteps) - 1):
-        index = len(timesteps) - 1 - i
-        e_t = eps(x, int(timesteps[index]))
-        a_t = alphas[index].item() * ones
-        a_prev = alphas_prev[index].item() * ones
-        sigma_t = sigmas[index].item() * ones
-        pred_x0 = (x - sqrt_one_minus_alphas[index].item() * ones * e_t) / a_t.sqrt()
-        dir_xt = (1.0 - a_prev - sigma_t ** 2).sqrt() * e_t
-        x = a_prev.sqrt() * pred_x0 + dir_xt
-        if sigmas[index].item():
-            assert noise is not None
-            x = x + sigma_t * noise().to(x)
-        step(i)
-    return x
-
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    """One A1111 sampler: its label, schedule, algorithm and whether ENSD applies to it."""
-
-    label: str
-    algorithm: str  # euler | euler_a | heun | dpmpp_2m | dpmpp_sde | ddim
-    schedule: str = "automatic"  # automatic | karras
-    uses_ensd: bool = False
-    stochastic: bool = False
-
-    @property
-    def infotext_name(self) -> str:
-        """The name older A1111 writes in infotext (``DPM++ 2M Karras``)."""
-        return self.label
-
-    def model_evaluations(self, steps: int) -> int:
-        """How many steps the progress bar counts."""
-        return len(ddim_timesteps(steps)) - 1 if self.algorithm == "ddim" else steps
-
-
-_SAMPLERS = [
-    SamplerSpec("Euler", "euler"),
-    SamplerSpec("Euler a", "euler_a", uses_ensd=True, stochastic=True),
-    SamplerSpec("Heun", "heun"),
-    SamplerSpec("DPM++ 2M", "dpmpp_2m"),
-    SamplerSpec("DPM++ 2M Karras", "dpmpp_2m", "karras"),
-    SamplerSpec("DPM++ SDE", "dpmpp_sde", stochastic=True),
-    SamplerSpec("DPM++ SDE Karras", "dpmpp_sde", "karras", stochastic=True),
-    SamplerSpec("Euler Karras", "euler", "karras"),
-    SamplerSpec("Heun Karras", "heun", "karras"),
-    SamplerSpec("DDIM", "ddim"),
-]
-SAMPLERS: dict[str, SamplerSpec] = {spec.label: spec for spec in _SAMPLERS}
-
-#: Old API aliases A1111 accepts (``k_euler_a``) for the samplers above.
-_ALIASES = {
-    "k_euler": "Euler", "k_euler_a": "Euler a", "k_heun": "Heun", "k_dpmpp_2m": "DPM++ 2M",
-    "k_dpmpp_2m_ka": "DPM++ 2M Karras", "k_dpmpp_sde": "DPM++ SDE", "k_dpmpp_sde_ka": "DPM++ SDE Karras",
-    "ddim": "DDIM", "euler_a": "Euler a", "euler": "Euler",
-}
-
-_ALGORITHMS = {
-    "euler": sample_euler,
-    "euler_a": sample_euler_ancestral,
-    "heun": sample_heun,
-    "dpmpp_2m": sample_dpmpp_2m,
-    "dpmpp_sde": sample_dpmpp_sde,
-}
-
-
-def resolve_sampler(name: str, schedule_type: str | None = None) -> SamplerSpec:
-    """The sampler A1111 calls ``name`` (case-insensitive, aliases, or name + ``Schedule type``)."""
-    wanted = name.strip()
-    by_lower = {label.lower(): label for label in SAMPLERS}
-    label = by_lower.get(wanted.lower()) or _ALIASES.get(wanted.lower())
-    if label is None:
-        raise UsageError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
-    if schedule_type and schedule_type.lower() == "karras" and not label.endswith("Karras"):
-        karras = f"{label} Karras"
-        if karras not in SAMPLERS:
-            raise UsageError(f"sampler {label!r} has no Karras variant here")
-        label = karras
-    elif schedule_type and schedule_type.lower() not in ("automatic", "karras", "uniform"):
-        raise UsageError(f"unsupported schedule type {schedule_type!r}; use Automatic or Karras")
-    return SAMPLERS[label]
-
-
-def sigmas_for(spec: SamplerSpec, schedule: ModelSchedule, steps: int) -> torch.Tensor:
-    """The n+1 sigmas A1111 would sample with for ``spec`` and ``steps`` (k-diffusion samplers)."""
-    if steps < 1:
-        raise UsageError("steps must be at least 1")
-    if spec.schedule == "karras":
-        return karras_sigmas(schedule.sigma_min, schedule.sigma_max, steps)
-    return uniform_sigmas(schedule, steps)
-
-
-def run_sampler(spec: SamplerSpec, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,
-                step: StepCallback, *, next_noise: NoiseFn | None = None,
-                brownian: BrownianNoise | None = None) -> torch.Tensor:
-    """Run a k-diffusion sampler from the initial noise (scaled by σ_max as A1111 does)."""
+    ``model`` gives DPM fast/adaptive their range (the model's sigma_min/max, as A1111 passes) and
+    ``steps`` DPM fast its evaluation count;
+    ``next_noise`` draws the per-step noise of ancestral samplers; ``brownian`` serves the SDE ones.
+    """
+    spec = choice.sampler
     x = noise * sigmas[0]
-    function = _ALGORITHMS[spec.algorithm]
-    if spec.algorithm == "dpmpp_sde":
-        return sample_dpmpp_sde(denoise, x, sigmas, step, brownian=brownian)
-    return function(denoise, x, sigmas, step, next_noise)
+
+    def callback(info: dict[str, Any]) -> None:
+        step(int(info["i"]))
+
+    kwargs: dict[str, Any] = {}
+    if spec.takes("eta"):
+        kwargs["eta"] = spec.default_eta if eta is None else eta
+    if spec.takes("s_noise") and s_noise is not None:
+        kwargs["s_noise"] = s_noise
+
+    def draw(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+        if next_noise is None:
+            raise UsageError(f"{spec.label} needs per-step noise")
+        return next_noise().to(x)
+
+    if spec.function == "restart":
+        from sdhub.generate.extra_samplers import restart_sampler
+
+        return restart_sampler(denoise, x, sigmas, callback, lambda: draw(sigmas[0], sigmas[0]),
+                               s_noise=1.0 if s_noise is None else s_noise)
+    if spec.function == "lcm":
+        from sdhub.generate.extra_samplers import sample_lcm
+
+        return sample_lcm(denoise, x, sigmas, callback, draw)
+    if spec.timesteps:
+        raise UsageError(f"{spec.label} runs on timesteps; use sdhub.generate.timestep_samplers")
+
+    function = getattr(kdiffusion_sampling(), spec.function)
+    parameters = _signature(spec.function)
+    if "noise_sampler" in parameters:
+        kwargs["noise_sampler"] = brownian if spec.brownian_noise else draw
+    if spec.solver_type:
+        kwargs["solver_type"] = spec.solver_type
+    if "sigma_min" in parameters:
+        if model is None:
+            raise UsageError(f"{spec.label} needs the model's schedule")
+        kwargs["sigma_min"], kwargs["sigma_max"] = model.sigma_min, model.sigma_max
+        if "n" in parameters:
+            kwargs["n"] = steps or len(sigmas) - 1
+    else:
+        kwargs["sigmas"] = sigmas
+    return function(lambda x_in, sigma: denoise(x_in, sigma), x, callback=callback, disable=True, **kwargs)
+
+
+#: Samplers whose pre-1.9 default was already their 1.10 "Automatic" (Restart had Karras from the start).
+_AUTOMATIC_SINCE_SPLIT = ("Restart",)
+
+
+def choice_from_infotext(sampler: str, schedule_type: str | None, version: str | None) -> SamplerChoice:
+    """The sampler and schedule an infotext's ``Sampler``/``Schedule type``/``Version`` describe.
+
+    A1111 1.9 split ``DPM++ 2M Karras`` into sampler and schedule and gave DPM++ 2M, DPM++ SDE,
+    DPM2 and others a Karras or exponential "Automatic". An infotext without ``Schedule type``
+    from before 1.9 (or without ``Version``) was drawn on the uniform schedule unless its name says
+    otherwise, so it reruns with ``Uniform`` (A1111 1.10 would use the new default and draw another
+    image). Unknown names raise ``BadInputError`` with one line.
+    """
+    from sdhub.errors import BadInputError
+    from sdhub.generate.infotext import parse_version
+
+    try:
+        choice = resolve_sampler(sampler, schedule_type or "Automatic")
+    except UsageError as error:
+        raise BadInputError(f"cannot rerun this infotext: {error.message}") from None
+    parsed = parse_version(version)
+    from packaging.version import Version
+
+    predates_split = parsed is None or parsed < Version("1.9.0")
+    if (schedule_type is None and predates_split and choice.schedule_type == "Automatic"
+            and choice.sampler.scheduler and choice.label not in _AUTOMATIC_SINCE_SPLIT):
+        return SamplerChoice(choice.sampler, "Uniform")
+    return choice

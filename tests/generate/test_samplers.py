@@ -10,11 +10,11 @@ from sdhub.errors import UsageError
 from sdhub.generate.samplers import (
     SAMPLERS,
     ModelSchedule,
-    ddim_timesteps,
     resolve_sampler,
     scaled_linear_alphas_cumprod,
     sigmas_for,
 )
+from sdhub.generate.timestep_samplers import ddim_timesteps
 
 
 def reference_alphas_cumprod() -> np.ndarray:
@@ -55,7 +55,7 @@ def test_model_sigmas_span_sd_range(schedule):
 
 @pytest.mark.parametrize("steps", [1, 4, 20, 28, 50])
 def test_euler_schedule_is_k_diffusions_discrete_uniform_schedule(schedule, steps):
-    sigmas = sigmas_for(SAMPLERS["Euler"], schedule, steps)
+    sigmas = sigmas_for(resolve_sampler("Euler"), schedule, steps)
     expected = reference_uniform(reference_model_sigmas(reference_alphas_cumprod()), steps)
     assert sigmas.shape == (steps + 1,) and sigmas[-1] == 0
     np.testing.assert_allclose(sigmas.numpy(), expected, rtol=2e-6)
@@ -63,7 +63,7 @@ def test_euler_schedule_is_k_diffusions_discrete_uniform_schedule(schedule, step
 
 @pytest.mark.parametrize("steps", [4, 20, 30])
 def test_karras_schedules_use_rho_7_between_the_model_sigmas(schedule, steps):
-    sigmas = sigmas_for(SAMPLERS["DPM++ 2M Karras"], schedule, steps)
+    sigmas = sigmas_for(resolve_sampler("DPM++ 2M Karras"), schedule, steps)
     expected = reference_karras(schedule.sigma_min, schedule.sigma_max, steps)
     np.testing.assert_allclose(sigmas.numpy(), expected, rtol=2e-6)
     assert sigmas[0] == pytest.approx(14.6146, abs=1e-4)
@@ -76,7 +76,7 @@ def test_karras_schedule_agrees_with_diffusers(schedule):
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        use_karras_sigmas=True, timestep_spacing="linspace")
     scheduler.set_timesteps(20)
-    ours = sigmas_for(SAMPLERS["DPM++ SDE Karras"], schedule, 20)
+    ours = sigmas_for(resolve_sampler("DPM++ SDE"), schedule, 20)
     np.testing.assert_allclose(ours.numpy(), scheduler.sigmas.numpy(), rtol=1e-5)
 
 
@@ -86,10 +86,10 @@ def test_downcast_alphas_reproduce_the_fp16_era_schedule():
     expected_model_sigmas = ((1 - half) / half) ** 0.5  # computed in half precision, as pre-1.7 A1111 did
     assert downcast.sigmas.dtype == torch.float16
     assert torch.equal(downcast.sigmas, expected_model_sigmas)
-    sigmas = sigmas_for(SAMPLERS["Euler"], downcast, 28)
+    sigmas = sigmas_for(resolve_sampler("Euler"), downcast, 28)
     expected = reference_uniform(expected_model_sigmas.float().numpy(), 28, log_dtype=np.float16)
     np.testing.assert_allclose(sigmas.numpy(), expected, rtol=2e-6)
-    full = sigmas_for(SAMPLERS["Euler"], ModelSchedule(scaled_linear_alphas_cumprod()), 28)
+    full = sigmas_for(resolve_sampler("Euler"), ModelSchedule(scaled_linear_alphas_cumprod()), 28)
     assert not torch.equal(sigmas, full)  # slightly different numbers: why old seeds need the option
     np.testing.assert_allclose(sigmas[:-3].numpy(), full[:-3].numpy(), rtol=5e-3)
     # near t = 0, alphas_cumprod ~ 0.999 loses most of its digits in half precision: σ_min 0.0313, not 0.0292
@@ -105,20 +105,25 @@ def test_ddim_uses_a1111s_uniform_timesteps():
     assert ddim_timesteps(20).tolist() == list(range(1, 1000, 50))
     # 1000 // 3 = 333 gives four timesteps, the last clipped to 999; A1111 evaluates all but the first
     assert ddim_timesteps(3).tolist() == [1, 334, 667, 999]
-    assert SAMPLERS["DDIM"].model_evaluations(3) == 3 and SAMPLERS["DDIM"].model_evaluations(20) == 19
+    ddim = resolve_sampler("DDIM")
+    assert ddim.model_evaluations(3) == 3 and ddim.model_evaluations(20) == 19
 
 
-@pytest.mark.parametrize("name,label,schedule_type", [
-    ("euler a", "Euler a", None), ("k_dpmpp_2m_ka", "DPM++ 2M Karras", None),
-    ("DPM++ 2M", "DPM++ 2M Karras", "Karras"), ("DPM++ SDE Karras", "DPM++ SDE Karras", None),
-    ("ddim", "DDIM", None), ("Euler", "Euler", "Automatic"),
+@pytest.mark.parametrize("name,schedule_type,label,chosen", [
+    ("euler a", None, "Euler a", "Automatic"), ("k_dpmpp_2m_ka", None, "DPM++ 2M", "Karras"),
+    ("DPM++ 2M", "Karras", "DPM++ 2M", "Karras"), ("DPM++ SDE Karras", None, "DPM++ SDE", "Karras"),
+    ("ddim", None, "DDIM", "Automatic"), ("Euler", "Automatic", "Euler", "Automatic"),
+    ("Euler a Karras", None, "Euler a", "Karras"), ("DPM++ 2M SDE Heun Exponential", None, "DPM++ 2M SDE Heun", "Exponential"),
+    ("LMS", "sgm_uniform", "LMS", "SGM Uniform"), ("DPM++ 2M Karras", "Exponential", "DPM++ 2M", "Karras"),
 ])
-def test_a1111_sampler_names_resolve(name, label, schedule_type):
-    assert resolve_sampler(name, schedule_type).label == label
+def test_a1111_sampler_names_resolve(name, schedule_type, label, chosen):
+    choice = resolve_sampler(name, schedule_type)
+    assert (choice.label, choice.schedule_type) == (label, chosen)
 
 
-def test_only_ancestral_samplers_use_ensd():
-    assert [label for label, spec in SAMPLERS.items() if spec.uses_ensd] == ["Euler a"]
+def test_ensd_is_named_for_a1111_1_10s_ancestral_samplers():
+    assert [label for label, spec in SAMPLERS.items() if spec.uses_ensd] == [
+        "DPM++ 2S a", "Euler a", "DPM2 a", "DPM fast", "DPM adaptive"]
 
 
 def test_unknown_sampler_lists_the_known_ones():
@@ -132,11 +137,12 @@ def test_euler_loop_agrees_with_diffusers_euler_on_the_same_sigmas(schedule):
     from sdhub.generate.samplers import run_sampler
 
     def denoise(x, sigma):  # the exact denoiser for data drawn from N(0, 1)
-        return x / (1 + sigma ** 2)
+        return x / (1 + sigma.reshape(-1, 1, 1, 1) ** 2)
 
-    sigmas = sigmas_for(SAMPLERS["Euler"], schedule, 12)
+    euler = resolve_sampler("Euler")
+    sigmas = sigmas_for(euler, schedule, 12)
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    ours = run_sampler(SAMPLERS["Euler"], denoise, noise, sigmas, lambda step: None)
+    ours = run_sampler(euler, denoise, noise, sigmas, lambda step: None)
 
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                        timestep_spacing="linspace")
