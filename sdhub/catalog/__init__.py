@@ -43,7 +43,7 @@ from sdhub.catalog.moving import MoveReport, move_asset
 from sdhub.catalog.remote import SOURCES, remote_fields
 from sdhub.catalog.scanner import Scanner
 from sdhub.catalog.schema import migrate
-from sdhub.catalog.sidecars import sd_version, write_sidecars
+from sdhub.catalog.sidecars import plan_sidecars, sd_version
 from sdhub.catalog.walker import FoundFile, sidecar_stamps
 from sdhub.config import Home, as_home, recorded_layout, write_home_settings
 from sdhub.errors import NotFoundError, SdhubError, UsageError, VerificationError
@@ -61,11 +61,14 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass
 class SidecarExportReport:
-    """Which sidecar files ``export_sidecars`` wrote (files already up to date are not rewritten)."""
+    """Which sidecar files ``export_sidecars`` wrote (files already up to date are not rewritten); with
+    ``dry_run`` nothing is written and ``changes`` holds each file's diff."""
 
     written: list[str] = field(default_factory=list)
     models: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
+    dry_run: bool = False
+    changes: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -434,51 +437,101 @@ class Catalog:
 
     # -- sidecars -------------------------------------------------------------------------------
 
-    def export_sidecars(self, progress: Progress = NULL_PROGRESS) -> SidecarExportReport:
-        """Write ``.civitai.info``, ``.json`` and preview sidecars next to every present model file."""
-        report = SidecarExportReport()
+    def export_sidecars(self, progress: Progress = NULL_PROGRESS, *, dry_run: bool = False) -> SidecarExportReport:
+        """Write A1111 ``.json``, Civitai Helper ``.civitai.info``, StabilityMatrix ``.cm-info.json`` and preview
+        sidecars next to every present model file. Values a file holds are kept (only empty keys are
+        filled); a file that would not change is not written; ``dry_run`` writes nothing and reports diffs."""
+        report = SidecarExportReport(dry_run=dry_run)
         # Sidecars are a convention for model files; a diffusers folder has none.
         assets = [a for a in self.list_assets() if a.present_files and not a.is_folder]
         task = progress.task("Writing sidecars", total=len(assets), unit="models")
         for asset in assets:
-            civitai = self._civitai_json(asset.id)
+            civitai, fetched_at = self._civitai_record(asset.id)
             user = _user_metadata(asset)
             preview = self._local_preview(asset)
             for record in asset.present_files:
                 report.models += 1
                 try:
-                    report.written += write_sidecars(record.path, civitai=civitai, user=user, preview=preview)
+                    changes = plan_sidecars(record.path, civitai=civitai, user=user, preview=preview,
+                                            stability_matrix=self._stability_matrix(asset, civitai, fetched_at),
+                                            fetched_at=fetched_at)
+                    for change in changes:
+                        if dry_run:
+                            report.changes.append({"path": str(change.path), "diff": change.diff})
+                        else:
+                            change.apply()
+                            report.written.append(str(change.path))
                 except OSError as error:
                     report.errors.append({"path": record.path, "error": error.strerror or str(error)})
             task.advance(1)
         task.finish()
         return report
 
-    def _civitai_json(self, asset_id: int) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT json FROM remote WHERE asset_id = ? AND source = 'civitai'",
+    def _civitai_record(self, asset_id: int) -> tuple[dict[str, Any] | None, str | None]:
+        """The asset's Civitai record and when it was fetched (None, None without one)."""
+        row = self.db.execute("SELECT json, fetched_at FROM remote WHERE asset_id = ? AND source = 'civitai'",
                               [asset_id]).fetchone()
         if row is None:
-            return None
+            return None, None
         value = json.loads(row[0])
-        return value if isinstance(value, dict) and value else None
+        return (value, row[1]) if isinstance(value, dict) and value else (None, None)
+
+    def _stability_matrix(self, asset: Asset, civitai: dict[str, Any] | None,
+                          fetched_at: str | None) -> dict[str, Any] | None:
+        """StabilityMatrix's ``ConnectedModelInfo`` fields for an asset Civitai knows (None otherwise)."""
+        from sdhub.catalog.remote import civitai_fields
+
+        if not civitai:
+            return None
+        try:
+            fields = civitai_fields(civitai, asset.sha256)
+        except SdhubError:
+            return None
+        if fields.model_id is None or not fields.model_id.isdigit():
+            return None
+        model = civitai.get("model") if isinstance(civitai.get("model"), dict) else {}
+        files = [f for f in civitai.get("files") or [] if isinstance(f, dict)]
+        file = next((f for f in files if str((f.get("hashes") or {}).get("SHA256", "")).lower() == asset.sha256),
+                    files[0] if len(files) == 1 else {})
+        hashes = dict(self.db.execute("SELECT scheme, value FROM hashes WHERE asset_id = ?", [asset.id]).fetchall())
+        version_id = civitai.get("id")
+        return {
+            "ModelId": int(fields.model_id), "ModelName": fields.name, "ModelDescription": model.get("description") or "",
+            "Nsfw": bool(model.get("nsfw")), "Tags": [t for t in model.get("tags") or [] if isinstance(t, str)],
+            "ModelType": model.get("type"), "VersionId": version_id if isinstance(version_id, int) else None,
+            "VersionName": civitai.get("name"), "VersionDescription": civitai.get("description"),
+            "BaseModel": civitai.get("baseModel"), "FileMetadata": file.get("metadata"), "ImportedAt": fetched_at,
+            # StabilityMatrix's CivitFileHashes: Civitai's upper-case hex.
+            "Hashes": {"SHA256": asset.sha256.upper(), "CRC32": (hashes.get("crc32") or "").upper() or None,
+                       "BLAKE3": (hashes.get("blake3") or "").upper() or None},
+            "TrainedWords": asset.trigger_words, "Stats": model.get("stats") or civitai.get("stats"),
+            "Source": 0,  # ConnectedModelSource.Civitai, written as its number (the enum has no converter)
+        }
 
     def _local_preview(self, asset: Asset) -> str | None:
-        for (path,) in self.db.execute("SELECT path FROM previews WHERE asset_id = ? AND path IS NOT NULL "
-                                       "ORDER BY id", [asset.id]).fetchall():
-            if os.path.isfile(path):
+        """A preview file of the asset that the user's NSFW setting lets through (one of unknown level is the
+        user's own file beside the model, or one saved before levels were recorded)."""
+        from sdhub.config import preview_nsfw_max
+
+        highest = preview_nsfw_max()
+        for path, level in self.db.execute("SELECT path, nsfw_level FROM previews WHERE asset_id = ? AND path IS NOT NULL "
+                                           "ORDER BY id", [asset.id]).fetchall():
+            if (level is None or level <= highest) and os.path.isfile(path):
                 return path
         return None
 
 
 def _user_metadata(asset: Asset) -> dict[str, Any]:
-    """A1111 ``<base>.json`` keys for an asset, or {} when the catalog knows nothing worth writing."""
-    if not (asset.description or asset.trigger_words or asset.preferred_weight or asset.notes):
+    """A1111 ``<base>.json`` keys for an asset, or {} when the catalog knows nothing worth writing. The
+    ``sd version`` is the user's when they set one, else derived from the base model."""
+    if not (asset.description or asset.trigger_words or asset.preferred_weight or asset.notes or asset.negative_text):
         return {}
     return {
         "description": asset.description or "",
-        "sd version": sd_version(asset.base_model, asset.architecture),
+        "sd version": asset.sd_version or sd_version(asset.base_model, asset.architecture),
         "activation text": ", ".join(asset.trigger_words),
         "preferred weight": asset.preferred_weight or 0,
+        "negative text": asset.negative_text or "",
         "notes": asset.notes or "",
     }
 

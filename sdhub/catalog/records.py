@@ -95,6 +95,12 @@ class Asset:
     base_label: str | None = None
     #: Where ``base_label`` came from: "civitai", "metadata" (the file's own), "detection".
     base_label_from: str | None = None
+    #: A1111's ``negative text``: what to add to the negative prompt with this model.
+    negative_text: str | None = None
+    #: A1111's ``sd version`` as the user set it (SD1, SD2, SDXL); None when only derived.
+    sd_version: str | None = None
+    #: The fields the user set (in a peer's sidecar): nothing sdhub derives replaces them.
+    user_fields: list[str] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any], files: list[FileRecord] | None = None) -> "Asset":
@@ -109,6 +115,8 @@ class Asset:
             added_at=row["added_at"], updated_at=row["updated_at"], files=list(files or []),
             defect=row.get("defect"), base_model_from=row.get("base_model_from"),
             base_label=row.get("base_label"), base_label_from=row.get("base_label_from"),
+            negative_text=row.get("negative_text"), sd_version=row.get("sd_version"),
+            user_fields=json_list(row.get("user_fields")),
         )
 
     @property

@@ -194,6 +194,16 @@ def _index_for_search(db: sqlite_utils.Database, columns: tuple[str, ...]) -> No
     db.execute("INSERT INTO \"assets_fts\" (\"assets_fts\") VALUES ('rebuild')")
 
 
+def _user_fields(db: sqlite_utils.Database) -> None:
+    """A1111's ``negative text`` and ``sd version`` get columns, and ``user_fields`` lists the fields the
+    user set (in a peer's sidecar or in sdhub), which nothing sdhub derives may replace."""
+    columns = db["assets"].columns_dict
+    for column, definition in (("negative_text", "TEXT"), ("sd_version", "TEXT"),
+                               ("user_fields", "TEXT NOT NULL DEFAULT '[]'")):
+        if column not in columns:
+            db.execute(f"ALTER TABLE assets ADD COLUMN {column} {definition}")
+
+
 #: Applied in order; the database's schema_version is the number applied so far. Append only.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _initial_tables,
@@ -201,6 +211,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _defects,
     _own_names_for_derived_files,
     _base_family_and_label,
+    _user_fields,
 ]
 
 

@@ -17,7 +17,7 @@ from sdhub.catalog.analysis import FOLDER_FORMAT, FileAnalysis, FileIdentity, Fo
 from sdhub.catalog.kind_choice import settle_kind
 from sdhub.catalog.records import json_dict, json_list
 from sdhub.catalog.remote import RemoteFields
-from sdhub.catalog.sidecars import SidecarData, user_metadata_fields
+from sdhub.catalog.sidecars import SidecarData
 from sdhub.models.base_labels import label_family, metadata_label
 from sdhub.models.kinds import OTHER, family_of
 
@@ -336,27 +336,62 @@ def drop_vanished_previews(db: sqlite_utils.Database, asset_id: int) -> None:
 
 
 def apply_sidecars(db: sqlite_utils.Database, asset_id: int, sidecars: SidecarData, sha256: str) -> None:
-    """Take what the sidecars say: A1111's edited metadata wins, Civitai data fills what is empty."""
+    """Take what the sidecars say: what the user set in them wins (and is marked as theirs), Civitai data
+    and what peers took from it fill what is empty."""
     from sdhub.catalog.remote import civitai_fields, civitai_lists_other_files
 
-    if sidecars.civitai:
+    record = sidecars.civitai
+    if record is None and sidecars.peer_civitai and db.execute(
+            "SELECT 1 FROM remote WHERE asset_id = ? AND source = 'civitai'", [asset_id]).fetchone() is None:
+        record = sidecars.peer_civitai  # StabilityMatrix's or LoRA Manager's copy, when nothing better is known
+    if record:
         try:
-            fields = civitai_fields(sidecars.civitai, sha256)
-            about_this_file = not civitai_lists_other_files(sidecars.civitai, sha256)
+            fields = civitai_fields(record, sha256)
+            about_this_file = not civitai_lists_other_files(record, sha256)
         except Exception:  # a sidecar of a shape we do not know is not worth failing a scan for
             fields = None
         if fields is not None:
-            put_remote(db, asset_id, fields, sidecars.civitai, names_this_file=about_this_file)
+            put_remote(db, asset_id, fields, record, names_this_file=about_this_file)
             propagate_to_derived(db, sha256)
-    if sidecars.user:
-        update_asset(db, asset_id, user_metadata_fields(sidecars.user))
+    _apply_user_fields(db, asset_id, sidecars)
     if sidecars.preview:
-        add_preview(db, asset_id, path=sidecars.preview, source="sidecar")
+        add_preview(db, asset_id, path=sidecars.preview, source="sidecar", nsfw_level=sidecars.preview_nsfw_level)
     if sidecars.problems:
         row = asset_row(db, asset_id=asset_id)
         assert row is not None
         problems = json_list(row["problems"])
         update_asset(db, asset_id, {"problems": problems + [p for p in sidecars.problems if p not in problems]})
+
+
+def _apply_user_fields(db: sqlite_utils.Database, asset_id: int, sidecars: SidecarData) -> None:
+    """The user's values from the sidecars, recorded in ``user_fields``; a user field emptied in its sidecar
+    is emptied here; derived values fill only empty fields that are not the user's."""
+    row = asset_row(db, asset_id=asset_id)
+    assert row is not None
+    mine = json_list(row.get("user_fields"))
+    update: dict[str, Any] = {}
+    for column, value in sidecars.user.items():
+        if column == "name":
+            update.update(_name_update(row, value, "user"))
+        else:
+            update[column] = value
+        mine = mine if column in mine else [*mine, column]
+    for column in sidecars.cleared:
+        if column in mine and column != "name":
+            update[column] = [] if column == "trigger_words" else None
+            mine = [c for c in mine if c != column]
+    for column, value in sidecars.derived.items():
+        if column in mine or column in update:
+            continue
+        if column == "tags":
+            tags = json_list(row["tags"])
+            if [t for t in value if t not in tags]:
+                update["tags"] = tags + [t for t in value if t not in tags]
+        elif not (json_list(row[column]) if column == "trigger_words" else row[column]):
+            update[column] = value
+    if mine != json_list(row.get("user_fields")):
+        update["user_fields"] = mine
+    update_asset(db, asset_id, update)
 
 
 def link_lineage(db: sqlite_utils.Database, child_sha256: str, parent_sha256: str,

@@ -17,9 +17,13 @@ from typing import Iterable
 from sdhub.catalog.analysis import PIPELINE_INDEX, FileIdentity, folder_listing, is_model_file_name, model_stem
 from sdhub.progress import NULL_PROGRESS, Progress
 
-#: Sidecar files other tools keep next to a model, in the order they are preferred.
-SIDECAR_SUFFIXES = (".civitai.info", ".json", ".preview.png", ".png", ".preview.jpg", ".preview.jpeg",
-                    ".preview.webp")
+#: Preview pictures A1111, Civitai Helper, StabilityMatrix and LoRA Manager look for, in the order preferred.
+PREVIEW_SUFFIXES = (".preview.png", ".png", ".preview.jpg", ".preview.jpeg", ".preview.webp", ".preview.gif",
+                    ".jpg", ".jpeg", ".webp", ".gif")
+#: Sidecar files other tools keep next to a model: Civitai Helper's, A1111's metadata and description
+#: files, StabilityMatrix's and LoRA Manager's records, then the previews.
+SIDECAR_SUFFIXES = (".civitai.info", ".json", ".cm-info.json", ".metadata.json", ".txt", ".description.txt",
+                    *PREVIEW_SUFFIXES)
 
 
 @dataclass

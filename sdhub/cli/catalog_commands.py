@@ -384,15 +384,31 @@ def roots_command(
 
 
 @app.command("export-sidecars")
-def export_sidecars_command(json_output: bool = JSON_OPTION) -> None:
-    """Write Civitai-Helper/A1111 sidecars (.civitai.info, .json, preview) next to each model.
+def export_sidecars_command(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Write nothing; print what each file would become as a diff."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Write A1111 .json, Civitai Helper .civitai.info, StabilityMatrix .cm-info.json and preview sidecars.
 
-    Example: sdhub export-sidecars
+    Values a sidecar already holds are kept (empty keys are filled); unchanged files are not rewritten.
+
+    Example: sdhub export-sidecars --dry-run
     """
+    import sys
+
+    from sdhub.text import printable
+
     with _catalog() as catalog, RichProgress() as progress:
-        report = catalog.export_sidecars(progress)
+        report = catalog.export_sidecars(progress, dry_run=dry_run)
     if json_output:
         print_json(report)
+        return
+    if dry_run:
+        for change in report.changes:
+            # The diff is data: to stdout, each line with the control characters of the files escaped.
+            sys.stdout.write("".join(printable(line) + "\n" for line in change["diff"].splitlines()))
+        sys.stdout.flush()
+        info(f"{len(report.changes)} sidecars would change; nothing written (--dry-run)")
         return
     for path in report.written:
         info(f"wrote {path}")
