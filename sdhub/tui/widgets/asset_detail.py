@@ -132,11 +132,15 @@ def details_text(details: AssetDetails) -> Text:
     return text
 
 
-def preview_path(details: AssetDetails, catalog_dir: Path) -> Path | None:
-    """The first preview image that exists on disk (relative paths are under the catalog folder)."""
+def preview_path(details: AssetDetails, catalog_dir: Path, highest_nsfw: int | None = None) -> Path | None:
+    """The first preview image that exists on disk (relative paths are under the catalog folder); one
+    rated above ``highest_nsfw`` (the user's preview_nsfw setting by default) is hidden."""
+    if highest_nsfw is None:
+        highest_nsfw = _highest_nsfw()
     for preview in details.previews:
         raw = preview.get("path")
-        if not raw:
+        level = preview.get("nsfw_level")
+        if not raw or (isinstance(level, int) and level > highest_nsfw):
             continue
         path = Path(raw)
         if not path.is_absolute():
@@ -144,6 +148,17 @@ def preview_path(details: AssetDetails, catalog_dir: Path) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def _highest_nsfw() -> int:
+    """The user's preview_nsfw setting; safe for work when the settings file cannot be read."""
+    from sdhub.config import DEFAULT_PREVIEW_NSFW, NSFW_LEVELS, preview_nsfw_max
+    from sdhub.errors import SdhubError
+
+    try:
+        return preview_nsfw_max()
+    except SdhubError:
+        return NSFW_LEVELS[DEFAULT_PREVIEW_NSFW]
 
 
 class AssetDetail(VerticalScroll):
