@@ -35,7 +35,9 @@ def site(civitai: CivitaiServer, fixture_json, models: dict[str, Path]) -> Civit
     return civitai
 
 
-def test_get_a_civitai_page_url(site: CivitaiServer, tmp_home: Home, run_cli, models) -> None:
+def test_get_a_civitai_page_url(site: CivitaiServer, tmp_home: Home, run_cli, models,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDHUB_PREVIEW_NSFW", "X")  # the 2023 answer's only image is marked nsfw: true
     result = run_cli("--home", tmp_home.root, "get", "https://civitai.com/models/1102/synthwavepunk", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)["results"][0]
@@ -75,7 +77,9 @@ def test_the_same_file_is_not_downloaded_twice(site: CivitaiServer, tmp_home: Ho
     assert "already in the library" in again.stderr
 
 
-def test_a_pickle_is_converted_and_dropped(site: CivitaiServer, tmp_home: Home, run_cli) -> None:
+def test_a_pickle_is_converted_and_dropped(site: CivitaiServer, tmp_home: Home, run_cli,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDHUB_PREVIEW_NSFW", "X")  # the 2023 answer's only image is marked nsfw: true
     result = run_cli("--home", tmp_home.root, "get", "civitai:1102@1292", "--format", "ckpt", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)["results"][0]
