@@ -17,20 +17,23 @@ from sdhub.errors import HomeError, MissingDependencyError, UsageError
 
 
 def _tokenizer() -> tuple[Any, str]:
-    """CLIP's tokenizer from the local Hugging Face cache, else the shipped byte-level stand-in."""
+    """CLIP's tokenizer (Hugging Face cache or open_clip's vocabulary), else the shipped byte-level stand-in."""
     from transformers import CLIPTokenizer
 
+    from sdhub.generate.clip_vocabulary import packaged_tokenizer_dir, vocabulary_source
     from sdhub.generate.model_configs import resolve_tokenizer_dir
 
     try:
         folder = resolve_tokenizer_dir("tokenizer")
-        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=77), "CLIP (openai/clip-vit-large-patch14)"
+        source = vocabulary_source() if folder == packaged_tokenizer_dir() else "the Hugging Face cache"
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=77)
+        return tokenizer, f"CLIP (openai/clip-vit-large-patch14, {source})"
     except MissingDependencyError:
         from sdhub.generate.byte_tokenizer import write_tokenizer_files
 
         with tempfile.TemporaryDirectory(prefix="sdhub-tokenizer-") as folder:
             tokenizer = CLIPTokenizer.from_pretrained(str(write_tokenizer_files(Path(folder))), local_files_only=True)
-        return tokenizer, "byte-level stand-in (CLIP's tokenizer is not cached: run `sdhub doctor --fetch-tokenizers`)"
+        return tokenizer, "byte-level stand-in (CLIP's tokenizer is not at hand: `pip install --no-deps open_clip_torch`)"
 
 
 def _home_folders() -> tuple[Path | None, Path | None]:

@@ -1,8 +1,8 @@
 """``sdhub doctor``: can this machine and home generate images, and if not, the one-line fix.
 
 Checks torch and the device (CUDA, Apple MPS, CPU; VRAM; fp16/bf16 support), the versions of the
-libraries generation uses, the shipped configs and the CLIP tokenizers in the local Hugging Face
-cache, and the home (catalog, folders, free disk). ``fetch_tokenizers`` downloads the tokenizer
+libraries generation uses, the shipped configs and the CLIP tokenizers (the local Hugging Face
+cache, or open_clip's vocabulary), and the home (catalog, folders, free disk). ``fetch_tokenizers`` downloads the tokenizer
 files with ``huggingface_hub`` so later generation works offline.
 """
 
@@ -149,16 +149,22 @@ def check_configs() -> list[Check]:
 
 
 def check_tokenizers() -> list[Check]:
-    """The CLIP tokenizers are in the local Hugging Face cache (generation never downloads them)."""
+    """The CLIP tokenizers are at hand offline: in the Hugging Face cache or built from open_clip's vocabulary."""
+    from sdhub.generate.clip_vocabulary import packaged_tokenizer_dir, vocabulary_source
+
     checks = []
     for name, repos in model_configs.TOKENIZER_REPOS.items():
         label = "CLIP tokenizer" if name == "tokenizer" else "OpenCLIP bigG tokenizer (SDXL)"
         try:
             folder = model_configs.resolve_tokenizer_dir(name)
-            checks.append(Check(label, "ok", f"in the Hugging Face cache: {folder}"))
         except MissingDependencyError:
             checks.append(Check(label, "fail", f"{repos[0]} is not in the Hugging Face cache "
-                                f"{model_configs.hub_cache_dir()}", "sdhub doctor --fetch-tokenizers (needs network once)"))
+                                f"{model_configs.hub_cache_dir()} and {model_configs.VOCABULARY_PACKAGE} is not "
+                                "installed", f"{model_configs.INSTALL_HINT.strip('`')}, or sdhub doctor "
+                                "--fetch-tokenizers (needs network once)"))
+            continue
+        where = vocabulary_source() if folder == packaged_tokenizer_dir() else f"in the Hugging Face cache: {folder}"
+        checks.append(Check(label, "ok", where))
     return checks
 
 

@@ -2,8 +2,8 @@
 
 Real architectures use the configs shipped in ``sdhub/generate/configs``; the tiny models of
 ``sdhub.testing`` and the demo (recognised by their widths) use the tiny configs shipped beside them
-and the byte-level tokenizer. The CLIP tokenizer comes from the local Hugging Face cache; when it is
-missing the error names the files and the command that fetches them.
+and the byte-level tokenizer. The CLIP tokenizer comes from the local Hugging Face cache or, offline,
+from the vocabulary ``open_clip`` ships; when neither is there the error says how to get either.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from sdhub.errors import BadInputError, MissingDependencyError
 from sdhub.generate.byte_tokenizer import write_tokenizer_files
+from sdhub.generate.clip_vocabulary import VOCABULARY_PACKAGE, packaged_tokenizer_dir
 from sdhub.sources.huggingface import hub_cache_dir
 
 #: Architectures with shipped configs (helper C's detection names).
@@ -39,6 +40,7 @@ TOKENIZER_REPOS = {
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 _REQUIRED_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 FETCH_HINT = "run `sdhub doctor --fetch-tokenizers` once while online"
+INSTALL_HINT = f"`pip install --no-deps {VOCABULARY_PACKAGE}`"
 
 
 @dataclass
@@ -127,17 +129,25 @@ def cached_tokenizer_dir(repo_id: str, cache_dir: Path | None = None) -> Path | 
     return folder
 
 
-def resolve_tokenizer_dir(name: str, cache_dir: Path | None = None) -> Path:
-    """Where the tokenizer for ``name`` ('tokenizer' or 'tokenizer_2') is, or a fix-it error."""
+def resolve_tokenizer_dir(name: str, cache_dir: Path | None = None, *, packaged: bool = True) -> Path:
+    """Where the tokenizer for ``name`` ('tokenizer' or 'tokenizer_2') is, or a fix-it error.
+
+    The Hugging Face cache first (what the user put there), then, with ``packaged``, the same
+    files built from the vocabulary ``open_clip`` ships (see ``clip_vocabulary``).
+    """
     repos = TOKENIZER_REPOS[name]
     for repo in repos:
         folder = cached_tokenizer_dir(repo, cache_dir)
         if folder is not None:
             return folder
+    built = packaged_tokenizer_dir() if packaged else None
+    if built is not None:
+        return built
     cache = cache_dir or hub_cache_dir()
     raise MissingDependencyError(
         f"the CLIP tokenizer ({repos[0]}: {', '.join(_REQUIRED_TOKENIZER_FILES)}) is not in the Hugging Face "
-        f"cache {cache}; {FETCH_HINT} (or `hf download {repos[0]} {' '.join(TOKENIZER_FILES)}`)"
+        f"cache {cache}, and {VOCABULARY_PACKAGE}, which ships its vocabulary, is not installed; "
+        f"{INSTALL_HINT}, or {FETCH_HINT} (or `hf download {repos[0]} {' '.join(TOKENIZER_FILES)}`)"
     )
 
 

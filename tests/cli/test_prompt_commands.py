@@ -44,10 +44,11 @@ def test_prompt_finds_embeddings_and_loras_in_the_home(run_cli, tmp_home):
 
 
 def test_prompt_table_shows_chunks_and_prints_brackets_literally(run_cli, tmp_home):
-    result = run_cli("--home", tmp_home.root, "prompt", "a [cat:dog:0.5] " + "word, " * 30, "--steps", "4")
+    result = run_cli("--home", tmp_home.root, "prompt", "a [cat:dog:0.5] " + "word, " * 40, "--steps", "4")
     assert result.exit_code == 0, result.stderr
     assert "cat:dog:0.5" in result.stdout
-    assert "chunk 2" in result.stdout  # 30 words and commas do not fit one 75-token chunk
+    assert "chunk 2" in result.stdout  # 40 words and commas (80 tokens) do not fit one 75-token chunk
+    assert "CLIP (openai/clip-vit-large-patch14, CLIP's BPE vocabulary from open_clip_torch" in result.stdout
 
 
 def test_prompt_with_a_bad_weight_is_a_one_line_error(run_cli, tmp_home):
@@ -97,4 +98,4 @@ def test_prompt_uses_the_cached_clip_tokenizer_when_present(run_cli, tmp_home, t
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     result = run_cli("--home", tmp_home.root, "prompt", "a cat", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["tokenizer"].startswith("CLIP (openai/clip-vit-large-patch14)")
+    assert json.loads(result.stdout)["tokenizer"] == "CLIP (openai/clip-vit-large-patch14, the Hugging Face cache)"

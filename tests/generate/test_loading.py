@@ -124,7 +124,7 @@ def test_the_shipped_tiny_configs_are_the_ones_the_factory_builds_models_with():
 
 def test_missing_tokenizer_says_what_to_download(tmp_path):
     with pytest.raises(MissingDependencyError) as error:
-        model_configs.resolve_tokenizer_dir("tokenizer", cache_dir=tmp_path / "empty-cache")
+        model_configs.resolve_tokenizer_dir("tokenizer", cache_dir=tmp_path / "empty-cache", packaged=False)
     message = str(error.value)
     assert "openai/clip-vit-large-patch14" in message and "vocab.json" in message
     assert "sdhub doctor --fetch-tokenizers" in message
