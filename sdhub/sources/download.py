@@ -8,6 +8,12 @@ announced, never becomes a model file. A lock per download lets several run at o
 
 Each connection reads into a few reused buffers; a buffer is written (whole blocks straight to the
 disk, see ``part_file``) and then hashed from memory by the hashing thread while the next one fills.
+
+A download starts with one connection. When the server takes byte ranges and that connection is
+slow, more join while each addition makes the download faster (``ramp``), up to ``connections``
+(default ``DEFAULT_MAX_CONNECTIONS``): a CDN that throttles each connection gets several. Pieces
+are handed out in file order so the hash keeps up; once none is left, a free connection takes the
+second half of the largest piece still being fetched, so no connection idles while one finishes.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import re
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,10 +38,13 @@ import requests
 from sdhub.errors import BadInputError, Interrupted, NetworkError, SdhubError, UsageError, VerificationError
 from sdhub.progress import NULL_PROGRESS, Progress, interrupted
 from sdhub.sources.filenames import SAFE_EXTENSIONS, content_disposition_filename, sanitize_filename, url_filename
-from sdhub.sources.http import BODY_READ_ERRORS, TRANSIENT_ERRORS, HttpClient, ResponseBody, generic_error, redact
+from sdhub.sources.http import (
+    BODY_READ_ERRORS, TRANSIENT_ERRORS, HttpClient, ResponseBody, generic_error, redact,
+)
 from sdhub.sources.part_file import DIRECT_ALIGNMENT, PartFile, new_buffer
 from sdhub.sources.placing import PART_PREFIX, exclusive_lock, place_file, sha256_file
 from sdhub.sources.prefix_hash import PrefixHasher
+from sdhub.sources import ramp
 
 #: Each connection receives into a few buffers of this size, reused once written and hashed.
 CHUNK_SIZE = 4 << 20
@@ -45,8 +54,15 @@ FLUSH_SECONDS = 0.25
 #: Parallel downloads fetch blocks of at least this size, one range request each.
 MIN_SEGMENT_BYTES = 16 << 20
 MAX_BLOCKS = 1024
-#: A connection this fast gets no company: more connections only help slower (throttled) ones.
-FAST_CONNECTION_BYTES_PER_SECOND = 200e6
+#: A piece still being fetched is split for a free connection only when each half is at least this big.
+MIN_SPLIT_BYTES = 256 << 10
+#: One read asks for at most this much: what a split must leave to the connection already reading.
+READ_CLAIM_BYTES = 1 << 20
+#: Without a ``connections`` limit, a download grows to at most this many (what a throttling CDN needs).
+DEFAULT_MAX_CONNECTIONS = 8
+#: How often the download checks whether to add a connection, and how often it reports progress.
+RAMP_TICK_SECONDS = 0.025
+PROGRESS_SECONDS = 0.2
 STATE_SAVE_SECONDS = 0.5
 REFUSED_CONTENT_TYPES = ("text/html", "application/json", "application/xhtml", "text/xml", "application/xml")
 _HTML_START = re.compile(rb"^\s*(<!doctype\s+html|<html|<head|<body|<\?xml)", re.IGNORECASE)
@@ -59,13 +75,17 @@ class _Dropped(Exception):
     """The connection ended before the bytes we were promised."""
 
 
-class _Buffers:
-    """One connection's receive buffers, each reused once written and hashed: receiving allocates nothing."""
+class _Receiver:
+    """One connection's receive side: buffers reused once written and hashed (receiving allocates
+    nothing), and the bytes received so far (counted per read, for the ramp's measurements)."""
 
     def __init__(self, count: int = BUFFERS_PER_CONNECTION, size: int = CHUNK_SIZE) -> None:
         self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         self._left_to_make = count
         self._size = size
+        #: Whether this connection has had an answer yet (the ramp waits for new ones to start).
+        self.answered = False
+        self.received = 0
 
     def take(self, stop_waiting: Callable[[], bool]) -> mmap.mmap | None:
         """A free buffer, or None once ``stop_waiting()`` says so while all are busy."""
@@ -90,6 +110,8 @@ class Segment:
     start: int
     end: int | None
     done: int = 0
+    #: How far its connection's current read may reach (a split never cuts below it); not saved.
+    reading_to: int = 0
 
     @property
     def position(self) -> int:
@@ -156,7 +178,7 @@ def default_describer(what: str) -> ErrorDescriber:
 
 class _Download:
     def __init__(self, client: HttpClient, url: str, folder: Path, *, expected_sha256: str | None,
-                 expected_size: int | None, fallback_name: str, connections: int,
+                 expected_size: int | None, fallback_name: str, connections: int | None,
                  quarantine_dir: Path | None, progress: Progress, describe: ErrorDescriber, what: str) -> None:
         self.client = client
         self.url = url
@@ -164,7 +186,7 @@ class _Download:
         self.expected_sha256 = expected_sha256.lower() if expected_sha256 else None
         self.expected_size = expected_size
         self.fallback_name = fallback_name
-        self.connections = max(1, connections)
+        self.max_connections = DEFAULT_MAX_CONNECTIONS if connections is None else max(1, connections)
         self.quarantine_dir = quarantine_dir
         self.progress = progress
         self.describe = describe
@@ -180,10 +202,12 @@ class _Download:
         self._file: PartFile | None = None
         self._hasher: PrefixHasher | None = None
         self._last_save = 0.0
-        self.workers = 1
-        self.workers_used = 0
-        self._first_block_done = threading.Event()
-        self._first_block_rate = 0.0
+        self.ranges_ok = False
+        self._started = 0
+        self._running = 0
+        self._receiving = 0  # started connections that have had an answer (or ended)
+        self._receivers: list[_Receiver] = []
+        self.ramp = ramp.ConnectionRamp(cap=1)
 
     # -- resume state ---------------------------------------------------------------------------
     def _load_state(self) -> None:
@@ -228,9 +252,10 @@ class _Download:
             return self.segments[-1].position if self.segments else 0
 
     # -- responses ------------------------------------------------------------------------------
-    def _headers(self, start: int, end: int | None) -> dict[str, str]:
+    def _headers(self, start: int, end: int | None, probe: bool = False) -> dict[str, str]:
+        """The request's headers; ``probe`` asks for ``bytes=0-`` so a 206 proves the server takes ranges."""
         headers = {"Accept-Encoding": "identity"}
-        if start > 0 or end is not None:
+        if start > 0 or end is not None or probe:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
             if self.validator and not self.validator.startswith("W/"):
                 headers["If-Range"] = self.validator
@@ -253,8 +278,8 @@ class _Download:
                                f"(Content-Encoding: {encoding}) although sdhub asked for it as is; "
                                "nothing was saved. Try again later or download it another way")
 
-    def _open(self, url: str, start: int, end: int | None) -> requests.Response:
-        response = self.client.open(url, headers=self._headers(start, end), stream=True, what=self.what)
+    def _open(self, url: str, start: int, end: int | None, probe: bool = False) -> requests.Response:
+        response = self.client.open(url, headers=self._headers(start, end, probe), stream=True, what=self.what)
         self._check(response)
         return response
 
@@ -291,7 +316,8 @@ class _Download:
             return None
         start = pending.position if pending else 0
         end = pending.end if pending and len(self.segments) > 1 else None
-        response = self._open(self.url, start, end)
+        probe = self.max_connections > 1 and start == 0 and end is None
+        response = self._open(self.url, start, end, probe)
         validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
         self.name = self._name_from(response)
         self.segment_url = response.url
@@ -323,66 +349,126 @@ class _Download:
             length = response.headers.get("Content-Length")
             self.total = int(length) if length and length.isdigit() else None
         self.validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+        # A 206 proves it; without a probe (one connection wanted), the server's word is enough.
+        self.ranges_ok = self.total is not None and (response.status_code == 206 or (
+            not probe and response.headers.get("Accept-Ranges", "").lower() == "bytes"))
         if not self.segments:
-            self.segments = self._plan(response)
+            self.segments = self._plan()
         elif len(self.segments) == 1 and self.segments[0].end is None:
             self.segments[0].end = self.total
         return response
 
-    def _plan(self, response: requests.Response) -> list[Segment]:
+    def _plan(self) -> list[Segment]:
         """One segment, or (parallel) blocks handed out in file order so the hash keeps up."""
-        ranges_ok = response.status_code == 206 or response.headers.get("Accept-Ranges", "").lower() == "bytes"
-        if self.total is None or not ranges_ok or self.connections == 1 or self.total < 2 * MIN_SEGMENT_BYTES:
+        if self.total is None or not self.ranges_ok or self.max_connections == 1 \
+                or self.total < 2 * MIN_SEGMENT_BYTES:
             return [Segment(0, self.total)]
         block = max(MIN_SEGMENT_BYTES, -(-self.total // MAX_BLOCKS))
         return [Segment(start, min(start + block, self.total)) for start in range(0, self.total, block)]
 
     # -- fetching -------------------------------------------------------------------------------
     def _work(self, pending: deque[Segment], segment: Segment | None, body: ResponseBody | None,
-              leader: bool) -> None:
-        """One connection's loop: fetch segments, next in file order first, until none is left.
+              proven: bool) -> None:
+        """One connection's loop: fetch pieces, next in file order first, until none is left.
 
-        Extra connections (not the ``leader``) join only if the first block takes longer than it
-        would at ``FAST_CONNECTION_BYTES_PER_SECOND``: one connection that is already that fast
-        gains nothing from more (on a LAN or localhost they only cost CPU).
+        An added connection (not ``proven``) leaves quietly, giving its piece back, if the server
+        refuses its first request: the download goes on with the connections it has.
         """
-        if not leader:
-            block = next(iter(pending), None)
-            size = (block.end or 0) - block.start if block else 0
-            done = self._first_block_done.wait(timeout=size / FAST_CONNECTION_BYTES_PER_SECOND)
-            if done and self._first_block_rate >= FAST_CONNECTION_BYTES_PER_SECOND:
-                return
+        buffers = _Receiver()
         with self._segments_lock:
-            self.workers_used += 1
-        started = time.monotonic()
-        buffers = _Buffers()
+            self._receivers.append(buffers)
         leftover: ResponseBody | None = None
         leftover_at = -1  # where ``leftover`` (an answer still open) has got to
         try:
             while not self.abort.is_set():
                 if segment is None:
-                    with self._segments_lock:
-                        if not pending:
-                            break
-                        segment = pending.popleft()
-                    # Keep reading the same answer when the next block starts where it has got to.
+                    segment = self._next_piece(pending)
+                    if segment is None:
+                        break
+                    # Keep reading the same answer when the next piece starts where it has got to.
                     if leftover is not None and leftover_at == segment.position:
                         body, leftover = leftover, None
                     leftover = _close(leftover)
-                before = segment.done
+                if not proven:
+                    body = self._open_added(segment, pending)
+                    if body is None:
+                        return
+                    proven = True
+                self._answered(buffers)
                 leftover = self._fetch(segment, body, buffers)
-                leftover_at = segment.end
-                if leader and not self._first_block_done.is_set():
-                    elapsed = max(time.monotonic() - started, 1e-9)
-                    self._first_block_rate = (segment.done - before) / elapsed
-                    self._first_block_done.set()
+                leftover_at = segment.end if segment.end is not None else -1
                 segment, body = None, None
         finally:
             _close(leftover)
-            if leader:
-                self._first_block_done.set()
+            self._answered(buffers)  # an ended connection is not waited for
+            with self._segments_lock:
+                self._running -= 1
 
-    def _fetch(self, segment: Segment, body: ResponseBody | None, buffers: _Buffers) -> ResponseBody | None:
+    def _answered(self, buffers: _Receiver) -> None:
+        """Count a connection as started (the ramp measures once all have started)."""
+        with self._segments_lock:
+            if not buffers.answered:
+                buffers.answered = True
+                self._receiving += 1
+
+    def _next_piece(self, pending: deque[Segment]) -> Segment | None:
+        """The next piece in file order or, when none is left, the second half of the largest one being fetched."""
+        with self._segments_lock:
+            if pending:
+                return pending.popleft()
+            found = self._largest_unread()
+            if found is None:
+                return None
+            index, from_offset, left = found
+            victim = self.segments[index]
+            split = from_offset + left // 2
+            split += -split % DIRECT_ALIGNMENT  # direct writes need aligned offsets
+            piece = Segment(split, victim.end)
+            victim.end = split
+            self.segments.insert(index + 1, piece)
+            return piece
+
+    def _largest_unread(self) -> tuple[int, int, int] | None:
+        """(index, offset, bytes) of the largest span no connection has started reading, if worth splitting.
+
+        Call with the segments lock held.
+        """
+        best: tuple[int, int, int] | None = None
+        for index, segment in enumerate(self.segments):
+            if segment.complete or segment.end is None:
+                continue
+            from_offset = max(segment.position, segment.reading_to)
+            left = segment.end - from_offset
+            if left >= 2 * MIN_SPLIT_BYTES and (best is None or left > best[2]):
+                best = (index, from_offset, left)
+        return best
+
+    def _open_added(self, segment: Segment, pending: deque[Segment]) -> ResponseBody | None:
+        """An added connection's first answer; None (the piece given back) when the server refuses it.
+
+        Tried once, without retries: a server that limits connections answers 429/503, resets the
+        connection or ignores the range, and the download then keeps the connections it has.
+        """
+        try:
+            response: requests.Response | None = self.client.open(
+                self.segment_url, headers=self._headers(segment.position, segment.end), stream=True,
+                retry=False, what=self.what)
+        except (NetworkError, *TRANSIENT_ERRORS):
+            response = None
+        if response is not None and response.status_code == 206 \
+                and (self._content_range(response) or (None,))[0] == segment.position:
+            self._check(response)  # a 206 that is an error page is still an error
+            return ResponseBody(response)
+        if response is not None:
+            response.close()
+        self.ramp.settle()
+        with self._segments_lock:
+            # Back in file order; a neighbour's open answer may run straight into it.
+            index = next((i for i, s in enumerate(pending) if s.start > segment.start), len(pending))
+            pending.insert(index, segment)
+        return None
+
+    def _fetch(self, segment: Segment, body: ResponseBody | None, buffers: _Receiver) -> ResponseBody | None:
         """Fetch one segment, retrying dropped connections; return the answer if it goes on past it."""
         failures = 0
         url = self.segment_url
@@ -426,7 +512,7 @@ class _Download:
             self.progress.message(f"{self.name}: the server cannot resume; starting again from the beginning")
             self._restart(keep=segment)
 
-    def _stream(self, segment: Segment, body: ResponseBody, buffers: _Buffers) -> None:
+    def _stream(self, segment: Segment, body: ResponseBody, buffers: _Receiver) -> None:
         """Receive one segment: fill a buffer, write it, hand it to the hasher, and again."""
         while not segment.complete and not self.abort.is_set():
             buffer = buffers.take(self._stop_waiting)
@@ -437,9 +523,7 @@ class _Download:
             # A resumed .part may end mid-block: fill up to the next block boundary first, so every
             # later buffer lands on one and can go straight to the disk.
             wanted = len(view) - offset % DIRECT_ALIGNMENT if offset % DIRECT_ALIGNMENT else len(view)
-            if segment.end is not None:
-                wanted = min(wanted, segment.end - offset)
-            filled, ended, failure = self._fill(body, view[:wanted])
+            filled, ended, failure = self._fill(body, view[:wanted], buffers, segment)
             if filled and offset == 0 and looks_like_error_page(view[:min(filled, 512)]):
                 raise self.describe(body.response)
             if filled:
@@ -459,20 +543,31 @@ class _Download:
                     segment.end = segment.position
                     self.total = segment.end
 
-    def _fill(self, body: ResponseBody, view: memoryview) -> tuple[int, bool, _Dropped | None]:
-        """Read into ``view`` until it is full, the body ends, or ``FLUSH_SECONDS`` pass.
+    def _fill(self, body: ResponseBody, view: memoryview, receiver: _Receiver,
+              segment: Segment) -> tuple[int, bool, _Dropped | None]:
+        """Read ``segment``'s next bytes into ``view`` until it is full, the piece or the body ends,
+        or ``FLUSH_SECONDS`` pass.
 
         Returns the bytes read, whether the body ended, and the failure that stopped it (the
-        bytes read before a failure are kept).
+        bytes read before a failure are kept). A free connection may split the piece meanwhile:
+        each read says how far it may reach (``reading_to``), and a split leaves that much.
         """
         filled = 0
+        offset = segment.position
         deadline = time.monotonic() + FLUSH_SECONDS
         try:
-            while filled < len(view):
-                count = body.readinto(view[filled:])
+            while True:
+                with self._segments_lock:
+                    limit = len(view) if segment.end is None else min(len(view), segment.end - offset)
+                    reach = min(limit, filled + READ_CLAIM_BYTES)
+                    segment.reading_to = offset + reach
+                if filled >= limit:
+                    break
+                count = body.readinto(view[filled:reach])
                 if not count:
                     return filled, True, None
                 filled += count
+                receiver.received += count
                 if time.monotonic() > deadline or self.abort.is_set():
                     break
         except BODY_READ_ERRORS as error:
@@ -489,26 +584,38 @@ class _Download:
         task = self.progress.task(f"Downloading {self.name}", total=self.total, unit="bytes")
         task.update(completed=self._fetched())
         pending = deque(s for s in self.segments if not s.complete)
-        self.workers = max(1, min(self.connections, len(pending)))
+        # Read at the start of each download, so a test can make connections count as fast or slow.
+        self.ramp = ramp.ConnectionRamp(cap=self.max_connections if self.ranges_ok else 1,
+                                        window=ramp.RAMP_WINDOW_SECONDS, fast=ramp.FAST_CONNECTION_BYTES_PER_SECOND)
         try:
-            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sdhub-download") as pool:
-                # The first answer is for the first pending segment: that worker starts with it.
+            with ThreadPoolExecutor(max_workers=self.max_connections, thread_name_prefix="sdhub-download") as pool:
+                # The first answer is for the first pending segment: that connection starts with it.
                 opening = pending.popleft() if first is not None else None
                 body = ResponseBody(first) if first is not None else None
-                futures = [pool.submit(self._work, pending, opening, body, True)]
-                futures += [pool.submit(self._work, pending, None, None, False) for _ in range(self.workers - 1)]
+                futures = [self._start(pool, pending, opening, body, proven=True)]
                 first = None
                 try:
+                    last_report = 0.0
                     while True:
-                        done, running = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-                        # A progress renderer may raise here to cancel (the TUI does): workers stop below.
-                        task.update(completed=self._fetched(), total=self.total)
-                        self._save_state()
+                        done, running = wait(futures, timeout=RAMP_TICK_SECONDS, return_when=FIRST_EXCEPTION)
+                        now = time.monotonic()
+                        if now - last_report >= PROGRESS_SECONDS:
+                            last_report = now
+                            # A progress renderer may raise here to cancel (the TUI does): workers stop below.
+                            task.update(completed=self._fetched(), total=self.total)
+                            self._save_state()
                         failed = [f for f in done if f.exception() is not None]
                         if failed:
                             raise failed[0].exception()  # type: ignore[misc]
                         if not running:
-                            break
+                            if not pending or self.abort.is_set():
+                                task.update(completed=self._fetched(), total=self.total)
+                                break
+                            # Only added connections were refused and gave their pieces back: one more
+                            # connection, with retries, takes them (and says so if ranges stopped working).
+                            futures.append(self._start(pool, pending, None, None, proven=True))
+                        futures += [self._start(pool, pending, None, None, proven=False)
+                                    for _ in range(self._connections_to_add(now, pending))]
                 except (KeyboardInterrupt, Interrupted) as stop:
                     self.abort.set()
                     wait(futures)  # what the connections still write counts in what is kept
@@ -522,6 +629,27 @@ class _Download:
                 first.close()
             self._save_state(force=True)
             task.finish()
+
+    def _start(self, pool: ThreadPoolExecutor, pending: deque[Segment], segment: Segment | None,
+               body: ResponseBody | None, *, proven: bool) -> Future[None]:
+        with self._segments_lock:
+            self._started += 1
+            self._running += 1
+        return pool.submit(self._work, pending, segment, body, proven)
+
+    def _connections_to_add(self, now: float, pending: deque[Segment]) -> int:
+        """What the ramp says, as long as there is still work for another connection."""
+        with self._segments_lock:
+            all_receiving = self._receiving >= self._started
+            received = sum(receiver.received for receiver in self._receivers)
+        added = self.ramp.observe(now, received, all_receiving)
+        if added:
+            with self._segments_lock:
+                worth_it = bool(pending) or self._largest_unread() is not None
+            if not worth_it:
+                self.ramp.settle()
+                return 0
+        return added
 
     # -- finishing ------------------------------------------------------------------------------
     def _quarantine(self, sha256: str) -> Path | None:
@@ -584,7 +712,8 @@ class _Download:
             raise VerificationError(f"downloaded {self.name} {problem}: it was not placed{where}")
         path, reused = place_file(self.part, self.folder, self.name, sha256, size)
         return DownloadResult(path=path, name=path.name, size=size, sha256=sha256, url=redact(self.url),
-                              reused=reused, resumed_from=resumed_from, connections=max(1, self.workers_used),
+                              reused=reused, resumed_from=resumed_from,
+                              connections=max(1, sum(1 for r in self._receivers if r.received)),
                               seconds=time.monotonic() - started)
 
 
@@ -596,7 +725,7 @@ def _close(body: ResponseBody | None) -> None:
 
 
 def download(client: HttpClient, url: str, folder: Path, *, expected_sha256: str | None = None,
-             expected_size: int | None = None, fallback_name: str = "download.bin", connections: int = 1,
+             expected_size: int | None = None, fallback_name: str = "download.bin", connections: int | None = None,
              quarantine_dir: Path | None = None, progress: Progress = NULL_PROGRESS,
              describe_error: ErrorDescriber | None = None, what: str = "download") -> DownloadResult:
     """Download ``url`` into ``folder``: resumable, verified against ``expected_sha256``, atomic.
@@ -604,6 +733,8 @@ def download(client: HttpClient, url: str, folder: Path, *, expected_sha256: str
     The file name comes from the server's Content-Disposition (sanitised), else the URL, else
     ``fallback_name``. Identical bytes already under that name are reused; a different file
     gets a numbered name. A hash or size mismatch moves the bytes to ``quarantine_dir``.
+    ``connections`` caps the parallel connections (None: up to ``DEFAULT_MAX_CONNECTIONS``, added
+    while they make the download faster); 1 keeps one.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -539,15 +539,23 @@ class _StorageHandler(ImitationHandler[CivitaiServer]):
                 raise BrokenPipeError("the test never released the held download")
             start = served.hold_at
         if served.trickle:
-            step = max(1, served.trickle // 20)
-            position = start
-            while position < stop:
-                chunk = served.read(position, min(stop, position + step))
-                self.wfile.write(chunk)
-                self.wfile.flush()
-                position += len(chunk)
-                time.sleep(0.05)
+            self._write_paced(served, start, stop, served.trickle)
             return
+        self._write_plain(served, start, stop)
+
+    def _write_paced(self, served: ServedFile, start: int, stop: int, rate: int) -> None:
+        """Send at most ``rate`` bytes per second on this connection, as a CDN throttling each one does."""
+        step = max(1, min(rate // 50, 1 << 20))
+        began, position = time.monotonic(), start
+        while position < stop:
+            count = min(step, stop - position)
+            self._write_plain(served, position, position + count)
+            position += count
+            ahead = began + (position - start) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def _write_plain(self, served: ServedFile, start: int, stop: int) -> None:
         if served.path is not None:
             self.wfile.flush()
             with open(served.path, "rb") as handle:

@@ -16,6 +16,7 @@ from sdhub.errors import (
 )
 from sdhub.progress import RecordingProgress
 from sdhub.sources import download as downloader
+from sdhub.sources import ramp
 from sdhub.sources.civitai import CivitaiClient
 from sdhub.sources.download import download
 from sdhub.sources.http import HttpClient, RetryPolicy
@@ -46,10 +47,10 @@ def served(civitai: CivitaiServer, fixture_json, model_bytes: bytes) -> CivitaiS
     return civitai
 
 
-def fetch(folder: Path, *, token: str | None = None, format: str | None = None, connections: int = 1,
-          progress=None, attempts: int = 4):
+def fetch(folder: Path, *, token: str | None = None, format: str | None = None, connections: int | None = 1,
+          progress=None, attempts: int = 4, sleep=lambda seconds: None):
     client = CivitaiClient(token=token, use_config_token=False,
-                           policy=RetryPolicy(attempts=attempts, sleep=lambda s: None))
+                           policy=RetryPolicy(attempts=attempts, base_wait=0.01, sleep=sleep))
     choice = client.resolve(CivitaiRef(model_id=1102), format=format)
     kwargs = {"progress": progress} if progress is not None else {}
     return download(client.http, choice.download_url, folder, expected_sha256=choice.sha256,
@@ -226,10 +227,15 @@ def test_a_different_file_under_the_same_name_gets_a_suffix(served: CivitaiServe
 
 
 @pytest.fixture
-def slow_enough_for_company(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small blocks, and any connection counts as slow, so extra connections join at once."""
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces of 256 KiB, so a 3 MB file is shared among connections as a large one would be."""
     monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
-    monkeypatch.setattr(downloader, "FAST_CONNECTION_BYTES_PER_SECOND", 1e15)
+
+
+@pytest.fixture
+def slow_enough_for_company(small_pieces: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection counts as slow, so connections are added after the first window."""
+    monkeypatch.setattr(ramp, "FAST_CONNECTION_BYTES_PER_SECOND", 1e15)
 
 
 def _release_when_asked(served: CivitaiServer, requests: int) -> threading.Thread:
@@ -245,63 +251,107 @@ def _release_when_asked(served: CivitaiServer, requests: int) -> threading.Threa
     return thread
 
 
+def _ranges_asked(served: CivitaiServer) -> list[tuple[int, int | None]]:
+    """The byte ranges the storage host was asked for, in order (``None`` for an open end)."""
+    asked = []
+    for record in served.requests_to("storage"):
+        start, end = record.headers["Range"][len("bytes="):].split("-")
+        asked.append((int(start), int(end) + 1 if end else None))
+    return asked
+
+
 def test_parallel_ranges_when_the_server_allows_them(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
                                                      slow_enough_for_company: None) -> None:
-    # The first answer stops after its first blocks until the three other connections have asked, so
+    # The first answer stops after its first blocks until the three added connections have asked, so
     # on a fast machine it cannot finish the whole file alone.
     served.served(SAFETENSORS_ID).hold_at = 2 * 256 * 1024 + 1
     _release_when_asked(served, 4)
     result = fetch(tmp_path, connections=4)
     assert result.connections == 4 and result.path.read_bytes() == model_bytes
-    storage = served.requests_to("storage")
-    # The first answer (the whole file) serves the first blocks; the other connections ask for single
-    # 256 KiB blocks, each once, and the last of them reaches the end of the file.
-    assert storage[0].headers.get("Range") is None
-    block = 256 * 1024
-    asked = [tuple(map(int, r.headers["Range"][6:].split("-"))) for r in storage[1:]]
-    assert asked and len(set(asked)) == len(asked)
-    assert all(start % block == 0 and end == min(start + block, len(model_bytes)) - 1 for start, end in asked)
-    assert max(end for _, end in asked) == len(model_bytes) - 1
+    # The first request asks for "bytes=0-" (a 206 proves the server takes ranges); the added
+    # connections ask for pieces no other connection fetched.
+    asked = _ranges_asked(served)
+    assert asked[0] == (0, None)
+    pieces = sorted(asked[1:])
+    assert pieces and all(end is not None and start < end <= len(model_bytes) for start, end in pieces)
+    assert all(end <= following for (_, end), (following, _) in zip(pieces, pieces[1:]))
+    assert pieces[-1][1] == len(model_bytes)
 
 
-def test_parallel_ranges_survive_a_dropped_connection(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
-                                                      slow_enough_for_company: None) -> None:
-    served.served(SAFETENSORS_ID).drop_after = 2_000_000
-    served.served(SAFETENSORS_ID).drops = 2  # the first answer (read only up to its first block) uses one
-    result = fetch(tmp_path, connections=4)
-    assert result.path.read_bytes() == model_bytes
-    assert "bytes=2000000-2097151" in [r.headers.get("Range") for r in served.requests_to("storage")]
+def test_by_default_a_throttled_connection_gets_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                                        small_pieces: None) -> None:
+    # 500 kB/s per connection, like a throttling CDN: one connection would need six seconds, so the
+    # first measurement (a twentieth of a second) always finds it slow, whatever the machine's load.
+    served.served(SAFETENSORS_ID).trickle = 500_000
+    result = fetch(tmp_path, connections=None)
+    assert result.connections > 1 and result.path.read_bytes() == model_bytes
+    assert result.sha256 == hashlib.sha256(model_bytes).hexdigest()
+    assert result.connections <= downloader.DEFAULT_MAX_CONNECTIONS
 
 
-def test_a_killed_parallel_download_resumes_its_blocks(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
-                                                       slow_enough_for_company: None) -> None:
-    served.served(SAFETENSORS_ID).trickle = 3_000_000
-    with pytest.raises(Interrupted):
-        fetch(tmp_path, connections=3, progress=CancelAfter(1_200_000))
-    served.served(SAFETENSORS_ID).trickle = None
-    before = len(served.requests_to("storage"))
+def test_the_connections_option_caps_the_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                                 small_pieces: None) -> None:
+    served.served(SAFETENSORS_ID).trickle = 500_000
     result = fetch(tmp_path, connections=2)
-    assert result.path.read_bytes() == model_bytes and result.resumed_from >= 1_200_000
-    asked = [r.headers.get("Range") for r in served.requests_to("storage")[before:]]
-    assert None not in asked  # only the missing parts were fetched again
+    assert result.connections == 2 and result.path.read_bytes() == model_bytes
 
 
-def test_a_fast_connection_gets_no_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
-    monkeypatch.setattr(downloader, "FAST_CONNECTION_BYTES_PER_SECOND", 1.0)  # every connection is "fast"
-    result = fetch(tmp_path, connections=4)
+def test_one_connection_when_asked_for_one(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                           small_pieces: None) -> None:
+    served.served(SAFETENSORS_ID).trickle = 2_000_000
+    result = fetch(tmp_path, connections=1)
     assert result.connections == 1 and result.path.read_bytes() == model_bytes
-    # The one connection reads the whole answer it opened, block after block.
+    # One plain request: no probe for ranges, nothing else asked.
     assert [r.headers.get("Range") for r in served.requests_to("storage")] == [None]
 
 
-def test_a_throttled_connection_gets_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(downloader, "MIN_SEGMENT_BYTES", 256 * 1024)
-    served.served(SAFETENSORS_ID).trickle = 2_000_000  # 2 MB/s per connection, like a throttling CDN
+def test_one_connection_when_the_server_refuses_ranges(served: CivitaiServer, tmp_path: Path, fixture_json,
+                                                       small_pieces: None) -> None:
+    content = payload(600_000, 3)
+    served.add_model(fixture_json("model"), {SAFETENSORS_ID: content})
+    served.served(SAFETENSORS_ID).ignore_range = True  # it still says "Accept-Ranges: bytes"
+    served.served(SAFETENSORS_ID).trickle = 1_000_000
+    result = fetch(tmp_path, connections=None)
+    assert result.connections == 1 and result.path.read_bytes() == content
+    assert len(served.requests_to("storage")) == 1
+
+
+def test_a_fast_connection_gets_no_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                           small_pieces: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ramp, "FAST_CONNECTION_BYTES_PER_SECOND", 1.0)  # every connection is "fast"
+    served.served(SAFETENSORS_ID).trickle = 2_000_000
     result = fetch(tmp_path, connections=4)
-    assert result.connections == 4 and result.path.read_bytes() == model_bytes
+    assert result.connections == 1 and result.path.read_bytes() == model_bytes
+    # The one connection reads the whole answer it opened, piece after piece.
+    assert [r.headers.get("Range") for r in served.requests_to("storage")] == ["bytes=0-"]
+
+
+def test_a_failed_piece_is_retried_with_backoff_and_verified(served: CivitaiServer, tmp_path: Path,
+                                                            model_bytes: bytes, slow_enough_for_company: None) -> None:
+    served.served(SAFETENSORS_ID).drop_after = 2_000_000
+    served.served(SAFETENSORS_ID).drops = 2  # the first answer (read only up to its first piece) uses one
+    served.served(SAFETENSORS_ID).trickle = 2_000_000
+    waits: list[float] = []
+    result = fetch(tmp_path, connections=None, sleep=waits.append)
+    assert result.path.read_bytes() == model_bytes
+    assert result.sha256 == hashlib.sha256(model_bytes).hexdigest()
+    # The failure waits (the first backoff step) before the piece is asked for again from where it stopped.
+    assert waits == [0.01]
+    assert [start for start, _ in _ranges_asked(served)].count(2_000_000) == 1
+
+
+def test_a_killed_parallel_download_resumes_its_pieces(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
+                                                       slow_enough_for_company: None) -> None:
+    # Slow enough that even eight connections are far from the end when the download is stopped.
+    served.served(SAFETENSORS_ID).trickle = 250_000
+    with pytest.raises(Interrupted):
+        fetch(tmp_path, connections=None, progress=CancelAfter(1_200_000))
+    served.served(SAFETENSORS_ID).trickle = None
+    before = len(served.requests_to("storage"))
+    result = fetch(tmp_path, connections=None)
+    assert result.path.read_bytes() == model_bytes and result.resumed_from >= 1_200_000
+    asked = [r.headers.get("Range") for r in served.requests_to("storage")[before:]]
+    assert asked and None not in asked and "bytes=0-" not in asked  # only the missing parts were fetched again
 
 
 def test_several_downloads_at_once(served: CivitaiServer, tmp_path: Path, model_bytes: bytes) -> None:
