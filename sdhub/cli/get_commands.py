@@ -33,8 +33,10 @@ def get_command(
     size: Optional[str] = typer.Option(None, "--size", help="Civitai file size: full or pruned."),
     file_type: Optional[str] = typer.Option(None, "--type", help="Civitai file type: Model, VAE, Pruned Model..."),
     to: Optional[Path] = typer.Option(None, "--to", metavar="FOLDER", help="Put the file here instead."),
-    connections: int = typer.Option(1, "--connections", min=1, max=16,
-                                    help="Parallel connections when the server allows ranges."),
+    connections: Optional[int] = typer.Option(
+        None, "--connections", min=1, max=16,
+        help="At most this many parallel connections (default: added while they help a slow server that "
+             "allows ranges, up to 8); 1 keeps one."),
     include: List[str] = typer.Option([], "--include", metavar="PATTERN",
                                       help="For a whole Hugging Face repo: only files matching (repeatable; '*' for all). "
                                            "Without it a diffusers pipeline repo brings only what the pipeline loads."),

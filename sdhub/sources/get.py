@@ -54,7 +54,8 @@ class GetOptions:
     size: str | None = None
     file_type: str | None = None
     to: Path | None = None
-    connections: int = 1
+    #: At most this many connections per download; None: added while they help, up to 8.
+    connections: int | None = None
     sidecars: bool = True
     keep_pickle: bool = False
     include: list[str] = field(default_factory=list)
@@ -108,7 +109,7 @@ def options_from(options: GetOptions | None, overrides: dict[str, Any]) -> GetOp
     if unknown:
         raise UsageError(f"unknown get options: {', '.join(sorted(unknown))}")
     chosen = replace(options or GetOptions(), **{k: v for k, v in overrides.items() if v is not None})
-    if chosen.connections < 1 or chosen.connections > 16:
+    if chosen.connections is not None and not 1 <= chosen.connections <= 16:
         raise UsageError("--connections must be between 1 and 16")
     if chosen.to is not None:
         chosen.to = Path(chosen.to).expanduser().absolute()
