@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import selectors
@@ -46,7 +47,7 @@ def test_a_killed_download_resumes_and_verifies(civitai: CivitaiServer, fixture_
     folder = tmp_home.folder("checkpoint")
     final = folder / "synthwavepunk_v3Alpha.safetensors"
 
-    process = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars")
+    process = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--connections", "1")
     part_size = 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
@@ -78,13 +79,51 @@ def test_a_killed_download_resumes_and_verifies(civitai: CivitaiServer, fixture_
     assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["synthwavepunk_v3Alpha.safetensors"]
 
 
+def test_a_killed_parallel_download_resumes_its_pieces_and_verifies(civitai: CivitaiServer, fixture_json,
+                                                                    tmp_home: Home, tmp_path: Path) -> None:
+    model = factory.sd1_checkpoint(tmp_path / "made.safetensors")
+    size = model.stat().st_size
+    civitai.add_model(fixture_json("model"), {194: model, 5149: b"unused"})
+    civitai.served(194).trickle = size // 48  # throttled per connection: eight need about six seconds
+    folder = tmp_home.folder("checkpoint")
+    final = folder / "synthwavepunk_v3Alpha.safetensors"
+
+    process = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars")  # default: connections added
+    received = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None and received <= size * 0.4:
+        states = list(folder.glob(".sdhub-*.part.json")) if folder.exists() else []
+        try:
+            received = sum(done for _, _, done in json.loads(states[0].read_text())["segments"]) if states else 0
+        except (OSError, ValueError):
+            pass  # replaced while read
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not final.exists()
+
+    civitai.served(194).trickle = None
+    before = len(civitai.requests_to("storage"))
+    again = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json")
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    resumed_from = int(re.search(rb'"resumed_from": (\d+)', out).group(1))
+    assert resumed_from > size * 0.4
+    # Several pieces were under way: the resumed download asks only for what each still lacks.
+    asked = [r.headers.get("Range") for r in civitai.requests_to("storage")[before:] if r.path.startswith("/models/")]
+    assert len(asked) > 1 and None not in asked and "bytes=0-" not in asked
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["synthwavepunk_v3Alpha.safetensors"]
+
 def test_two_processes_getting_the_same_model_fetch_it_once(civitai: CivitaiServer, fixture_json, tmp_home: Home,
                                                             tmp_path: Path) -> None:
     model = factory.sd1_checkpoint(tmp_path / "made.safetensors")
     civitai.add_model(fixture_json("model"), {194: model, 5149: b"unused"})
     served = civitai.served(194)
     served.hold_at = model.stat().st_size // 2  # the first download stops half-way until the second is waiting
-    first = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json")
+    # One connection: a held answer looks slow, and connections added to it would be requests too.
+    first = _sdhub(tmp_home, "get", "civitai:1102@1292", "--no-sidecars", "--json", "--connections", "1")
     folder = tmp_home.folder("checkpoint")
     deadline = time.monotonic() + 120
     while not (folder.exists() and list(folder.glob(".sdhub-*.part"))) and time.monotonic() < deadline:
