@@ -308,6 +308,8 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
 
 def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: Progress) -> GetResult:
     patterns, skipped = options.include or None, ""
+    if ref.folder is not None and patterns is None:
+        patterns = [f"{glob.escape(ref.folder)}/*"]  # fnmatch's * crosses /: the folder's whole tree
     if ref.path is None and patterns is None:
         patterns, skipped = _pipeline_patterns(ref)
     files = hub.fetch(ref, allow_patterns=patterns, progress=progress)
@@ -316,8 +318,8 @@ def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: 
         if skipped:
             result.warnings.append(skipped)
         return result
-    data = {"repo": ref.repo_id, "revision": files.commit, "filename": ref.path,
-            "url": f"{hf_endpoint()}/{ref.repo_id}/blob/{files.commit}/{ref.path}"}
+    data = {"repo": ref.repo_path, "repo_type": ref.repo_type, "revision": files.commit, "filename": ref.path,
+            "url": f"{hf_endpoint()}/{ref.repo_path}/blob/{files.commit}/{ref.path}"}
     cached = files.root / ref.path
     detected, variant = detect_kind(cached)
     kind = options.kind or detected or UNFILED_KIND
@@ -363,7 +365,8 @@ def _get_hub_repo(home: Home, text: str, ref: HubRef, files: hub.HubFiles, optio
 
     kind = options.kind or "checkpoint"
     placed = hub.place_hub_folder(files, options.to or home.folder(kind), ref.repo_id.split("/")[-1], progress)
-    data = {"repo": ref.repo_id, "revision": files.commit, "url": f"{hf_endpoint()}/{ref.repo_id}/tree/{files.commit}"}
+    tree = f"{hf_endpoint()}/{ref.repo_path}/tree/{files.commit}" + (f"/{ref.folder}" if ref.folder else "")
+    data = {"repo": ref.repo_path, "repo_type": ref.repo_type, "revision": files.commit, "url": tree}
     result = GetResult(ref=text, source="huggingface", path=placed.path, kind=kind, already_present=placed.reused,
                        size=sum(h.size for h in placed.hashes.values()), remote={**data, "files": files.files})
     with _catalog(home) as catalog:
@@ -377,7 +380,7 @@ def _get_hub_repo(home: Home, text: str, ref: HubRef, files: hub.HubFiles, optio
             if is_model_file_name(Path(name).name) and not any(p.startswith(".") for p in Path(name).parts):
                 asset = catalog.add_file(placed.path / name, progress, hashes=hashes)
                 catalog.set_remote(asset.sha256, "huggingface", {
-                    **data, "filename": name, "url": f"{hf_endpoint()}/{ref.repo_id}/blob/{files.commit}/{name}"})
+                    **data, "filename": name, "url": f"{hf_endpoint()}/{ref.repo_path}/blob/{files.commit}/{name}"})
     return result
 
 

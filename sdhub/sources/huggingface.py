@@ -52,8 +52,9 @@ def hub_cache_dir() -> Path:
     return Path(hf_home).expanduser() / "hub"
 
 
-def hub_page(repo_id: str) -> str:
-    return f"{hf_endpoint()}/{repo_id}"
+def hub_page(repo_path: str) -> str:
+    """The web page of a repo (``repo_path`` as ``HubRef.repo_path`` spells it)."""
+    return f"{hf_endpoint()}/{repo_path}"
 
 
 def _progress_bar_class(progress: Progress, label: str | None = None) -> type:
@@ -86,20 +87,21 @@ def _translate(error: Exception, ref: HubRef, token: str | None) -> SdhubError:
     """A ``huggingface_hub`` failure as an sdhub error with a message a user can act on."""
     from huggingface_hub import errors as hub_errors
 
-    what = f"{ref.repo_id}" + (f"/{ref.path}" if ref.path else "") + f" at {ref.revision}"
+    repo = ref.repo_path
+    what = f"{repo}" + (f"/{ref.path}" if ref.path else "") + f" at {ref.revision}"
     if isinstance(error, hub_errors.GatedRepoError):
         if token:
-            return AuthError(f"Hugging Face repo {ref.repo_id} is gated and your HF_TOKEN has no access yet: "
-                             f"request access at {hub_page(ref.repo_id)} with that account")
-        return AuthError(f"Hugging Face repo {ref.repo_id} is gated: request access at {hub_page(ref.repo_id)}, "
+            return AuthError(f"Hugging Face repo {repo} is gated and your HF_TOKEN has no access yet: "
+                             f"request access at {hub_page(repo)} with that account")
+        return AuthError(f"Hugging Face repo {repo} is gated: request access at {hub_page(repo)}, "
                          "then set HF_TOKEN to a token of that account")
     if isinstance(error, hub_errors.RevisionNotFoundError):
-        return NotFoundError(f"Hugging Face repo {ref.repo_id} has no revision {ref.revision!r}")
+        return NotFoundError(f"Hugging Face repo {repo} has no revision {ref.revision!r}")
     if isinstance(error, hub_errors.RemoteEntryNotFoundError):
-        return NotFoundError(f"Hugging Face repo {ref.repo_id} has no file {ref.path!r} at {ref.revision}")
+        return NotFoundError(f"Hugging Face repo {repo} has no file {ref.path!r} at {ref.revision}")
     if isinstance(error, hub_errors.RepositoryNotFoundError):
         hint = "" if token else "; if it is private, set HF_TOKEN"
-        return NotFoundError(f"Hugging Face repo {ref.repo_id} does not exist{hint}")
+        return NotFoundError(f"Hugging Face repo {repo} does not exist{hint}")
     if isinstance(error, hub_errors.OfflineModeIsEnabled) or isinstance(error, hub_errors.LocalEntryNotFoundError):
         offline = " (HF_HUB_OFFLINE is set)" if env("HF_HUB_OFFLINE") not in (None, "0", "false") else ""
         return NetworkError(f"cannot reach the Hugging Face Hub at {hf_endpoint()}{offline} and {what} is not "
@@ -141,7 +143,7 @@ def unreachable_reason(endpoint: str, timeout: float = REACH_TIMEOUT_SECONDS) ->
 def _offline_error(ref: HubRef, why: str) -> NetworkError:
     from urllib.parse import urlsplit
 
-    what = f"{ref.repo_id}" + (f"/{ref.path}" if ref.path else "") + f" at {ref.revision}"
+    what = f"{ref.repo_path}" + (f"/{ref.path}" if ref.path else "") + f" at {ref.revision}"
     host = urlsplit(hf_endpoint()).netloc or hf_endpoint()
     return NetworkError(f"cannot reach {host} ({why}): offline? {what} is not in the local Hugging Face cache either")
 
@@ -196,7 +198,7 @@ def fetch(ref: HubRef, *, allow_patterns: Iterable[str] | None = None, progress:
                                                           tqdm_class=_progress_bar_class(progress), **options))
             files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
             if not files:
-                raise NotFoundError(f"Hugging Face repo {ref.repo_id} has no files matching "
+                raise NotFoundError(f"Hugging Face repo {ref.repo_path} has no files matching "
                                     f"{', '.join(patterns or ['*'])} at {ref.revision}")
     except SdhubError:
         raise

@@ -22,8 +22,9 @@ ACCEPTED_FORMS = (
     "https://civitai.com/models/4201 (optionally /name?modelVersionId=130072)",
     "https://civitai.com/api/download/models/130072[?type=&format=&size=&fp=]",
     "urn:air:sd1:checkpoint:civitai:4201@130072",
-    "https://huggingface.co/ORG/REPO/blob/REV/PATH (or /resolve/REV/PATH, or the repo page)",
-    "hf:ORG/REPO/PATH[@REV] or hf:ORG/REPO[@REV] for a whole repo",
+    "https://huggingface.co/ORG/REPO/blob/REV/PATH (or /resolve/REV/PATH, /tree/REV[/FOLDER], or the repo page;"
+    " datasets/ORG/REPO and spaces/ORG/REPO alike)",
+    "hf:ORG/REPO/PATH[@REV] or hf:ORG/REPO[@REV] for a whole repo (hf:datasets/ORG/REPO/PATH for a dataset)",
     "ORG/REPO/PATH[@REV] or ORG/REPO[@REV]",
     "any other http(s):// URL of a model file",
 )
@@ -54,19 +55,31 @@ class CivitaiRef:
         return asdict(self)
 
 
+#: The Hub's repo types other than models, by the path segment its URLs and ``hf:`` names put before ORG/REPO.
+HUB_REPO_TYPES = {"datasets": "dataset", "spaces": "space"}
+
+
 @dataclass(frozen=True)
 class HubRef:
-    """A Hugging Face repo (``path`` None: the whole repo) or one file in it, at a revision."""
+    """A Hugging Face repo (``path`` None: the whole repo, or ``folder`` in it) or one file in it, at a
+    revision; model repos, datasets and Spaces alike (``repo_type`` as ``huggingface_hub`` names it)."""
 
     repo_id: str
     path: str | None = None
     revision: str = "main"
     repo_type: str = "model"
     source: str = "huggingface"
+    folder: str | None = None
 
     @property
     def whole_repo(self) -> bool:
         return self.path is None
+
+    @property
+    def repo_path(self) -> str:
+        """ORG/REPO as the Hub's URLs and ``hf:`` names spell it: ``datasets/ORG/REPO`` for a dataset."""
+        prefix = {kind: segment for segment, kind in HUB_REPO_TYPES.items()}.get(self.repo_type)
+        return f"{prefix}/{self.repo_id}" if prefix else self.repo_id
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "whole_repo": self.whole_repo}
@@ -157,41 +170,34 @@ def _split_revision(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def _hub_ref_from_path(text: str, original: str) -> HubRef:
-    body, revision = _split_revision(text)
-    segments = [s for s in body.split("/") if s]
+def _repo_type_and_rest(segments: list[str], original: str) -> tuple[str, str, list[str]]:
+    """(repo type, ORG/REPO, the segments after it) of a Hub path that may start with datasets/ or spaces/."""
+    repo_type = HUB_REPO_TYPES.get(segments[0], "model") if segments else "model"
+    if repo_type != "model":
+        segments = segments[1:]
     if len(segments) < 2 or not all(re.fullmatch(_REPO_PART, s) for s in segments[:2]):
         raise bad_ref(original, "a Hugging Face reference needs ORG/REPO")
     if any(s in (".", "..") for s in segments):
         raise bad_ref(original, "'..' is not allowed in a repo path")
-    path = "/".join(segments[2:]) or None
-    return HubRef(repo_id="/".join(segments[:2]), path=path, revision=revision or "main")
+    return repo_type, "/".join(segments[:2]), segments[2:]
+
+
+def _hub_ref_from_path(text: str, original: str) -> HubRef:
+    body, revision = _split_revision(text)
+    repo_type, repo_id, rest = _repo_type_and_rest([s for s in body.split("/") if s], original)
+    return HubRef(repo_id=repo_id, path="/".join(rest) or None, revision=revision or "main", repo_type=repo_type)
 
 
 def _parse_hf_url(text: str) -> HubRef:
-    parts = urlsplit(text)
-    segments = [unquote(s) for s in parts.path.split("/") if s]
-    repo_type = "model"
-    if segments and segments[0] in ("datasets", "spaces"):
-        raise bad_ref(text, f"Hugging Face {segments[0]} are not model repos")
-    if len(segments) < 2:
-        raise bad_ref(text, "a Hugging Face URL needs ORG/REPO")
-    repo_id = "/".join(segments[:2])
-    if not all(re.fullmatch(_REPO_PART, s) for s in segments[:2]):
-        raise bad_ref(text, "not a Hugging Face repo name")
-    rest = segments[2:]
+    segments = [unquote(s) for s in urlsplit(text).path.split("/") if s]
+    repo_type, repo_id, rest = _repo_type_and_rest(segments, text)
     if not rest:
         return HubRef(repo_id=repo_id, repo_type=repo_type)
     if rest[0] in ("blob", "resolve") and len(rest) >= 3:
-        path = "/".join(rest[2:])
-        if ".." in rest[2:]:
-            raise bad_ref(text, "'..' is not allowed in a repo path")
-        return HubRef(repo_id=repo_id, path=path, revision=rest[1], repo_type=repo_type)
+        return HubRef(repo_id=repo_id, path="/".join(rest[2:]), revision=rest[1], repo_type=repo_type)
     if rest[0] == "tree" and len(rest) >= 2:
-        if len(rest) > 2:
-            raise bad_ref(text, "folders inside a repo are fetched by naming their files")
-        return HubRef(repo_id=repo_id, revision=rest[1], repo_type=repo_type)
-    raise bad_ref(text, "a Hugging Face URL, but not a file (blob/resolve) or repo link")
+        return HubRef(repo_id=repo_id, revision=rest[1], repo_type=repo_type, folder="/".join(rest[2:]) or None)
+    raise bad_ref(text, "a Hugging Face URL, but not a file (blob/resolve), folder (tree) or repo link")
 
 
 def parse_ref(text: str) -> Ref:

@@ -2,7 +2,8 @@
 
 It answers what ``hf_hub_download`` and ``snapshot_download`` ask (``research/apis.md`` part D):
 ``/api/models/{repo}/revision/{rev}``, ``/api/models/{repo}/tree/{rev}``, and HEAD/GET
-``/{repo}/resolve/{rev}/{path}`` with ``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``,
+``/{repo}/resolve/{rev}/{path}`` (datasets and Spaces under ``/api/datasets/``, ``/datasets/{repo}/...``: add
+them as ``datasets/ORG/REPO``) with ``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``,
 ``X-Linked-Size``; large (LFS) files redirect to a separate CDN host serving bytes with ``Range``.
 Errors carry ``X-Error-Code`` (RepoNotFound, GatedRepo, RevisionNotFound, EntryNotFound).
 """
@@ -95,11 +96,12 @@ class _HubHandler(_Base):
     def do_GET(self) -> None:  # noqa: N802
         self._record()
         path = urlsplit(self.path).path
-        api = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(revision|tree)/([^/]+)(/.*)?", path)
+        api = re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+)/(revision|tree)/([^/]+)(/.*)?", path)
         if api:
-            self._api(api.group(1), api.group(2), unquote(api.group(3)))
+            kind, repo_id = api.group(1), api.group(2)
+            self._api(repo_id if kind == "models" else f"{kind}/{repo_id}", api.group(3), unquote(api.group(4)))
             return
-        resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        resolve = re.fullmatch(r"/((?:datasets/|spaces/)?[^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if resolve:
             self._resolve(resolve.group(1), unquote(resolve.group(2)), unquote(resolve.group(3)))
             return
@@ -115,7 +117,7 @@ class _HubHandler(_Base):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             return None
         if files and repo.gated and token not in repo.granted_tokens:
-            message = (f"Access to model {repo_id} is restricted and you are not in the authorized list. "
+            message = (f"Access to repo {repo_id} is restricted and you are not in the authorized list. "
                        f"Visit {self.owner.url}/{repo_id} to ask for access.")
             self._error(403 if token else 401, "GatedRepo", message)
             return None
@@ -126,7 +128,8 @@ class _HubHandler(_Base):
         if repo is None:
             return
         if kind == "revision":
-            body = {"_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
+            public_id = repo_id.split("/", 1)[1] if repo_id.startswith(("datasets/", "spaces/")) else repo_id
+            body = {"_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": public_id, "modelId": public_id,
                     "author": repo_id.split("/")[0], "sha": repo.commit, "lastModified": "2024-01-01T00:00:00.000Z",
                     "private": False, "disabled": False, "gated": "manual" if repo.gated else False,
                     "tags": ["diffusers"], "library_name": "diffusers",

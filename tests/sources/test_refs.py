@@ -74,7 +74,7 @@ def test_the_configured_hub_endpoint_is_recognised(monkeypatch: pytest.MonkeyPat
     "", "   ", "model.safetensors", "ftp://example.org/model.ckpt", "file:///etc/passwd",
     "https://civitai.com/images/123", "https://civitai.com/models/abc", "urn:air:sd1:checkpoint:civitai:x@1",
     "urn:air:sd1:checkpoint:orchestrator:1@2", "hf:org", "hf:org/../etc/passwd", "org/repo/../../x",
-    "https://huggingface.co/datasets/org/data/blob/main/x.csv", "https:///nohost",
+    "https://huggingface.co/datasets/org", "hf:datasets/org", "https:///nohost",
 ])
 def test_bad_references_list_the_accepted_forms(text: str) -> None:
     with pytest.raises(UsageError) as caught:
