@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import sqlite_utils
 
+from sdhub.catalog.aliases import alias_list, parse_civitai_air
 from sdhub.catalog.analysis import FOLDER_FORMAT, model_stem
 from sdhub.catalog.records import (
     Asset,
@@ -136,9 +137,19 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: What A1111 prompts name a network by: ``<lora:NAME:0.8>`` (also lyco, hypernet); NAME is a file's stem.
+_PROMPT_TAG = re.compile(r"^<\s*(?:lora|lyco|locon|hypernet)\s*:\s*([^:>]+?)\s*(?::[^>]*)?>$", re.IGNORECASE)
+
+
+def prompt_name(text: str) -> str:
+    """The file name a prompt tag such as ``<lora:NAME:0.8>`` names; other text as it is."""
+    match = _PROMPT_TAG.match(text.strip())
+    return match.group(1) if match else text.strip()
+
+
 def fts_query(text: str) -> str:
     """A user's words as an FTS5 query: every word must match, each as a prefix."""
-    words = re.findall(r"\w+", text)
+    words = re.findall(r"\w+", prompt_name(text))
     if not words:
         raise UsageError("give at least one word to search for")
     return " ".join(f'"{word}"*' for word in words)
@@ -149,6 +160,13 @@ def search(db: sqlite_utils.Database, text: str, limit: int = 100, *, kind: str 
     """Assets whose name, tags, trigger words, description, notes or base model (family or label) match
     all the words of ``text``, optionally of one kind and base model (as ``list_assets`` takes them)."""
     where, params = filters(db, kind=kind, base=base)
+    air = parse_civitai_air(text)
+    if air is not None:  # an AIR names Civitai ids: exactly the assets recorded with them
+        ids = _air_matches(db, *air)
+        if not ids:
+            return []
+        clause = f"a.id IN ({', '.join('?' * len(ids))})"
+        return load_assets(db, f"{clause} AND {where}" if where else clause, [*ids, *params], limit=limit)
     rows = list(db.query(
         "SELECT a.* FROM assets_fts JOIN assets a ON a.id = assets_fts.rowid "
         f"WHERE assets_fts MATCH ? {'AND ' + where if where else ''} ORDER BY bm25(assets_fts), a.id LIMIT ?",
@@ -160,7 +178,28 @@ def _ids(db: sqlite_utils.Database, sql: str, params: Sequence[Any]) -> list[int
     return [row[0] for row in db.execute(sql, list(params)).fetchall()]
 
 
+def _air_matches(db: sqlite_utils.Database, model_id: str, version_id: str | None) -> list[int]:
+    """Assets whose Civitai record has this version (or, without one, this model)."""
+    if version_id is not None:
+        return _ids(db, "SELECT asset_id FROM remote WHERE source = 'civitai' AND version_id = ? ORDER BY asset_id",
+                    [version_id])
+    return _ids(db, "SELECT asset_id FROM remote WHERE source = 'civitai' AND model_id = ? ORDER BY asset_id",
+                [model_id])
+
+
+def _alias_matches(db: sqlite_utils.Database, name: str) -> list[int]:
+    """Assets one of whose names (file names old and new, Civitai's names) is exactly ``name``, any case."""
+    wanted = name.lower()
+    return [asset_id for asset_id, aliases in db.execute(
+        "SELECT id, aliases FROM assets WHERE aliases LIKE ? ESCAPE '\\'", [f"%{_escape_like(name)}%"]).fetchall()
+        if wanted in (alias.lower() for alias in alias_list(aliases))]
+
+
 def _exact_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
+    air = parse_civitai_air(ref)
+    if air is not None:
+        return _air_matches(db, *air)
+    ref = prompt_name(ref)
     ids: list[int] = []
     if ref.isdigit():
         ids += _ids(db, "SELECT id FROM assets WHERE id = ?", [int(ref)])
@@ -177,7 +216,7 @@ def _exact_matches(db: sqlite_utils.Database, ref: str) -> list[int]:
         name = os.path.basename(path)
         if wanted in (name.lower(), model_stem(name).lower()):
             ids.append(asset_id)
-    return ids
+    return ids or _alias_matches(db, ref)
 
 
 def _made_from(db: sqlite_utils.Database, sha256: str) -> list[int]:

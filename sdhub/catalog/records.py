@@ -101,6 +101,11 @@ class Asset:
     sd_version: str | None = None
     #: The fields the user set (in a peer's sidecar): nothing sdhub derives replaces them.
     user_fields: list[str] = field(default_factory=list)
+    #: Every name the asset is known by: file names old and new, Civitai's model, version and file names, AIR.
+    aliases: list[str] = field(default_factory=list)
+    #: The newer Civitai version the last ``sdhub outdated`` found (``version_id``, ``version_name``,
+    #: ``early_access``, ``early_access_ends_at``, ``checked_at``); None when up to date or never checked.
+    newer_version: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], files: list[FileRecord] | None = None) -> "Asset":
@@ -117,6 +122,8 @@ class Asset:
             base_label=row.get("base_label"), base_label_from=row.get("base_label_from"),
             negative_text=row.get("negative_text"), sd_version=row.get("sd_version"),
             user_fields=json_list(row.get("user_fields")),
+            aliases=[line for line in (row.get("aliases") or "").split("\n") if line],
+            newer_version=json_dict(row.get("newer_version")) or None,
         )
 
     @property
@@ -132,6 +139,11 @@ class Asset:
         if self.base_model and label and label.lower() != self.base_model:
             return f"{self.base_model} ({label})"
         return self.base_model or label or self.architecture or ""
+
+    @property
+    def outdated(self) -> bool:
+        """True when the last check found a newer version on Civitai (even one still in early access)."""
+        return self.newer_version is not None
 
     @property
     def autov2(self) -> str:
@@ -183,6 +195,7 @@ class Asset:
         data["missing"] = self.missing
         data["file_name"] = self.file_name
         data["condition"] = self.condition
+        data["outdated"] = self.outdated
         return data
 
 

@@ -20,9 +20,10 @@ from sdhub.models.kinds import OTHER
 SCHEMA_VERSION_KEY = "schema_version"
 
 #: Columns of ``assets`` indexed for full-text search (``assets_fts``, kept in step by triggers).
-SEARCH_COLUMNS = ("name", "description", "tags", "trigger_words", "notes", "base_model", "base_label")
-#: What the first schema indexed; migration 5 added the base model's family and label.
+SEARCH_COLUMNS = ("name", "description", "tags", "trigger_words", "notes", "base_model", "base_label", "aliases")
+#: What the first schema indexed; migration 5 added the base model's family and label, migration 7 the aliases.
 _FIRST_SEARCH_COLUMNS = ("name", "description", "tags", "trigger_words", "notes")
+_FIFTH_SEARCH_COLUMNS = (*_FIRST_SEARCH_COLUMNS, "base_model", "base_label")
 
 
 def _initial_tables(db: sqlite_utils.Database) -> None:
@@ -163,7 +164,7 @@ def _base_family_and_label(db: sqlite_utils.Database) -> None:
                    "WHERE id = ?", [*fields.values(), asset_id])
     db.execute("UPDATE assets SET kind = ? WHERE kind = 'unknown'", [OTHER])
     db.execute("CREATE INDEX IF NOT EXISTS idx_assets_base_model ON assets (base_model)")
-    _index_for_search(db, SEARCH_COLUMNS)
+    _index_for_search(db, _FIFTH_SEARCH_COLUMNS)
 
 
 def _drop_search_index(db: sqlite_utils.Database) -> None:
@@ -204,6 +205,49 @@ def _user_fields(db: sqlite_utils.Database) -> None:
             db.execute(f"ALTER TABLE assets ADD COLUMN {column} {definition}")
 
 
+def _aliases_updates_and_library_view(db: sqlite_utils.Database) -> None:
+    """``assets.aliases``: every name a user may know an asset by (its file names old and new, Civitai's
+    model, version and file names, its AIR), searchable; ``assets.newer_version``: the newer Civitai
+    version ``sdhub outdated`` last found; the ``library`` view: one flat row per asset."""
+    from sdhub.catalog.aliases import civitai_aliases, file_aliases, merge_aliases
+
+    _drop_search_index(db)  # rebuilt once at the end, not row by row by its triggers
+    columns = db["assets"].columns_dict
+    for column, definition in (("aliases", "TEXT NOT NULL DEFAULT ''"), ("newer_version", "TEXT")):
+        if column not in columns:
+            db.execute(f"ALTER TABLE assets ADD COLUMN {column} {definition}")
+    names: dict[int, list[str]] = {}
+    for asset_id, path in db.execute("SELECT asset_id, path FROM files ORDER BY id").fetchall():
+        names.setdefault(asset_id, []).extend(file_aliases(path))
+    for asset_id, sha256, data in db.execute("SELECT r.asset_id, a.sha256, r.json FROM remote r JOIN assets a "
+                                             "ON a.id = r.asset_id WHERE r.source = 'civitai'").fetchall():
+        names.setdefault(asset_id, []).extend(civitai_aliases(data, sha256))
+    for asset_id, found in names.items():
+        db.execute("UPDATE assets SET aliases = ? WHERE id = ?", [merge_aliases("", found), asset_id])
+    db.execute("DROP VIEW IF EXISTS library")
+    db.execute(LIBRARY_VIEW)
+    _index_for_search(db, SEARCH_COLUMNS)
+
+
+#: One flat row per asset for ``sqlite3`` and datasette users (docs/catalog.md, "The library view").
+LIBRARY_VIEW = """CREATE VIEW library AS
+SELECT a.id, a.name, a.kind,
+  (SELECT f.path FROM files f WHERE f.asset_id = a.id ORDER BY f.missing, f.id LIMIT 1) AS path,
+  (SELECT count(*) FROM files f WHERE f.asset_id = a.id AND f.missing = 0) AS copies,
+  a.base_model AS base_family, a.base_label, a.architecture, a.format, a.dtype, a.size,
+  a.sha256,
+  (SELECT h.value FROM hashes h WHERE h.asset_id = a.id AND h.scheme = 'autov2') AS autov2,
+  (SELECT h.value FROM hashes h WHERE h.asset_id = a.id AND h.scheme = 'autov3') AS autov3,
+  (SELECT h.value FROM hashes h WHERE h.asset_id = a.id AND h.scheme = 'autov1') AS autov1,
+  (SELECT h.value FROM hashes h WHERE h.asset_id = a.id AND h.scheme = 'legacy_model_hash') AS legacy_model_hash,
+  (SELECT h.value FROM hashes h WHERE h.asset_id = a.id AND h.scheme = 'crc32') AS crc32,
+  (SELECT h.value FROM hashes h WHERE h.asset_id = a.id AND h.scheme = 'blake3') AS blake3,
+  r.model_id AS civitai_model_id, r.version_id AS civitai_version_id, r.name AS civitai_name, r.url AS civitai_url,
+  json_extract(a.newer_version, '$.version_id') AS newer_civitai_version_id,
+  a.defect, a.status, a.added_at
+FROM assets a LEFT JOIN remote r ON r.asset_id = a.id AND r.source = 'civitai'"""
+
+
 #: Applied in order; the database's schema_version is the number applied so far. Append only.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _initial_tables,
@@ -212,6 +256,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _own_names_for_derived_files,
     _base_family_and_label,
     _user_fields,
+    _aliases_updates_and_library_view,
 ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
+from sdhub.catalog.aliases import civitai_aliases, file_aliases, merge_aliases
 from sdhub.catalog.analysis import FOLDER_FORMAT, FileAnalysis, FileIdentity, FolderMember, model_stem
 from sdhub.catalog.kind_choice import settle_kind
 from sdhub.catalog.records import json_dict, json_list
@@ -171,6 +172,22 @@ def put_file(db: sqlite_utils.Database, asset_id: int, path: str, identity: File
         [asset_id, path, identity.size, identity.mtime_ns, identity.inode, identity.device, folder_kind,
          stamp, stamp, sidecar_sig],
     )
+    add_aliases(db, asset_id, file_aliases(path))
+
+
+def row_sha256(db: sqlite_utils.Database, asset_id: int) -> str | None:
+    row = db.execute("SELECT sha256 FROM assets WHERE id = ?", [asset_id]).fetchone()
+    return row[0] if row else None
+
+
+def add_aliases(db: sqlite_utils.Database, asset_id: int, names: list[str]) -> None:
+    """Remember more names the asset is known by (``assets.aliases``), each once; old ones stay."""
+    row = db.execute("SELECT aliases FROM assets WHERE id = ?", [asset_id]).fetchone()
+    if row is None:
+        return
+    merged = merge_aliases(row[0], names)
+    if merged != (row[0] or ""):
+        db.execute("UPDATE assets SET aliases = ? WHERE id = ?", [merged, asset_id])
 
 
 def move_file(db: sqlite_utils.Database, file_id: int, asset_id: int, path: str, identity: FileIdentity,
@@ -191,6 +208,7 @@ def move_file(db: sqlite_utils.Database, file_id: int, asset_id: int, path: str,
     if cursor.rowcount == 1:
         if old_path is not None:
             _name_follows_file(db, asset_id, old_path[0], path)
+        add_aliases(db, asset_id, file_aliases(path))
         return "moved"
     put_file(db, asset_id, path, identity, folder_kind, sidecar_sig)
     return "added"
@@ -291,6 +309,8 @@ def put_remote(db: sqlite_utils.Database, asset_id: int, fields: RemoteFields, d
               "json": json.dumps(data, ensure_ascii=False), "inherited_from": inherited_from, "fetched_at": now()}
     if not _write_remote_row(db, asset_id, fields.source, values):
         return
+    if fields.source == "civitai":
+        add_aliases(db, asset_id, civitai_aliases(data, row_sha256(db, asset_id)))
     row = asset_row(db, asset_id=asset_id)
     assert row is not None
     # A record inherited from the file this one was made from does not name this file.
