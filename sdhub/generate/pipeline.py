@@ -112,6 +112,7 @@ class SampledImages:
     notes: list[str] = field(default_factory=list)
     sampling_seconds: float = 0.0
     decode_seconds: float = 0.0
+    latents: torch.Tensor | None = None
 
 
 @dataclass
@@ -364,23 +365,11 @@ def to_pil(images: torch.Tensor) -> list[Any]:
     return [Image.fromarray(array) for array in arrays]
 
 
-@torch.inference_mode()
-def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: list[Embedding] | None = None,
-                  progress: Progress = NULL_PROGRESS, auto_fp32_vae: bool = True) -> SampledImages:
-    """Generate ``params.batch_size`` images (seeds must already be resolved, see ``with_seeds``)."""
-    params.validate()
-    if params.seed < 0:
-        raise UsageError("resolve -1 seeds with GenerationParams.with_seeds() before sampling")
-    choice = resolve_sampler(params.sampler, params.schedule_type)
+def guided_denoiser(model: LoadedModel, params: GenerationParams, choice: SamplerChoice,
+                    embeddings: list[Embedding]) -> tuple[ModelSchedule, _CFGDenoiser, dict[str, Embedding]]:
+    """The model's noise schedule, A1111's CFG denoiser for ``params``' prompts and the embeddings they use."""
     spec = choice.sampler
-    source = params.rng_source()
-    device = model.device
-    batch = params.batch_size
-    plan = SeedPlan.for_batch(params.seed, batch, subseed=params.subseed, subseed_strength=params.subseed_strength,
-                              eta_noise_seed_delta=params.eta_noise_seed_delta)
-    latent_shape = (4, params.height // 8, params.width // 8)
-
-    conditioner = PromptConditioner(model, embeddings or [], params.clip_skip, params.emphasis)
+    conditioner = PromptConditioner(model, embeddings, params.clip_skip, params.emphasis)
     # A1111 schedules prompt edits over the sampler's total steps: twice the steps for second-order ones
     prompt_steps = spec.total_steps(params.steps)
     positive = _PromptPlan(conditioner, params.prompt, prompt_steps)
@@ -393,7 +382,29 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
     schedule = schedule_class(model.alphas_cumprod, downcast=params.downcast_alphas_cumprod)
     image_cond = _txt2img_image_cond(model, params.height, params.width)
     inner = _UNetDenoiser(model, schedule, params.width, params.height, image_cond)
-    cfg = _CFGDenoiser(inner, positive, negative, params.cfg_scale, batch)
+    return schedule, _CFGDenoiser(inner, positive, negative, params.cfg_scale, params.batch_size), used
+
+
+@torch.inference_mode()
+def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: list[Embedding] | None = None,
+                  progress: Progress = NULL_PROGRESS, auto_fp32_vae: bool = True, decode: bool = True
+                  ) -> SampledImages:
+    """Generate ``params.batch_size`` images (seeds must already be resolved, see ``with_seeds``).
+
+    With ``decode=False`` only the latents come back (a latent hires fix upscales them first)."""
+    params.validate()
+    if params.seed < 0:
+        raise UsageError("resolve -1 seeds with GenerationParams.with_seeds() before sampling")
+    choice = resolve_sampler(params.sampler, params.schedule_type)
+    spec = choice.sampler
+    source = params.rng_source()
+    device = model.device
+    batch = params.batch_size
+    plan = SeedPlan.for_batch(params.seed, batch, subseed=params.subseed, subseed_strength=params.subseed_strength,
+                              eta_noise_seed_delta=params.eta_noise_seed_delta)
+    latent_shape = (4, params.height // 8, params.width // 8)
+
+    schedule, cfg, used = guided_denoiser(model, params, choice, embeddings or [])
     noise = ImageNoise(latent_shape, plan, source, device)
     x = noise.first()
 
@@ -428,19 +439,26 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
             task.finish()
     sampling_seconds = time.perf_counter() - started
 
+    result = SampledImages(images=[], seeds=list(plan.seeds), subseeds=list(plan.subseeds), sampler=choice,
+                           rng=source, used_embeddings=used, sampling_seconds=sampling_seconds, latents=latents)
+    if decode:
+        decode_into(result, model, latents, progress, auto_fp32_vae)
+    return result
+
+
+def decode_into(result: SampledImages, model: LoadedModel, latents: torch.Tensor, progress: Progress,
+                auto_fp32_vae: bool = True) -> None:
+    """Decode ``latents`` into ``result``'s images, noting an fp32 retry or NaNs and the time taken."""
     started = time.perf_counter()
     check_cancelled(progress)
     with stops_inside(progress, model.vae):
         images, retried, has_nan = decode_latents(model, latents, auto_fp32_vae)
-    decode_seconds = time.perf_counter() - started
-    notes = []
+    result.decode_seconds += time.perf_counter() - started
     if retried:
-        notes.append("the VAE produced NaNs in half precision; decoded again in fp32 "
-                     "(A1111's --no-half-vae fallback): use an fp16-safe VAE or --vae-dtype fp32")
+        result.notes.append("the VAE produced NaNs in half precision; decoded again in fp32 "
+                            "(A1111's --no-half-vae fallback): use an fp16-safe VAE or --vae-dtype fp32")
     if has_nan:
-        notes.append("the decoded image contains NaNs (shown black)")
-    return SampledImages(
-        images=to_pil(images), seeds=list(plan.seeds), subseeds=list(plan.subseeds), sampler=choice, rng=source,
-        used_embeddings=used, vae_fp32_retry=retried, nan_in_output=has_nan, notes=notes,
-        sampling_seconds=sampling_seconds, decode_seconds=decode_seconds,
-    )
+        result.notes.append("the decoded image contains NaNs (shown black)")
+    result.images = to_pil(images)
+    result.vae_fp32_retry = result.vae_fp32_retry or retried
+    result.nan_in_output = has_nan

@@ -256,15 +256,18 @@ class BrownianNoise:
 def run_sampler(choice: SamplerChoice, denoise: Denoise, noise: torch.Tensor, sigmas: torch.Tensor,
                 step: StepCallback, *, model: ModelSchedule | None = None, next_noise: NoiseFn | None = None,
                 brownian: BrownianNoise | None = None, eta: float | None = None,
-                s_noise: float | None = None, steps: int | None = None) -> torch.Tensor:
+                s_noise: float | None = None, steps: int | None = None,
+                x_start: torch.Tensor | None = None) -> torch.Tensor:
     """Run a sigma sampler from unit ``noise`` (scaled by ``sigmas[0]`` as A1111 does).
 
     ``model`` gives DPM fast/adaptive their range (the model's sigma_min/max, as A1111 passes) and
     ``steps`` DPM fast its evaluation count;
     ``next_noise`` draws the per-step noise of ancestral samplers; ``brownian`` serves the SDE ones.
+    ``x_start`` is img2img's start (noised init latents, ``sigmas`` the truncated schedule): sampling
+    starts there, and DPM fast/adaptive run between ``sigmas[-2]`` and ``sigmas[0]`` as A1111 passes them.
     """
     spec = choice.sampler
-    x = noise * sigmas[0]
+    x = noise * sigmas[0] if x_start is None else x_start
 
     def callback(info: dict[str, Any]) -> None:
         step(int(info["i"]))
@@ -302,8 +305,10 @@ def run_sampler(choice: SamplerChoice, denoise: Denoise, noise: torch.Tensor, si
         if model is None:
             raise UsageError(f"{spec.label} needs the model's schedule")
         kwargs["sigma_min"], kwargs["sigma_max"] = model.sigma_min, model.sigma_max
+        if x_start is not None:
+            kwargs["sigma_min"], kwargs["sigma_max"] = sigmas[-2], sigmas[0]
         if "n" in parameters:
-            kwargs["n"] = steps or len(sigmas) - 1
+            kwargs["n"] = len(sigmas) - 1 if x_start is not None else steps or len(sigmas) - 1
     else:
         kwargs["sigmas"] = sigmas
     return function(lambda x_in, sigma: denoise(x_in, sigma), x, callback=callback, disable=True, **kwargs)

@@ -75,11 +75,17 @@ def detect_upscaler(tensors: Mapping[str, Any]) -> Detection | None:
 
 
 def _unwrapped(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    shapes = {name: _shape(info) for name, info in tensors.items()}
+    return strip_wrapper_prefixes({name: _shape(info) for name, info in tensors.items()})
+
+
+def strip_wrapper_prefixes(entries: Mapping[str, Any]) -> dict[str, Any]:
+    """``entries`` with the training tools' wrapper prefix (``params_ema.``, ``module.``...) taken off
+    the names, when every name has it."""
+    result = dict(entries)
     for prefix in _WRAPPER_PREFIXES:
-        if shapes and all(name.startswith(prefix) for name in shapes):
-            shapes = {name[len(prefix):]: shape for name, shape in shapes.items()}
-    return shapes
+        if result and all(name.startswith(prefix) for name in result):
+            result = {name[len(prefix):]: value for name, value in result.items()}
+    return result
 
 
 def _describe(spandrel: Any, shapes: dict[str, tuple[int, ...]]) -> tuple[Any, str | None]:
