@@ -25,6 +25,7 @@ import platformdirs
 
 from sdhub.atomic import atomic_output
 from sdhub.errors import HomeError, SdhubError, UsageError
+from sdhub.models.kinds import OTHER
 
 @dataclass(frozen=True)
 class Layout:
@@ -152,8 +153,8 @@ LAYOUTS: dict[str, Layout] = {
 ASSET_KINDS: tuple[str, ...] = tuple(LAYOUTS["sdhub"].folders)
 #: The folder under the home root where downloads are kept until they are filed (kind "other").
 DOWNLOADS_DIR = "downloads"
-#: The kind whose files live in the downloads folder (``sdhub.models.kinds.OTHER``).
-UNFILED_KIND = "other"
+#: The kind whose files live in the downloads folder.
+UNFILED_KIND = OTHER
 
 #: Folder names of variants whose folder is not named after them: ComfyUI loads FLUX.1 Redux (an
 #: IP-Adapter-like image prompt model) from models/style_models.

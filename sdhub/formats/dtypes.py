@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdhub.errors import BadInputError, UsageError
+from sdhub.formats.quantised import QUANTISED, quantised_refusal
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ USER_DTYPES = {"fp16": "F16", "float16": "F16", "half": "F16", "bf16": "BF16", "
                "fp32": "F32", "float32": "F32", "float": "F32"}
 
 
+def is_floating(name: str) -> bool:
+    """Whether ``name`` is a plain floating type (quantised types are not: their bytes are not floats)."""
+    dtype = DTYPES.get(name)
+    return dtype is not None and dtype.floating
+
+
 def dtype_name(dtype: Any) -> str:
     """The safetensors name of a torch dtype, a safetensors name or a torch attribute name."""
     if isinstance(dtype, str):
@@ -59,8 +66,6 @@ def dtype_name(dtype: Any) -> str:
             return _BY_TORCH_NAME[dtype].name
         if dtype.lower() in USER_DTYPES:
             return USER_DTYPES[dtype.lower()]
-        from sdhub.formats.quantised import QUANTISED, quantised_refusal  # (that module imports this one)
-
         if dtype in QUANTISED:
             raise BadInputError(quantised_refusal(dtype))
         raise UsageError(f"unknown tensor type {dtype!r}")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from sdhub.errors import BadInputError, NotFoundError, StandInFileError, UnsafeFileError, UsageError
 from sdhub.formats.bnb_quant import read_bnb_weights
 from sdhub.formats.dtypes import DTYPES, dtype_name, torch_dtype
-from sdhub.formats.quantised import QUANTISED, quantised_refusal
+from sdhub.formats.quantised import QUANTISED, not_rewritten, quantised_refusal
 from sdhub.formats.gguf_file import GGUF_MAGIC, read_gguf
 from sdhub.formats.pickle_values import PickleReport, is_contiguous
 from sdhub.formats.regular_file import open_regular_file
@@ -321,8 +321,7 @@ def _open(path: Path, file: Any, size: int, limits: Limits) -> ModelFile:
         if not weights:
             return ModelFile(path, file, size, "safetensors", sources, header.metadata, ReadReport("safetensors"))
         quantisation = Quantisation("bitsandbytes", dict(types))
-        refusal = (f"{source}: is {quantisation.describe()}; sdhub reads, hashes and catalogues it but does not "
-                   "dequantise or rewrite it (prune, cast and convert need an unquantised copy of the model)")
+        refusal = not_rewritten(f"{source}: is {quantisation.describe()}", "it")
         quantised = {name: TensorInfo(name, type_name, shape, stored)
                      for name, (type_name, shape, stored) in weights.items()}
         return ModelFile(path, file, size, "safetensors", sources, header.metadata, ReadReport("safetensors"),
@@ -348,8 +347,7 @@ def _open_gguf(path: Path, file: Any, size: int, source: str) -> ModelFile:
             sources[tensor.name] = TensorSource("U8", (tensor.nbytes,), (1,), 0, tensor.data_offset, tensor.name)
             quantised[tensor.name] = TensorInfo(tensor.name, tensor.type_name, tensor.shape, tensor.nbytes)
     quantisation = Quantisation("gguf", dict(Counter(tensor.type_name for tensor in contents.tensors)))
-    refusal = (f"{source}: is a GGUF file ({quantisation.describe()}); sdhub reads, hashes and catalogues GGUF "
-               "files but does not rewrite them (prune, cast and convert need an unquantised .safetensors)")
+    refusal = not_rewritten(f"{source}: is a GGUF file ({quantisation.describe()})", "it")
     return ModelFile(path, file, size, "gguf", sources, contents.metadata, ReadReport("gguf"), quantised=quantised,
                      quantisation=quantisation, rewrite_refusal=refusal)
 

@@ -6,8 +6,6 @@ dequantises or rewrites them, and every command that would says so in the same l
 
 from __future__ import annotations
 
-from sdhub.formats.dtypes import DTYPES
-
 #: The quantised types sdhub knows by name (GGML's, as the gguf library names them, and NF4/FP4).
 QUANTISED = frozenset({
     "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K",
@@ -16,13 +14,12 @@ QUANTISED = frozenset({
 })
 
 
+def not_rewritten(what: str, them: str = "them") -> str:
+    """The one-line reason sdhub will not rewrite quantised ``what`` (``them``: how the line refers back to it)."""
+    return (f"{what}; sdhub reads, hashes and catalogues {them} but does not dequantise or rewrite {them} "
+            "(prune, cast and convert need an unquantised copy of the model)")
+
+
 def quantised_refusal(type_name: str) -> str:
     """Why a tensor of a quantised type cannot be cast or written (one line, for any command)."""
-    return (f"{type_name} tensors are quantised; sdhub reads, hashes and catalogues them but does not dequantise "
-            "or rewrite them (prune, cast and convert need an unquantised copy of the model)")
-
-
-def is_floating(name: str) -> bool:
-    """Whether ``name`` is a plain floating type (quantised types are not: their bytes are not floats)."""
-    dtype = DTYPES.get(name)
-    return dtype is not None and dtype.floating
+    return not_rewritten(f"{type_name} tensors are quantised")

@@ -20,7 +20,7 @@ from typing import Any
 from sdhub.models.detection import (CROSS_ATTENTION_BASE, FLUX_BLOCKS, FLUX_WIDTH, KOHYA_BASE_VERSIONS, MODELSPEC_BASES,
                                     TRANSFORMER_WIDTH_ARCHITECTURE, Detection, family, shape_of as _shape)
 
-#: What each of ``LORA_FLAVOURS`` is.
+#: LoRA flavours (the LyCORIS algorithm, or the layout of a plain LoRA) and what each is.
 LORA_FLAVOUR_DESCRIPTIONS: dict[str, str] = {
     "kohya": "kohya sd-scripts LoRA (lora_down/lora_up/alpha)",
     "locon": "LyCORIS LoCon (LoRA factors on convolutions too)",

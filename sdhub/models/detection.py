@@ -9,10 +9,6 @@ from typing import Any, Callable, TypeVar
 
 from sdhub.models.kinds import family_of
 
-#: LoRA flavours: the LyCORIS algorithm, or the layout of a plain LoRA (described in detect_lora).
-LORA_FLAVOURS = ("kohya", "locon", "loha", "lokr", "dora", "ia3", "glora", "full", "peft", "diffusers",
-                 "diffusers-attn-proc", "lora-diffusion", "xlabs")
-
 #: Where sdhub records, in files it writes, that a model predicts v (SD2 768-v has no flag of its own).
 PREDICTION_METADATA_KEY = "sdhub.prediction"
 UNET_PREFIX = "model.diffusion_model."

@@ -17,7 +17,8 @@ from typing import Any
 
 from sdhub.errors import BadInputError, MissingFileError
 from sdhub.formats import ModelFile, open_model
-from sdhub.formats.quantised import QUANTISED, is_floating
+from sdhub.formats.dtypes import is_floating
+from sdhub.formats.quantised import QUANTISED
 from sdhub.models import components as comp
 from sdhub.models.detect import Detection, detect, read_sidecar_config
 from sdhub.ops.cast import FP16_OVERFLOW, NARROW_FLOATS, measurable
