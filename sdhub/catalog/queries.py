@@ -10,6 +10,7 @@ import sqlite_utils
 
 from sdhub.catalog.aliases import alias_list, parse_civitai_air
 from sdhub.catalog.analysis import FOLDER_FORMAT, model_stem
+from sdhub.catalog.civitai_record import civitai_record
 from sdhub.catalog.records import (
     Asset,
     AssetDetails,
@@ -321,6 +322,8 @@ def asset_details(db: sqlite_utils.Database, asset: Asset) -> AssetDetails:
         ancestors=_lineage_links(db, asset.sha256, upward=True),
         derived=_lineage_links(db, asset.sha256, upward=False),
         inspect=json_dict(inspect_row[0] if inspect_row else None), folder_files=folder_files,
+        civitai=next((civitai_record(r["json"], asset.sha256).to_dict() for r in remote
+                      if r["source"] == "civitai" and r["json"]), None),
     )
 
 

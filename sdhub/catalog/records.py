@@ -225,13 +225,15 @@ class AssetDetails:
     derived: list[AssetLink]
     inspect: dict[str, Any]
     folder_files: list[dict[str, Any]] = field(default_factory=list)
+    #: What sdhub reads from the Civitai record (``civitai_record.CivitaiRecord``), None without one.
+    civitai: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = self.asset.to_dict()
         data.update(
             hashes=self.hashes, remote=self.remote, previews=self.previews, tests=self.tests,
             ancestors=[a.to_dict() for a in self.ancestors], derived=[d.to_dict() for d in self.derived],
-            inspect=self.inspect, folder_files=self.folder_files,
+            inspect=self.inspect, folder_files=self.folder_files, civitai=self.civitai,
         )
         return data
 

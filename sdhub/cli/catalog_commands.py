@@ -218,6 +218,7 @@ def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
     for remote in details.remote:
         via = f"  (inherited from {remote['inherited_from'][:10]})" if remote["inherited_from"] else ""
         fields.append((remote["source"], (remote["url"] or remote["repo"] or "") + via))
+    fields += _civitai_fields(details.civitai, asset)
     for link in details.ancestors:
         fields.append(("made from", f"{link.name or '(not in catalog)'} [{link.sha256[:10]}] {link.relation or ''}"))
     for link in details.derived:
@@ -228,6 +229,41 @@ def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
         fields.append(("problem", problem))
     fields.append(("added", asset.added_at))
     return [(name, value) for name, value in fields if value not in (None, "")]
+
+
+def _civitai_fields(record: dict[str, object] | None, asset: Asset) -> list[tuple[str, object]]:
+    """What the Civitai record says, for ``show``: names, AIR, creator, licence, status, file, example prompts."""
+    if not record:
+        return []
+    licence = record.get("license") or {}
+    file = record.get("file") or {}
+    scan = file.get("scan") or {}
+    status = record.get("status") or {}
+    said = [word for word, on in (("taken down", status.get("taken_down")), ("archived", status.get("archived")),
+                                  ("generation only", status.get("generation_only"))) if on]
+    if status.get("early_access"):
+        said.append(f"early access until {status.get('early_access_ends_at') or '?'}")
+    fields: list[tuple[str, object]] = [
+        ("civitai model", f"{record.get('model_name')} ({record.get('model_id')})"),
+        ("civitai version", f"{record.get('version_name')} ({record.get('version_id')})"),
+        ("air", record.get("air")), ("creator", record.get("creator")),
+        ("civitai tags", ", ".join(map(str, record.get("tags") or []))),
+        ("licence", ", ".join(f"{k}={'/'.join(v) if isinstance(v, list) else v}" for k, v in licence.items())),
+        ("civitai status", ", ".join(said) or (status.get("availability") or "published")),
+        ("civitai file", " ".join(f"{k}={file.get(k)}" for k in ("name", "format", "size", "fp") if file.get(k))),
+        ("civitai scans", ", ".join(f"{k} {scan.get(k)}" for k in ("pickle", "virus") if scan.get(k))
+         + (f" ({scan['scanned_at']})" if scan.get("scanned_at") else "")),
+    ]
+    if asset.newer_version:
+        newer = asset.newer_version
+        fields.append(("newer version", f"{newer.get('version_name')} ({newer.get('version_id')})"
+                       + (" in early access" if newer.get("early_access") else "")))
+    for example in record.get("example_prompts") or []:
+        settings = ", ".join(f"{k} {example[k]}" for k in ("sampler", "cfgScale", "steps", "seed") if k in example)
+        fields.append(("example prompt", f"{example.get('prompt')}"
+                       + (f"  | negative: {example['negativePrompt']}" if example.get("negativePrompt") else "")
+                       + (f"  | {settings}" if settings else "")))
+    return fields
 
 
 @app.command("show")

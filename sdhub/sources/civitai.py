@@ -16,6 +16,7 @@ import requests
 from sdhub.config import civitai_token, config_path
 from sdhub.errors import AuthError, BadInputError, NetworkError, NotFoundError, SdhubError, UsageError
 from sdhub.models.base_labels import label_family
+from sdhub.sources.civitai_checks import refuse_unavailable
 from sdhub.sources.http import HttpClient, RetryPolicy, error_text, generic_error, redact
 from sdhub.sources.refs import CivitaiRef, civitai_base_url
 
@@ -296,6 +297,7 @@ class CivitaiClient:
                 model = self.model(int(model_id))
             except NotFoundError:
                 model = {}
+        refuse_unavailable(model or {}, version_data)  # its own message, not "no downloadable files"
         file = pick_file(
             version_data, file_id=ref.file_id, file_type=file_type or ref.file_type,
             format=format or ref.format, size=size or ref.size, fp=fp or ref.fp,

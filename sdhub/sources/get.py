@@ -29,7 +29,8 @@ from sdhub.config import ASSET_KINDS, NSFW_LEVELS, UNFILED_KIND, Home, preview_n
 from sdhub.errors import AuthError, Interrupted, NetworkError, NotFoundError, SdhubError, UsageError
 from sdhub.progress import NULL_PROGRESS, Progress, interrupted
 from sdhub.sources import huggingface as hub
-from sdhub.sources.civitai import CivitaiChoice, CivitaiClient
+from sdhub.sources.civitai import CivitaiChoice, CivitaiClient, token_help
+from sdhub.sources.civitai_checks import check_before_download
 from sdhub.sources.download import DownloadResult, download
 from sdhub.sources.placing import place_file
 from sdhub.sources.http import HttpClient, redact
@@ -260,15 +261,10 @@ def _save_preview(home: Home, images: list[dict[str, Any]], sha256: str, result:
 
 # -- sources ------------------------------------------------------------------------------------
 def _civitai_data(choice: CivitaiChoice) -> dict[str, Any]:
-    """The version answer enriched with the model's tags, creator and description (for the catalog)."""
-    data = dict(choice.version)
-    summary = dict(data.get("model") or {})
-    for key in ("name", "type", "nsfw", "poi", "tags", "creator", "description"):
-        if key in choice.model and key not in summary:
-            summary[key] = choice.model[key]
-    data["model"] = summary
-    data.setdefault("modelId", choice.model.get("id"))
-    return data
+    """The version answer enriched with the model's tags, creator, description, licence and status."""
+    from sdhub.catalog.civitai_record import with_model_fields
+
+    return with_model_fields(choice.version, choice.model)
 
 
 def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, progress: Progress) -> GetResult:
@@ -285,6 +281,8 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
             result.path, result.already_present = present, True
             progress.message(f"{present.name} is already in the library ({choice.sha256[:10]}); not downloading")
         else:
+            result.warnings += check_before_download(choice.model, choice.version, choice.file,
+                                                     has_token=client.http.has_token, token_help=token_help())
             result.download = download(
                 client.http, choice.download_url, folder, expected_sha256=choice.sha256,
                 fallback_name=str(choice.file.get("name") or f"civitai-{choice.version.get('id')}.safetensors"),
@@ -530,6 +528,20 @@ def _civitai_kind(catalog: Catalog, sha256: str, found_by: str, version: dict[st
         catalog.set_kind(sha256, choice.kind, by="civitai", evidence=choice.kind_evidence)
 
 
+def _with_model(client: CivitaiClient, version: dict[str, Any]) -> dict[str, Any]:
+    """The by-hash answer completed with the model's own fields from ``/models/{id}`` (tags, description,
+    creator, licence, status), as Civitai Helper fetches them; as it was when that model cannot be read."""
+    from sdhub.catalog.civitai_record import with_model_fields
+
+    model_id = version.get("modelId")
+    if not isinstance(model_id, int) and not (isinstance(model_id, str) and model_id.isdigit()):
+        return version
+    try:
+        return with_model_fields(version, client.model(int(model_id)))
+    except NotFoundError:
+        return version
+
+
 def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL_PROGRESS) -> SyncResult:
     """Look up every catalogued asset without Civitai metadata by its SHA-256 and fill it in."""
     report = SyncResult()
@@ -552,6 +564,7 @@ def civitai_sync(home: Home, *, sidecars: bool = True, progress: Progress = NULL
                     report.errors.append({"sha256": asset.sha256, "error": str(error)})
                     task.advance(1)
                     continue
+                version = _with_model(client, version)
                 present = asset.present_files
                 result = GetResult(ref=asset.sha256, source="civitai",
                                    path=Path(present[0].path) if present else home.root, kind=asset.kind)

@@ -25,6 +25,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -93,7 +94,9 @@ def file_hashes(data_or_path: bytes | Path) -> dict[str, str]:
         crc = zlib.crc32(chunk, crc)
         if blake is not None:
             blake.update(chunk)
-    hashes = {"AutoV2": sha.hexdigest()[:10].upper(), "SHA256": sha.hexdigest().upper(), "CRC32": f"{crc:08X}"}
+    # Civitai writes the CRC's four bytes little-endian (sdhub's FileHashes.crc32), not zlib's %08X.
+    hashes = {"AutoV2": sha.hexdigest()[:10].upper(), "SHA256": sha.hexdigest().upper(),
+              "CRC32": crc.to_bytes(4, "little").hex().upper()}
     if blake is not None:
         hashes["BLAKE3"] = blake.hexdigest().upper()
     return hashes
@@ -200,6 +203,66 @@ class CivitaiServer(ImitationServers):
                  "creator": {"username": "imitation", "image": None}, "stats": {}, "modelVersions": [version]}
         return self.add_model(model, contents, wrong_hash=wrong_hash)
 
+    def publish_version(self, model_id: int, version: dict[str, Any],
+                        contents: dict[int, bytes | Path] | None = None) -> dict[str, Any]:
+        """Publish a newer version of a served model: Civitai lists it first (newest first, ``index`` 0)."""
+        version = copy.deepcopy(version)
+        version["modelId"] = model_id
+        for file in version.get("files", []):
+            content = (contents or {}).get(file["id"])
+            if content is not None:
+                self._attach(file, version["id"], content, False)
+        with self._lock:
+            versions = self.models[model_id]["modelVersions"]
+            versions.insert(0, version)
+            for index, each in enumerate(versions):
+                if "index" in each or index == 0:
+                    each["index"] = index
+        return version
+
+    def set_early_access(self, version_id: int, ends_at: str, *, shape: str = "current") -> None:
+        """Put a version in early access until ``ends_at`` (ISO): its answer says so in the current shape
+        (``availability`` EarlyAccess, ``earlyAccessEndsAt``, ``earlyAccessConfig``) or the 2023 one
+        (``earlyAccessTimeFrame`` days from ``publishedAt``), and downloads without a buyer's token get 403."""
+        _, version = self.find_version(version_id)  # type: ignore[misc]
+        with self._lock:
+            self.early_access[version_id] = ends_at
+            if shape == "2023":
+                published = datetime.fromisoformat(ends_at.replace("Z", "+00:00")) - timedelta(days=7)
+                version["publishedAt"] = published.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                version["earlyAccessTimeFrame"] = 7
+                return
+            version["availability"] = "EarlyAccess"
+            version["earlyAccessEndsAt"] = ends_at
+            # The config's exact shape is unconfirmed (research/apis.md); these keys are what the site's
+            # early-access form sets.
+            version["earlyAccessConfig"] = {"timeframe": 7, "chargeForDownload": True, "downloadPrice": 500,
+                                            "chargeForGeneration": False}
+
+    def archive(self, model_id: int) -> None:
+        """Archive a model as Civitai does: ``mode`` Archived, every version without files or downloadUrl."""
+        with self._lock:
+            model = self.models[model_id]
+            model["mode"] = "Archived"
+            for version in model["modelVersions"]:
+                version["files"] = []
+                version.pop("downloadUrl", None)
+
+    def take_down(self, model_id: int) -> None:
+        """Take a model down as Civitai does: ``mode`` TakenDown, its images gone."""
+        with self._lock:
+            model = self.models[model_id]
+            model["mode"] = "TakenDown"
+            for version in model["modelVersions"]:
+                version["images"] = []
+
+    def generation_only(self, version_id: int) -> None:
+        """Make a version usable for generation on the site only (``usageControl``; the value's name is
+        unconfirmed): downloads answer 401 "disabled downloads"."""
+        _, version = self.find_version(version_id)  # type: ignore[misc]
+        with self._lock:
+            version["usageControl"] = "Generation"
+
     def _attach(self, file: dict[str, Any], version_id: int, content: bytes | Path, wrong: bool) -> None:
         served = ServedFile(file_id=file["id"], version_id=version_id, name=file["name"],
                             data=content if isinstance(content, bytes) else None,
@@ -228,7 +291,8 @@ class CivitaiServer(ImitationServers):
 
     def version_view(self, model: dict[str, Any], version: dict[str, Any], *, standalone: bool) -> dict[str, Any]:
         view = copy.deepcopy(version)
-        view["downloadUrl"] = f"{self.url}/api/download/models/{version['id']}"
+        if model.get("mode") != "Archived":  # an archived model's versions have no downloadUrl
+            view["downloadUrl"] = f"{self.url}/api/download/models/{version['id']}"
         for file in view.get("files", []):
             if "downloadUrl" in file:
                 file["downloadUrl"] = self._rebase(file["downloadUrl"])
@@ -241,6 +305,8 @@ class CivitaiServer(ImitationServers):
             image["url"] = f"{self.storage_url}/images/{version['id']}/{index}.jpeg"
         if standalone:
             view["model"] = {k: model.get(k) for k in ("name", "type", "nsfw", "poi")}
+            if model.get("mode"):
+                view["model"]["mode"] = model["mode"]
             view["modelId"] = model["id"]
         return view
 
@@ -415,6 +481,16 @@ class _SiteHandler(ImitationHandler[CivitaiServer]):
         model, version = found
         vid = int(version["id"])
         token = self._token(query)
+        if model.get("mode") == "Archived":
+            self._json(410, {"error": "Model archived, not available for download"})
+            return
+        if model.get("mode") == "TakenDown":
+            self._json(404, {"error": "File not found"})
+            return
+        if version.get("usageControl") not in (None, "Download"):
+            self._json(401, {"error": "Unauthorized",
+                             "message": "The creator of this asset has disabled downloads on this file"})
+            return
         browser = any(m in self.headers.get("User-Agent", "").lower() for m in BROWSER_MARKERS)
         needs_login = vid in self.owner.require_login or vid in self.owner.login_page_for
         if needs_login and token not in self.owner.tokens:
