@@ -33,6 +33,7 @@ from sdhub.generate.samplers import (
     sigmas_for,
 )
 from sdhub.generate.timestep_samplers import run_timestep_sampler
+from sdhub.generate.unipc import UniPCOptions
 from sdhub.progress import NULL_PROGRESS, Progress, check_cancelled
 
 #: Refiner aesthetic scores A1111 uses for the positive and the negative prompt.
@@ -63,6 +64,12 @@ class GenerationParams:
     eta: float | None = None  # None: the sampler's A1111 default (1 for ancestral/SDE samplers, 0 for DDIM)
     s_noise: float | None = None  # None: 1.0
     discard_penultimate_sigma: bool = False  # A1111's "always discard next-to-last sigma" option
+    seed_resize_from_w: int = 0  # A1111's "Resize seed from": noise drawn at this size, centred (0: off)
+    seed_resize_from_h: int = 0
+    unipc_variant: str = "bh1"  # A1111's UniPC settings (uni_pc_variant, _skip_type, _order, _lower_order_final)
+    unipc_skip_type: str = "time_uniform"
+    unipc_order: int = 3
+    unipc_lower_order_final: bool = True
 
     def validate(self) -> None:
         """Refuse values A1111 would refuse, with the reason."""
@@ -81,6 +88,20 @@ class GenerationParams:
             raise UsageError(f"eta must be 0 or more, not {self.eta}")
         if self.rng is not None and self.rng not in RNG_SOURCES:
             raise UsageError(f"unknown RNG source {self.rng!r}; choose one of: {', '.join(RNG_SOURCES)}")
+        if self.seed_resize_from_w < 0 or self.seed_resize_from_h < 0 or self.seed_resize_from_w % 8 \
+                or self.seed_resize_from_h % 8:
+            raise UsageError("the seed resize size must be multiples of 8 "
+                             f"(0 for off), not {self.seed_resize_from_w}x{self.seed_resize_from_h}")
+        self.unipc_options().validate()
+
+    def unipc_options(self) -> UniPCOptions:
+        return UniPCOptions(self.unipc_variant, self.unipc_skip_type, self.unipc_order, self.unipc_lower_order_final)
+
+    def seed_resize_latent(self) -> tuple[int, int] | None:
+        """The latent (height, width) the seed's noise is drawn at, when A1111's seed resize is on."""
+        if self.seed_resize_from_w <= 0 or self.seed_resize_from_h <= 0:
+            return None
+        return self.seed_resize_from_h // 8, self.seed_resize_from_w // 8
 
     def with_seeds(self) -> "GenerationParams":
         """A copy with ``-1`` seeds replaced by random ones and the RNG source decided (what is used)."""
@@ -405,7 +426,7 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
     latent_shape = (4, params.height // 8, params.width // 8)
 
     schedule, cfg, used = guided_denoiser(model, params, choice, embeddings or [])
-    noise = ImageNoise(latent_shape, plan, source, device)
+    noise = ImageNoise(latent_shape, plan, source, device, resize_from=params.seed_resize_latent())
     x = noise.first()
 
     # DPM adaptive chooses its own step count
@@ -423,7 +444,8 @@ def sample_images(model: LoadedModel, params: GenerationParams, *, embeddings: l
                 eta = 0.0 if params.eta is None else params.eta
                 latents = run_timestep_sampler(spec.function, cfg.eps, x, params.steps,
                                                schedule.alphas_cumprod.to(device), on_step, noise=noise.next, eta=eta,
-                                               discard_penultimate=params.discard_penultimate_sigma)
+                                               discard_penultimate=params.discard_penultimate_sigma,
+                                               unipc=params.unipc_options())
             else:
                 sigmas = sigmas_for(choice, schedule, params.steps, sdxl=model.family == "sdxl",
                                     discard_penultimate=params.discard_penultimate_sigma)

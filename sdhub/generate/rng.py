@@ -131,6 +131,22 @@ def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tenso
             + (torch.sin(strength * omega) / sin_omega).unsqueeze(1) * high)
 
 
+def paste_centred(noise: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+    """``noise`` (C, h, w) put in the middle of ``canvas`` (C, H, W), cropped where larger, as A1111 does.
+
+    The offsets are floored halves of the size difference; a larger noise loses twice its (negative)
+    offset, so an odd excess leaves one row or column of ``canvas`` showing, as in A1111.
+    """
+    offset_y = (canvas.shape[1] - noise.shape[1]) // 2
+    offset_x = (canvas.shape[2] - noise.shape[2]) // 2
+    height = noise.shape[1] + 2 * min(offset_y, 0)
+    width = noise.shape[2] + 2 * min(offset_x, 0)
+    top, left = max(offset_y, 0), max(offset_x, 0)
+    crop_top, crop_left = max(-offset_y, 0), max(-offset_x, 0)
+    canvas[:, top:top + height, left:left + width] = noise[:, crop_top:crop_top + height, crop_left:crop_left + width]
+    return canvas
+
+
 @dataclass(frozen=True)
 class SeedPlan:
     """The seeds of one batch: per image seed and subseed, variation strength, ENSD."""
@@ -157,8 +173,10 @@ class ImageNoise:
     """A1111's ``ImageRNG``: the initial latent noise, then per-step noise for stochastic samplers."""
 
     def __init__(self, shape: Sequence[int], plan: SeedPlan, source: str,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", resize_from: tuple[int, int] | None = None) -> None:
         self.shape = tuple(shape)
+        # A1111's seed resize: the seed's noise drawn at another (latent height, width), pasted centred
+        self.drawn_shape = self.shape if resize_from is None else (self.shape[0], *resize_from)
         self.plan = plan
         self.source = source
         self.device = torch.device(device)
@@ -168,11 +186,15 @@ class ImageNoise:
     def first(self) -> torch.Tensor:
         """The batch's initial noise (B, C, H, W), one generator per image."""
         images = []
-        for index, generator in enumerate(self.generators):
-            noise = generator.randn(self.shape)
+        resized = self.drawn_shape != self.shape
+        for index, (seed, generator) in enumerate(zip(self.plan.seeds, self.generators)):
+            noise = randn_local(self.source, seed, self.drawn_shape, self.device) if resized \
+                else generator.randn(self.shape)
             if self.plan.subseeds and self.plan.subseed_strength != 0:
-                subnoise = randn_local(self.source, self.plan.subseeds[index], self.shape, self.device)
+                subnoise = randn_local(self.source, self.plan.subseeds[index], self.drawn_shape, self.device)
                 noise = slerp(self.plan.subseed_strength, noise, subnoise)
+            if resized:
+                noise = paste_centred(noise, generator.randn(self.shape))
             images.append(noise)
         if self.plan.eta_noise_seed_delta:
             self.generators = [NoiseGenerator(self.source, seed + self.plan.eta_noise_seed_delta, self.device)

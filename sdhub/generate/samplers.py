@@ -172,7 +172,8 @@ class SamplerChoice:
         if self.sampler.timesteps:
             from sdhub.generate.timestep_samplers import ddim_timesteps
 
-            return len(ddim_timesteps(steps)) - 1
+            # UniPC walks as many steps as the timestep list is long, DDIM and PLMS one fewer
+            return len(ddim_timesteps(steps)) - (self.sampler.function != "unipc")
         return steps
 
 

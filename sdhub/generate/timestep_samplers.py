@@ -3,7 +3,7 @@
 A1111 (``sd_samplers_timesteps``) picks every ``1000 // steps``-th timestep offset by one and walks
 them from the top, one model evaluation per timestep but the first; PLMS starts with a Heun-like
 pseudo step (two evaluations) and then reuses up to three earlier eps predictions (Adams-Bashforth).
-UniPC is A1111's port of the UniPC reference code and is not reproduced here yet.
+UniPC is handed the same timestep list and walks as many steps as it has (``unipc``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Callable
 import torch
 
 from sdhub.errors import UsageError
+from sdhub.generate.unipc import UniPCOptions, run_unipc
 
-Eps = Callable[[torch.Tensor, int], torch.Tensor]
+Eps = Callable[[torch.Tensor, float], torch.Tensor]
 StepCallback = Callable[[int], None]
 NoiseFn = Callable[[], torch.Tensor]
 
@@ -92,11 +93,13 @@ def sample_plms(eps: Eps, x: torch.Tensor, timesteps: torch.Tensor, alphas_cumpr
 
 def run_timestep_sampler(function: str, eps: Eps, x: torch.Tensor, steps: int, alphas_cumprod: torch.Tensor,
                          step: StepCallback, *, noise: NoiseFn | None = None, eta: float = 0.0,
-                         discard_penultimate: bool = False) -> torch.Tensor:
-    """Run DDIM or PLMS from unit noise ``x`` (timestep samplers start from it unscaled)."""
+                         discard_penultimate: bool = False, unipc: UniPCOptions | None = None) -> torch.Tensor:
+    """Run DDIM, PLMS or UniPC from unit noise ``x`` (timestep samplers start from it unscaled)."""
     timesteps = ddim_timesteps(steps, discard_penultimate).to(alphas_cumprod.device)
     if function == "ddim":
         return sample_ddim(eps, x, timesteps, alphas_cumprod, step, noise, eta)
     if function == "plms":
         return sample_plms(eps, x, timesteps, alphas_cumprod, step)
-    raise UsageError("the UniPC sampler is not supported yet; choose DDIM, PLMS or a k-diffusion sampler")
+    if function == "unipc":
+        return run_unipc(eps, x, len(timesteps), alphas_cumprod, step, unipc or UniPCOptions())
+    raise UsageError(f"unknown timestep sampler {function!r}; choose DDIM, PLMS or UniPC")

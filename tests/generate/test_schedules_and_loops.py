@@ -323,12 +323,3 @@ def test_plms_and_ddim_follow_the_pseudo_linear_multistep_rule():
     assert len(calls) == len(timesteps)  # one extra evaluation for PLMS's first pseudo step
     ddim = run_timestep_sampler("ddim", eps, start, 10, alphas, lambda i: None)
     assert not torch.equal(ddim, plms)
-
-
-def test_unipc_is_refused_with_one_line():
-    from sdhub.errors import UsageError
-    from sdhub.generate.timestep_samplers import run_timestep_sampler
-
-    with pytest.raises(UsageError, match="UniPC sampler is not supported yet"):
-        run_timestep_sampler("unipc", lambda x, t: x, torch.zeros(1, 4, 2, 2), 4, scaled_linear_alphas_cumprod(),
-                             lambda i: None)
