@@ -98,34 +98,10 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
     # Without a text encoder or a VAE beside it, the UNet is a diffusion model alone.
     kind = "checkpoint" if architecture or any(n.startswith("first_stage_model.") for n in names) else "diffusion-model"
 
-    foreign = _foreign_unet(names, UNET_PREFIX)
-    if foreign is not None:
-        evidence.append(foreign)
-    elif ADM_INPUT in tensors:
-        adm_width = dimension(tensors[ADM_INPUT], -1)
-        levels = 4 if UNET_PREFIX + "input_blocks.11.0.in_layers.0.weight" in tensors else 3
-        if architecture is None and (architecture := _sdxl_by_adm_width(adm_width, levels)) is None:
-            foreign = (f"a vector input (label_emb) of width {adm_width}, not SDXL's 2816 or its refiner's 2560: "
-                       "a UNet of a model sdhub does not know")
-            evidence.append(foreign)
-        else:
-            evidence.append(f"UNet has SDXL's size/crop vector input (label_emb, width {adm_width}) "
-                            f"and {levels} levels")
-    elif architecture is None:
-        proj_in = next((n for n in sorted(names) if n.startswith(UNET_PREFIX) and n.endswith(".proj_in.weight")), None)
-        if proj_in is not None:
-            architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
-
-    if foreign is None:
-        cross_width = _cross_attention_width(tensors, UNET_PREFIX)
-        architecture = _confirm_cross_width(cross_width, architecture, evidence)
-
+    levels = 4 if UNET_PREFIX + "input_blocks.11.0.in_layers.0.weight" in tensors else 3
+    architecture, foreign = _unet_family(tensors, names, UNET_PREFIX, ADM_INPUT, levels, architecture, evidence)
     detection = Detection(kind, architecture=architecture, evidence=evidence)
-    if INPUT_CONV in tensors and architecture is not None:
-        channels = dimension(tensors[INPUT_CONV], 1)
-        if channels in INPUT_CHANNEL_VARIANTS:
-            detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
-            evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
+    _input_channel_variant(detection, tensors, INPUT_CONV)
     if architecture == "sd2" and (reason := _v_prediction_marker(tensors, metadata, sidecar_config)):
         detection.architecture = "sd2-v"
         evidence.append(reason)
@@ -136,6 +112,41 @@ def _detect_checkpoint(tensors: Mapping[str, Any], metadata: Mapping[str, str], 
         evidence.append("no text encoder or VAE beside the UNet: a diffusion model alone")
     detection.base_model = family(detection.architecture)
     return detection
+
+
+def _unet_family(tensors: Mapping[str, Any], names: set[str], prefix: str, adm_key: str, levels: int,
+                 architecture: str | None, evidence: list[str]) -> tuple[str | None, str | None]:
+    """The family a UNet's own tensors (names under ``prefix``) tell, LDM or diffusers names alike:
+    (architecture, why it belongs to no SD family or None). ``architecture`` is what the text
+    encoders said, if anything; the vector input ``adm_key`` tells SDXL from its refiner by width."""
+    foreign = _foreign_unet(names, prefix)
+    if foreign is not None:
+        evidence.append(foreign)
+    elif adm_key in tensors:
+        adm_width = dimension(tensors[adm_key], -1)
+        label = adm_key[len(prefix):].split(".")[0]
+        if architecture is None and (architecture := _sdxl_by_adm_width(adm_width, levels)) is None:
+            foreign = (f"a vector input ({label}) of width {adm_width}, not SDXL's 2816 or its refiner's 2560: "
+                       "a UNet of a model sdhub does not know")
+            evidence.append(foreign)
+        else:
+            evidence.append(f"UNet has SDXL's size/crop vector input ({label}, width {adm_width}) and {levels} levels")
+    elif architecture is None:
+        proj_in = next((n for n in sorted(names) if n.startswith(prefix) and n.endswith(".proj_in.weight")), None)
+        if proj_in is not None:
+            architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
+    if foreign is None:
+        architecture = _confirm_cross_width(_cross_attention_width(tensors, prefix), architecture, evidence)
+    return architecture, foreign
+
+
+def _input_channel_variant(detection: Detection, tensors: Mapping[str, Any], conv_in_key: str) -> None:
+    """Inpainting or instruct-pix2pix, from the UNet's input channels (only for a family sdhub knows)."""
+    if conv_in_key in tensors and detection.architecture is not None:
+        channels = dimension(tensors[conv_in_key], 1)
+        if channels in INPUT_CHANNEL_VARIANTS:
+            detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
+            detection.evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
 
 
 #: SDXL base UNets have three levels, the refiner's four (what tells them apart at any width).
@@ -216,31 +227,10 @@ def _detect_bare_unet(tensors: Mapping[str, Any], metadata: Mapping[str, str], s
 
 def _detect_diffusers_unet(tensors: Mapping[str, Any], names: set[str]) -> Detection:
     evidence = ["diffusers UNet (down_blocks/mid_block/up_blocks)"]
-    architecture: str | None = None
-    foreign = _foreign_unet(names, "")
-    if foreign is not None:
-        evidence.append(foreign)
-    elif "add_embedding.linear_1.weight" in names:
-        adm_width = dimension(tensors["add_embedding.linear_1.weight"], -1)
-        levels = len({n.split(".")[1] for n in names if n.startswith("down_blocks.")})
-        architecture = _sdxl_by_adm_width(adm_width, levels)
-        if architecture is None:
-            foreign = (f"a vector input (add_embedding) of width {adm_width}, not SDXL's 2816 or its refiner's "
-                       "2560: a UNet of a model sdhub does not know")
-            evidence.append(foreign)
-        else:
-            evidence.append(f"SDXL's size/crop vector input (add_embedding, width {adm_width}) and {levels} levels")
-    else:
-        proj_in = next((n for n in sorted(names) if n.endswith(".proj_in.weight")), None)
-        if proj_in is not None:
-            architecture = _sd1_or_sd2(_shape(tensors[proj_in]), evidence)
-    if foreign is None:
-        architecture = _confirm_cross_width(_cross_attention_width(tensors, ""), architecture, evidence)
+    levels = len({n.split(".")[1] for n in names if n.startswith("down_blocks.")})
+    architecture, _ = _unet_family(tensors, names, "", "add_embedding.linear_1.weight", levels, None, evidence)
     detection = Detection("diffusion-model", architecture=architecture, evidence=evidence)
-    channels = dimension(tensors["conv_in.weight"], 1)
-    if channels in INPUT_CHANNEL_VARIANTS and architecture is not None:
-        detection.variant, held = INPUT_CHANNEL_VARIANTS[channels]
-        evidence.append(f"UNet input has {channels} channels ({held}): {detection.variant}")
+    _input_channel_variant(detection, tensors, "conv_in.weight")
     evidence.append("no text encoder or VAE beside the UNet: a diffusion model alone")
     detection.base_model = family(architecture)
     return detection
