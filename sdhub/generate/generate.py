@@ -22,7 +22,7 @@ from sdhub.generate.extra_networks import LORA_NETWORKS, extract_extra_networks
 from sdhub.generate.folder_loading import is_pipeline_folder
 from sdhub.generate.infotext import Infotext, read_png_parameters, save_png_with_parameters
 from sdhub.generate.loading import LoadedModel, dtype_name, load_checkpoint, select_device, select_dtype
-from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
+from sdhub.generate.pipeline import GenerationParams, SampledImages
 from sdhub.generate.rng import INFOTEXT_RNG
 from sdhub.generate.samplers import A1111_VERSION, SamplerChoice, choice_from_infotext
 from sdhub.generate.schedules import BETA_ALPHA, BETA_BETA
@@ -75,6 +75,8 @@ class GenerationResult:
     vae_fp32_retry: bool = False
     nan_in_output: bool = False
     notes: list[str] = field(default_factory=list)
+    hires: Any = None  # HiresParams of a hires-fix run
+    img2img: Any = None  # Img2ImgParams of an img2img run
 
     @property
     def seconds_per_step(self) -> float:
@@ -90,6 +92,8 @@ class GenerationResult:
                         "decode": round(self.decode_seconds, 3),
                         "seconds_per_step": round(self.seconds_per_step, 4)},
             "vae_fp32_retry": self.vae_fp32_retry, "nan_in_output": self.nan_in_output, "notes": self.notes,
+            "hires": self.hires.to_dict() if self.hires else None,
+            "img2img": self.img2img.to_dict() if self.img2img else None,
         }
 
 
@@ -289,10 +293,12 @@ def _next_image_paths(folder: Path, seeds: list[int]) -> list[Path]:
 def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams,
              progress: Progress = NULL_PROGRESS, *, vae_ref: str | None = None, out_dir: str | Path | None = None,
              device: str | None = None, dtype: str | None = None, vae_dtype: str | None = None,
-             auto_fp32_vae: bool = True, file_prefix: str | None = None) -> GenerationResult:
+             auto_fp32_vae: bool = True, file_prefix: str | None = None, hires: Any = None,
+             img2img: Any = None) -> GenerationResult:
     """Generate images from ``params`` with the model ``model_ref`` and write them as PNGs with infotext.
 
     ``model_ref`` may be a ``resolve_file`` result already in hand, so its file is not hashed twice.
+    ``hires`` (``HiresParams``) adds A1111's hires fix; ``img2img`` (``Img2ImgParams``) starts from an image.
     A stop (Ctrl-C, a cancelled ``progress``) raises ``Interrupted`` saying which images were written.
     """
     written: list[Path] = []
@@ -305,15 +311,18 @@ def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams
     with reporting_stop(left):
         return _generate(home, model_ref, params, progress, vae_ref=vae_ref, out_dir=out_dir, device=device,
                          dtype=dtype, vae_dtype=vae_dtype, auto_fp32_vae=auto_fp32_vae, file_prefix=file_prefix,
-                         written=written)
+                         written=written, hires=hires, img2img=img2img)
 
 
 def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams, progress: Progress, *,
               vae_ref: str | None, out_dir: str | Path | None, device: str | None, dtype: str | None,
-              vae_dtype: str | None, auto_fp32_vae: bool, file_prefix: str | None, written: list[Path]
-              ) -> GenerationResult:
+              vae_dtype: str | None, auto_fp32_vae: bool, file_prefix: str | None, written: list[Path],
+              hires: Any = None, img2img: Any = None) -> GenerationResult:
     params.validate()
     params = params.with_seeds()
+    from sdhub.generate.generation_modes import check_mode, sample_mode
+
+    upscaler = check_mode(home, params, hires, img2img, select_device(device))
     model = model_ref if isinstance(model_ref, ResolvedFile) else resolve_file(home, model_ref, "checkpoint")
     notes: list[str] = []
     if vae_ref is None and (beside := sidecar_vae(model.path)) is not None:
@@ -355,8 +364,8 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
     with apply_loras(components, uses) as applied:
         for name, missing in applied.unmatched.items():
             notes.append(f"LoRA {name}: {len(missing)} modules match nothing in this model (wrong base model?)")
-        sampled = sample_images(loaded, sampling, embeddings=embeddings, progress=progress,
-                                auto_fp32_vae=auto_fp32_vae)
+        sampled, pass_fields = sample_mode(loaded, sampling, hires, img2img, upscaler, embeddings=embeddings,
+                                           progress=progress, auto_fp32_vae=auto_fp32_vae)
     notes.extend(sampled.notes)
 
     folder = Path(out_dir) if out_dir else home.outputs_dir
@@ -369,7 +378,9 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
         paths = [folder / f"{file_prefix}-{seed}.png" for seed in sampled.seeds]
     infotexts = []
     for index, (image, path) in enumerate(zip(sampled.images, paths)):
-        fields = infotext_params(params, sampled, model, vae, index, lora_records)
+        # A1111 adds hires fields before the sampler's own and "Hires schedule type" after them
+        fields = {**pass_fields.before, **infotext_params(params, sampled, model, vae, index, lora_records),
+                  **pass_fields.after}
         text = Infotext.create(params.prompt, params.negative_prompt, fields).to_text()
         check_cancelled(progress)
         save_png_with_parameters(image, path, text)
@@ -381,6 +392,7 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
         dtype=dtype_name(loaded.dtype), rng=sampled.rng, load_seconds=load_seconds,
         sampling_seconds=sampled.sampling_seconds, decode_seconds=sampled.decode_seconds,
         vae_fp32_retry=sampled.vae_fp32_retry, nan_in_output=sampled.nan_in_output, notes=notes,
+        hires=hires, img2img=img2img,
     )
 
 
@@ -449,8 +461,11 @@ def _as_float(value: str) -> float | None:
 
 def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *, model_ref: str | None = None,
               out_dir: str | Path | None = None, device: str | None = None, dtype: str | None = None,
-              rng: str | None = None) -> GenerationResult:
-    """Make an image again from its PNG infotext, finding the model (and VAE) by hash in the catalog."""
+              rng: str | None = None, init_image: str | Path | None = None,
+              resize_mode: str = "Just resize") -> GenerationResult:
+    """Make an image again from its PNG infotext, finding the model (and VAE) by hash in the catalog.
+
+    Hires fields rerun the hires fix; an img2img infotext needs its ``init_image`` back."""
     path = Path(png)
     if not path.is_file():
         raise BadInputError(f"{path} is not a file")
@@ -458,6 +473,9 @@ def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *
     if not text:
         raise BadInputError(f"{path.name} carries no A1111 'parameters' text to rerun")
     params, fields = params_from_infotext(text, rng)
+    from sdhub.generate.generation_modes import mode_from_infotext
+
+    hires, img2img = mode_from_infotext(fields, init_image, resize_mode)
     if model_ref is None:
         model_ref = fields.get("Model hash")
         if not model_ref:
@@ -474,7 +492,8 @@ def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *
             missing_vae, vae_ref = vae_ref, None
     elif vae_ref:
         missing_vae, vae_ref = vae_ref, None
-    result = generate(home, model_ref, params, progress, vae_ref=vae_ref, out_dir=out_dir, device=device, dtype=dtype)
+    result = generate(home, model_ref, params, progress, vae_ref=vae_ref, out_dir=out_dir, device=device, dtype=dtype,
+                      hires=hires, img2img=img2img)
     if missing_vae and (result.vae is None or result.vae.autov2 != missing_vae):
         result.notes.append(f"the image was made with VAE {fields.get('VAE', '')} ({missing_vae}), which is not in "
                             "the catalog; the result may differ")

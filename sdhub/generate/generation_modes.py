@@ -1,0 +1,97 @@
+"""Which kind of run a generation is (txt2img, txt2img with the hires fix, img2img): its sampling and
+the infotext fields A1111 writes for it, and reading those fields back from an infotext."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sdhub.errors import BadInputError, UsageError
+from sdhub.generate.conditioning import Embedding
+from sdhub.generate.loading import LoadedModel
+from sdhub.generate.pipeline import GenerationParams, SampledImages, sample_images
+from sdhub.progress import NULL_PROGRESS, Progress
+
+
+@dataclass
+class ModeFields:
+    """Infotext fields of the run's kind: ``before`` the sampler's own fields, ``after`` them."""
+
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+
+def check_mode(home: Any, params: GenerationParams, hires: Any, img2img: Any, device: torch.device) -> Any:
+    """Refuse impossible combinations early (before the model loads); the hires upscaler, resolved."""
+    if hires is not None and img2img is not None:
+        raise UsageError("the hires fix is a txt2img feature; give either hires options or --init-image")
+    if img2img is not None:
+        from sdhub.generate.img2img import read_init_image
+
+        img2img.validate()
+        read_init_image(img2img.init_image)  # a bad file fails now, in one line
+        return None
+    if hires is None:
+        return None
+    from sdhub.generate.upscalers import find_upscaler
+
+    hires.validate()
+    upscaler = find_upscaler(home, hires.upscaler, device)
+    hires.upscaler = upscaler.name  # A1111's spelling of the name
+    return upscaler
+
+
+def sample_mode(model: LoadedModel, params: GenerationParams, hires: Any, img2img: Any, upscaler: Any, *,
+                embeddings: list[Embedding], progress: Progress = NULL_PROGRESS,
+                auto_fp32_vae: bool = True) -> tuple[SampledImages, ModeFields]:
+    """Sample the run's images and say which infotext fields its kind adds."""
+    if img2img is not None:
+        from sdhub.generate.img2img import sample_img2img
+
+        sampled = sample_img2img(model, params, img2img, embeddings=embeddings, progress=progress,
+                                 auto_fp32_vae=auto_fp32_vae)
+        return sampled, ModeFields(before=img2img.infotext_fields())
+    if hires is not None:
+        from sdhub.generate.hires import hires_schedule_field, sample_with_hires
+
+        result = sample_with_hires(model, params, hires, upscaler, embeddings=embeddings, progress=progress,
+                                   auto_fp32_vae=auto_fp32_vae)
+        return result.sampled, ModeFields(before=hires.infotext_fields(params),
+                                          after=hires_schedule_field(result.sampled.sampler, result.second_choice))
+    return sample_images(model, params, embeddings=embeddings, progress=progress,
+                         auto_fp32_vae=auto_fp32_vae), ModeFields()
+
+
+def mode_from_infotext(fields: dict[str, str], init_image: Any = None,
+                       resize_mode: str = "Just resize") -> tuple[Any, Any]:
+    """``(hires, img2img)`` settings an infotext's fields describe, for a rerun.
+
+    img2img needs its init image (A1111 does not store it): without ``init_image`` an img2img
+    infotext is refused in one line, as is one from A1111's SD upscale script (its scale is not written).
+    """
+    from sdhub.generate.hires import hires_from_infotext
+    from sdhub.generate.img2img import Img2ImgParams
+
+    hires = hires_from_infotext(fields)
+    if hires is not None:
+        if init_image is not None:
+            raise UsageError("this infotext is a txt2img with hires fix; it takes no --init-image")
+        return hires, None
+    if "SD upscale overlap" in fields or "SD upscale upscaler" in fields:
+        raise BadInputError("this image was made by A1111's SD upscale script, which does not write its scale; "
+                            "rerun it with `sdhub upscale IMAGE --scale N --seed SEED`")
+    strength = fields.get("Denoising strength")
+    if strength in (None, ""):
+        if init_image is not None:
+            raise UsageError("this infotext is a txt2img (no Denoising strength); it takes no --init-image")
+        return None, None
+    try:
+        value = float(strength)
+    except ValueError:
+        raise BadInputError(f"the infotext's 'Denoising strength' is {strength!r}, not a number") from None
+    if init_image is None:
+        raise BadInputError(f"this infotext is an img2img (Denoising strength {strength}, no hires fields) and "
+                            "A1111 does not store the init image; pass it with --init-image")
+    return None, Img2ImgParams(init_image, value, resize_mode)
