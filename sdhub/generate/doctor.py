@@ -129,7 +129,9 @@ def check_device() -> list[Check]:
             checks.append(Check(name, "ok" if works else "warn",
                                 f"{name} kernels on the CPU {'work' if works else 'are missing'} "
                                 "(used to reproduce fp16 VAE problems)", None if works else "upgrade torch"))
-    return checks
+    from sdhub.generate.gpu_driver import driver_checks  # (that module builds on this one's Check)
+
+    return checks + driver_checks()
 
 
 def check_configs() -> list[Check]:
