@@ -30,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "scan": "sdhub.library:scan",
     "get": "sdhub.library:get",
     "civitai_sync": "sdhub.library:civitai_sync",
+    "outdated": "sdhub.library:outdated",
+    "update": "sdhub.library:update",
     "move": "sdhub.library:move",
     # sdhub.generate is also the generation package; calling that package calls the function.
     "generate": "sdhub.generate",

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     from sdhub.generate.reference_tests import ReferenceTestResult
     from sdhub.ops.prune import PruneOptions, PruneReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
+    from sdhub.sources.updates import OutdatedReport, UpdateResult
 
-__all__ = ["HomeLike", "civitai_sync", "generate", "get", "move", "open_home", "prune", "scan", "smoke_test"]
+__all__ = ["HomeLike", "civitai_sync", "generate", "get", "move", "open_home", "outdated", "prune", "scan", "smoke_test",
+           "update"]
 
 #: A home as the API takes it: a ``Home``, a home folder's path, or None for the home sdhub would pick.
 HomeLike = Home | str | os.PathLike[str] | None
@@ -94,6 +96,21 @@ def move(ref: str, home: HomeLike = None, *, kind: str | None = None,
 
     with Catalog(as_home(home)) as catalog:
         return catalog.move(ref, kind=kind, to=to)
+
+
+def outdated(home: HomeLike = None, *, progress: Progress = NULL_PROGRESS) -> OutdatedReport:
+    """Assets whose Civitai model has a newer version (one still in early access is listed as such)."""
+    from sdhub.sources import updates
+
+    return updates.outdated(as_home(home), progress=progress)
+
+
+def update(ref: str, home: HomeLike = None, *, replace: bool = False, options: GetOptions | None = None,
+           progress: Progress = NULL_PROGRESS) -> UpdateResult:
+    """Fetch the newest version of an asset's Civitai model; the old file stays unless ``replace``."""
+    from sdhub.sources import updates
+
+    return updates.update(as_home(home), ref, replace=replace, options=options, progress=progress)
 
 
 def civitai_sync(home: HomeLike = None, *, sidecars: bool = True, progress: Progress = NULL_PROGRESS) -> SyncResult:

@@ -281,6 +281,22 @@ class Catalog:
             raise UsageError(f"unknown source {source!r}; choose one of: {', '.join(SOURCES)}")
         return queries.without_remote(self.db, source)
 
+    def civitai_versions(self, sha256: str | None = None) -> list[tuple[Asset, str, str]]:
+        """(asset, Civitai model id, version id) for every asset with its own Civitai record (or the one
+        with ``sha256``): the versions a library holds, for ``outdated`` and ``get --update``."""
+        where = "r.source = 'civitai' AND r.inherited_from IS NULL AND r.model_id IS NOT NULL " \
+                "AND r.version_id IS NOT NULL" + (" AND a.sha256 = ?" if sha256 else "")
+        rows = self.db.execute(f"SELECT a.id, r.model_id, r.version_id FROM remote r JOIN assets a ON a.id = r.asset_id "
+                               f"WHERE {where} ORDER BY a.id", [str(sha256).lower()] if sha256 else []).fetchall()
+        return [(queries.get_asset(self.db, asset_id), model_id, version_id) for asset_id, model_id, version_id in rows]
+
+    def set_newer_version(self, sha256: str, newer: dict[str, Any] | None) -> None:
+        """Record the newer Civitai version found for an asset (None: it is up to date)."""
+        asset = self._require(sha256)
+        with write_transaction(self.db):
+            self.db.execute("UPDATE assets SET newer_version = ? WHERE id = ?",
+                            [None if newer is None else json.dumps(newer, ensure_ascii=False), asset.id])
+
     def list_assets(self, kind: str | None = None, base: str | None = None, sort: str = "name", *,
                     problems: bool = False) -> list[Asset]:
         """All assets, optionally of one kind and base model, sorted by name, size or date added;

@@ -65,7 +65,7 @@ def _register_commands() -> None:
 #: The panels of ``sdhub --help``: every command under the job a user comes for.
 HELP_PANELS = {
     "Start here": ("demo", "init", "home", "settings", "doctor", "tui"),
-    "Get models": ("get", "civitai"),
+    "Get models": ("get", "outdated", "civitai"),
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
     "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "mv", "rm",
                            "roots", "export-sidecars"),

@@ -42,6 +42,10 @@ def get_command(
                                            "Without it a diffusers pipeline repo brings only what the pipeline loads."),
     no_sidecars: bool = typer.Option(False, "--no-sidecars", help="Do not write .civitai.info / .preview.png."),
     keep_pickle: bool = typer.Option(False, "--keep-pickle", help="Keep a .ckpt/.pt beside its safetensors copy."),
+    update: bool = typer.Option(False, "--update",
+                                help="REF names catalogued assets: fetch the newest version of each one's Civitai "
+                                     "model (the old file stays; see `sdhub outdated`)."),
+    replace: bool = typer.Option(False, "--replace", help="With --update: delete the old version's files."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Download models into the library: verified, in the right folder, catalogued.
@@ -49,7 +53,10 @@ def get_command(
     Example: sdhub get https://civitai.com/models/4201 --format safetensors --fp fp16
     """
     from sdhub import GetOptions, get
+    from sdhub import update as update_asset
 
+    if replace and not update:
+        raise UsageError("--replace goes with --update")
     home = STATE.open_home()
     options = GetOptions(kind=kind, version=version, format=format, fp=fp, size=size, file_type=file_type,
                          to=to, connections=connections, sidecars=not no_sidecars, keep_pickle=keep_pickle,
@@ -58,7 +65,15 @@ def get_command(
     with RichProgress() as progress:
         for ref in refs:
             try:
-                result = get(ref, home, options=options, progress=progress)
+                if update:
+                    updated = update_asset(ref, home, replace=replace, options=options, progress=progress)
+                    result = updated.new
+                    for path in updated.files_deleted:
+                        info(f"deleted the old version {path}")
+                    if not updated.replaced:
+                        info(f"kept the old version {', '.join(updated.old['paths']) or updated.old['name']}")
+                else:
+                    result = get(ref, home, options=options, progress=progress)
             except SdhubError as error:
                 if len(refs) == 1:
                     raise
@@ -75,6 +90,39 @@ def get_command(
     if failures:
         raise SdhubError(f"{len(failures)} of {len(refs)} downloads failed",
                          exit_code=max(e.exit_code for _, e in failures))
+
+
+@app.command("outdated")
+def outdated_command(
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    table_format: Optional[str] = format_option(),
+) -> None:
+    """List assets whose Civitai model has a newer version (one in early access is listed as such).
+
+    Example: sdhub outdated   then   sdhub get --update NAME
+    """
+    from sdhub import outdated
+
+    fmt = output_format(table_format, json_output)
+    home = STATE.open_home()
+    with RichProgress() as progress:
+        report = outdated(home, progress=progress)
+    if fmt == "json":
+        print_json(report)
+        return
+    rows = []
+    for entry in report.outdated:
+        newer = f"{entry.newer_version_name} ({entry.newer_version_id})"
+        if entry.early_access:
+            newer += f" early access until {entry.early_access_ends_at or '?'}"
+        ready = "" if entry.downloadable_version_id is None else \
+            f"{entry.downloadable_version_name} ({entry.downloadable_version_id})"
+        rows.append((entry.id, entry.name, f"{entry.version_name} ({entry.version_id})", newer, ready))
+    print_table(rows, ["id", "name", "has", "newest on Civitai", "downloadable now"], fmt=fmt)
+    for error in report.errors:
+        info(f"error: Civitai model {error['model_id']}: {error['error']}")
+    info(f"{report.models_checked} Civitai models checked, {len(report.outdated)} assets have a newer version"
+         + ("; `sdhub get --update NAME` fetches one" if report.outdated else ""))
 
 
 @civitai_app.command("search")
