@@ -77,6 +77,7 @@ class GenerationResult:
     notes: list[str] = field(default_factory=list)
     hires: Any = None  # HiresParams of a hires-fix run
     img2img: Any = None  # Img2ImgParams of an img2img run
+    sd_upscale: Any = None  # SdUpscaleParams of an SD upscale run
 
     @property
     def seconds_per_step(self) -> float:
@@ -94,6 +95,7 @@ class GenerationResult:
             "vae_fp32_retry": self.vae_fp32_retry, "nan_in_output": self.nan_in_output, "notes": self.notes,
             "hires": self.hires.to_dict() if self.hires else None,
             "img2img": self.img2img.to_dict() if self.img2img else None,
+            "sd_upscale": self.sd_upscale.to_dict() if self.sd_upscale else None,
         }
 
 
@@ -294,11 +296,12 @@ def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams
              progress: Progress = NULL_PROGRESS, *, vae_ref: str | None = None, out_dir: str | Path | None = None,
              device: str | None = None, dtype: str | None = None, vae_dtype: str | None = None,
              auto_fp32_vae: bool = True, file_prefix: str | None = None, hires: Any = None,
-             img2img: Any = None) -> GenerationResult:
+             img2img: Any = None, sd_upscale: Any = None) -> GenerationResult:
     """Generate images from ``params`` with the model ``model_ref`` and write them as PNGs with infotext.
 
     ``model_ref`` may be a ``resolve_file`` result already in hand, so its file is not hashed twice.
-    ``hires`` (``HiresParams``) adds A1111's hires fix; ``img2img`` (``Img2ImgParams``) starts from an image.
+    ``hires`` (``HiresParams``) adds A1111's hires fix; ``img2img`` (``Img2ImgParams``) starts from an image;
+    ``sd_upscale`` (``SdUpscaleParams``) runs A1111's SD upscale script with tiles of ``params``' size.
     A stop (Ctrl-C, a cancelled ``progress``) raises ``Interrupted`` saying which images were written.
     """
     written: list[Path] = []
@@ -311,18 +314,18 @@ def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams
     with reporting_stop(left):
         return _generate(home, model_ref, params, progress, vae_ref=vae_ref, out_dir=out_dir, device=device,
                          dtype=dtype, vae_dtype=vae_dtype, auto_fp32_vae=auto_fp32_vae, file_prefix=file_prefix,
-                         written=written, hires=hires, img2img=img2img)
+                         written=written, hires=hires, img2img=img2img, sd_upscale=sd_upscale)
 
 
 def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams, progress: Progress, *,
               vae_ref: str | None, out_dir: str | Path | None, device: str | None, dtype: str | None,
               vae_dtype: str | None, auto_fp32_vae: bool, file_prefix: str | None, written: list[Path],
-              hires: Any = None, img2img: Any = None) -> GenerationResult:
+              hires: Any = None, img2img: Any = None, sd_upscale: Any = None) -> GenerationResult:
     params.validate()
     params = params.with_seeds()
     from sdhub.generate.generation_modes import check_mode, sample_mode
 
-    upscaler = check_mode(home, params, hires, img2img, select_device(device))
+    upscaler = check_mode(home, params, hires, img2img, sd_upscale, select_device(device))
     model = model_ref if isinstance(model_ref, ResolvedFile) else resolve_file(home, model_ref, "checkpoint")
     notes: list[str] = []
     if vae_ref is None and (beside := sidecar_vae(model.path)) is not None:
@@ -364,8 +367,8 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
     with apply_loras(components, uses) as applied:
         for name, missing in applied.unmatched.items():
             notes.append(f"LoRA {name}: {len(missing)} modules match nothing in this model (wrong base model?)")
-        sampled, pass_fields = sample_mode(loaded, sampling, hires, img2img, upscaler, embeddings=embeddings,
-                                           progress=progress, auto_fp32_vae=auto_fp32_vae)
+        sampled, pass_fields = sample_mode(loaded, sampling, hires, img2img, sd_upscale, upscaler,
+                                           embeddings=embeddings, progress=progress, auto_fp32_vae=auto_fp32_vae)
     notes.extend(sampled.notes)
 
     folder = Path(out_dir) if out_dir else home.outputs_dir
@@ -392,7 +395,7 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
         dtype=dtype_name(loaded.dtype), rng=sampled.rng, load_seconds=load_seconds,
         sampling_seconds=sampled.sampling_seconds, decode_seconds=sampled.decode_seconds,
         vae_fp32_retry=sampled.vae_fp32_retry, nan_in_output=sampled.nan_in_output, notes=notes,
-        hires=hires, img2img=img2img,
+        hires=hires, img2img=img2img, sd_upscale=sd_upscale,
     )
 
 

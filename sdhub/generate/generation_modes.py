@@ -1,4 +1,4 @@
-"""Which kind of run a generation is (txt2img, txt2img with the hires fix, img2img): its sampling and
+"""Which kind of run a generation is (txt2img, with the hires fix, img2img, SD upscale): its sampling and
 the infotext fields A1111 writes for it, and reading those fields back from an infotext."""
 
 from __future__ import annotations
@@ -23,10 +23,20 @@ class ModeFields:
     after: dict[str, Any] = field(default_factory=dict)
 
 
-def check_mode(home: Any, params: GenerationParams, hires: Any, img2img: Any, device: torch.device) -> Any:
-    """Refuse impossible combinations early (before the model loads); the hires upscaler, resolved."""
-    if hires is not None and img2img is not None:
-        raise UsageError("the hires fix is a txt2img feature; give either hires options or --init-image")
+def check_mode(home: Any, params: GenerationParams, hires: Any, img2img: Any, sd_upscale: Any,
+               device: torch.device) -> Any:
+    """Refuse impossible combinations early (before the model loads); the upscaler, resolved."""
+    if sum(mode is not None for mode in (hires, img2img, sd_upscale)) > 1:
+        raise UsageError("the hires fix, img2img and SD upscale are separate kinds of run; choose one")
+    if sd_upscale is not None:
+        from sdhub.generate.img2img import read_init_image
+        from sdhub.generate.upscalers import find_upscaler
+
+        sd_upscale.validate(params.width, params.height)
+        read_init_image(sd_upscale.init_image)
+        upscaler = find_upscaler(home, sd_upscale.upscaler, device, latent=False)
+        sd_upscale.upscaler = upscaler.name
+        return upscaler
     if img2img is not None:
         from sdhub.generate.img2img import read_init_image
 
@@ -43,10 +53,17 @@ def check_mode(home: Any, params: GenerationParams, hires: Any, img2img: Any, de
     return upscaler
 
 
-def sample_mode(model: LoadedModel, params: GenerationParams, hires: Any, img2img: Any, upscaler: Any, *,
+def sample_mode(model: LoadedModel, params: GenerationParams, hires: Any, img2img: Any, sd_upscale: Any,
+                upscaler: Any, *,
                 embeddings: list[Embedding], progress: Progress = NULL_PROGRESS,
                 auto_fp32_vae: bool = True) -> tuple[SampledImages, ModeFields]:
     """Sample the run's images and say which infotext fields its kind adds."""
+    if sd_upscale is not None:
+        from sdhub.generate.sd_upscale import sample_sd_upscale
+
+        sampled = sample_sd_upscale(model, params, sd_upscale, upscaler, embeddings=embeddings, progress=progress,
+                                    auto_fp32_vae=auto_fp32_vae)
+        return sampled, ModeFields(before=sd_upscale.infotext_fields())
     if img2img is not None:
         from sdhub.generate.img2img import sample_img2img
 
