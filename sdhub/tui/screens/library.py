@@ -61,6 +61,8 @@ def asset_row(asset: Asset) -> TableRow:
     """How one asset appears in the table: broken, unsafe and failed ones in red, missing ones dimmed."""
     status = asset.condition
     style = "missing" if status == "missing" else ("broken" if asset.has_problems else "")
+    if asset.outdated:  # `sdhub outdated` found a newer version on Civitai
+        status = f"{status} ↑new" if status else "↑new"
     # The label a source gives ("Pony") says more than its family in a narrow column; the pane has both.
     base = asset.shown_label or asset.base_model or ""
     return TableRow(asset.sha256, (asset.name, asset.file_name, asset.kind, base, human_size(asset.size),

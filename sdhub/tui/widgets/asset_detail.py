@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from sdhub.catalog.records import Asset, AssetDetails
+from sdhub.text import printable
 from sdhub.tui.widgets.image_view import ImageView
 from sdhub.units import human_size
 
@@ -48,6 +49,39 @@ def remote_summary(remote: dict[str, Any]) -> list[tuple[str, Any]]:
             ("base model", data.get("baseModel")), ("creator", creator.get("username")),
             ("nsfw", "yes" if model.get("nsfw") else None), ("ids", ids), ("repo", remote.get("repo")),
             ("revision", remote.get("revision")), ("url", remote.get("url"))]
+
+
+def _civitai_record(text: Text, details: AssetDetails) -> None:
+    """Civitai's status, licence, file scans, the newer version and example prompts (server text escaped)."""
+    record = details.civitai
+    if not record:
+        return
+    status = record.get("status") or {}
+    said = [word for word, on in (("taken down", status.get("taken_down")), ("archived", status.get("archived")),
+                                  ("generation only", status.get("generation_only"))) if on]
+    if status.get("early_access"):
+        said.append(f"early access until {status.get('early_access_ends_at') or '?'}")
+    newer = details.asset.newer_version
+    if newer:
+        _field(text, "newer version", printable(f"{newer.get('version_name')} ({newer.get('version_id')})"
+                                                + (" in early access" if newer.get("early_access") else "")), "yellow")
+    _field(text, "air", printable(record.get("air") or ""))
+    _field(text, "civitai status", ", ".join(said), "yellow")
+    licence = record.get("license") or {}
+    _field(text, "licence", printable(", ".join(f"{k}={'/'.join(v) if isinstance(v, list) else v}"
+                                                for k, v in licence.items())))
+    file = record.get("file") or {}
+    scan = file.get("scan") or {}
+    _field(text, "file", printable(" ".join(str(file[k]) for k in ("format", "size", "fp") if file.get(k))))
+    flagged = "danger" in (str(scan.get("pickle")).lower(), str(scan.get("virus")).lower())
+    _field(text, "scans", printable(", ".join(f"{k} {scan[k]}" for k in ("pickle", "virus") if scan.get(k))),
+           "red" if flagged else "")
+    for example in record.get("example_prompts") or []:
+        _heading(text, "Example prompt")
+        text.append(printable(example.get("prompt") or "") + "\n")
+        _field(text, "negative", printable(example.get("negativePrompt") or ""))
+        _field(text, "settings", printable(", ".join(f"{k} {example[k]}" for k in ("sampler", "cfgScale", "steps", "seed")
+                                                     if k in example)))
 
 
 def component_names(inspect: dict[str, Any]) -> list[str]:
@@ -106,6 +140,7 @@ def details_text(details: AssetDetails) -> Text:
                  if remote.get("source") == "huggingface" else str(remote.get("source", "Remote")))
         for name, value in remote_summary(remote):
             _field(text, name, value)
+    _civitai_record(text, details)
     if asset.description:
         description = _HTML_TAG.sub("", asset.description).strip()
         if len(description) > DESCRIPTION_LIMIT:
