@@ -9,6 +9,7 @@ the last line holds the parameters only if at least three ``Key: value`` pairs a
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,7 +29,15 @@ TRAILING_KEYS = ("Version", "User")
 NEGATIVE_PREFIX = "Negative prompt:"
 PNG_KEY = "parameters"
 
-_PARAM = re.compile(r"\s*(\w[\w \-/]+):\s*(\"(?:\\.|[^\\\"])+\"|[^,]*)(?:,|$)")
+# A1111's re_param, less its leading \s* (which changes no group) and with keys of at most 100 characters
+# (A1111's longest is under 40): unbounded, a long line without ":" costs time quadratic in its length.
+_PARAM = re.compile(r"(\w[\w \-/]{1,100}):\s*(\"(?:\\.|[^\\\"])+\"|[^,]*)(?:,|$)")
+#: Keys whose value Civitai and its A1111 extension write as bare JSON (``Hashes: {"model": ...}``),
+#: commas and all; A1111's regex would cut it at the first comma, so it is read as one JSON value.
+RAW_JSON_KEYS = ("Hashes", "Civitai resources", "Civitai metadata")
+#: A longer last line is read as prompt text: A1111 writes a few KB of parameters, and reading a
+#: hostile file's megabytes as parameters would take seconds per megabyte.
+MAX_PARAMETER_LINE = 256 << 10
 _IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
@@ -85,6 +94,25 @@ def parse_hashes(value: str) -> dict[str, str]:
     return result
 
 
+def quote_raw_json(line: str) -> str:
+    """``line`` with each bare JSON value of a ``RAW_JSON_KEYS`` key written as A1111 quotes a value,
+    so the parameter regex reads it whole and ``unquote`` gives back the JSON text."""
+    decoder = json.JSONDecoder()
+    for key in RAW_JSON_KEYS:
+        pieces, done = [], 0
+        for match in itertools.islice(re.finditer(rf"(?:^|, ){re.escape(key)}: *(?=[{{\[])", line), 64):
+            if match.start() < done:
+                continue  # inside the JSON value just read
+            try:
+                _, end = decoder.raw_decode(line, match.end())
+            except (ValueError, RecursionError):
+                continue
+            pieces += [line[done:match.end()], json.dumps(line[match.end():end], ensure_ascii=False)]
+            done = end
+        line = "".join(pieces) + line[done:] if pieces else line
+    return line
+
+
 @dataclass
 class Infotext:
     """A prompt, its negative prompt and the parameter line, values as strings in file order."""
@@ -109,7 +137,8 @@ class Infotext:
     def from_text(cls, text: str) -> "Infotext":
         """Parse infotext as A1111's PNG Info does (prompt lines are stripped, quoted values decoded)."""
         *lines, last = text.strip().split("\n")
-        if len(_PARAM.findall(last)) < 3:
+        last = quote_raw_json(last) if len(last) <= MAX_PARAMETER_LINE else last
+        if len(last) > MAX_PARAMETER_LINE or len(_PARAM.findall(last)) < 3:
             lines.append(last)
             last = ""
         prompt_lines: list[str] = []

@@ -58,7 +58,8 @@ def read_image_metadata(path: Path) -> ImageMetadata:
             info = {key: value for key, value in image.info.items() if isinstance(value, str)}
             comment = _exif_user_comment(image)
             size = image.size
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        # Pillow refuses a text chunk that inflates past its limit with ValueError
         raise BadInputError(f"{path} is not a readable image: {error}") from None
     if comment and PNG_KEY not in info:
         info[PNG_KEY] = comment
@@ -93,7 +94,7 @@ def _exif_user_comment(image: Any) -> str | None:
 def _to_int(value: Any) -> int | None:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "inf"
         return None
 
 
@@ -145,7 +146,7 @@ def _read_comfyui(metadata: ImageMetadata, info: dict[str, str]) -> None:
     sampler = next((node for node in nodes.values() if node.get("class_type") in _SAMPLER_INPUTS), None)
     if sampler is None:
         return
-    inputs = sampler.get("inputs", {})
+    inputs = _inputs(sampler)
     metadata.seed = _to_int(inputs.get("seed", inputs.get("noise_seed")))
     metadata.steps = _to_int(inputs.get("steps"))
     metadata.cfg_scale = _to_float(inputs.get("cfg"))
@@ -153,14 +154,16 @@ def _read_comfyui(metadata: ImageMetadata, info: dict[str, str]) -> None:
     metadata.prompt = _linked_text(nodes, inputs.get("positive"))
     metadata.negative_prompt = _linked_text(nodes, inputs.get("negative"))
     model = _follow(nodes, inputs.get("model"))
-    while model is not None and "ckpt_name" not in model.get("inputs", {}) and "model" in model.get("inputs", {}):
-        model = _follow(nodes, model["inputs"]["model"])  # through LoRA loaders and patches
+    for _ in range(len(nodes)):  # through LoRA loaders and patches; a graph may loop
+        if model is None or "ckpt_name" in _inputs(model) or "model" not in _inputs(model):
+            break
+        model = _follow(nodes, _inputs(model)["model"])
     if model is not None:
-        metadata.model = model.get("inputs", {}).get("ckpt_name")
+        metadata.model = _inputs(model).get("ckpt_name")
     latent = _follow(nodes, inputs.get("latent_image"))
     if latent is not None:
-        metadata.width = _to_int(latent.get("inputs", {}).get("width")) or metadata.width
-        metadata.height = _to_int(latent.get("inputs", {}).get("height")) or metadata.height
+        metadata.width = _to_int(_inputs(latent).get("width")) or metadata.width
+        metadata.height = _to_int(_inputs(latent).get("height")) or metadata.height
 
 
 def _json_object(text: str | None) -> dict | None:
@@ -168,14 +171,20 @@ def _json_object(text: str | None) -> dict | None:
         return None
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
         return None
     return value if isinstance(value, dict) else None
 
 
+def _inputs(node: dict) -> dict:
+    """A ComfyUI node's inputs (an empty dict where a file gives something else)."""
+    inputs = node.get("inputs")
+    return inputs if isinstance(inputs, dict) else {}
+
+
 def _follow(nodes: dict[str, dict], link: Any) -> dict | None:
     """A ComfyUI input ``[node_id, output_index]`` -> the node it points to."""
-    if isinstance(link, list) and link:
+    if isinstance(link, list) and link and isinstance(link[0], (str, int)):
         return nodes.get(str(link[0]))
     return None
 
@@ -184,7 +193,7 @@ def _linked_text(nodes: dict[str, dict], link: Any, depth: int = 0) -> str | Non
     node = _follow(nodes, link)
     if node is None or depth > 8:
         return None
-    inputs = node.get("inputs", {})
+    inputs = _inputs(node)
     for key in ("text", "text_g", "prompt"):
         value = inputs.get(key)
         if isinstance(value, str):
