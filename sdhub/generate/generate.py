@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 
@@ -255,6 +255,8 @@ def infotext_params(params: GenerationParams, sampled: SampledImages, model: Res
     if sampled.subseeds and params.subseed_strength:
         fields["Variation seed"] = sampled.subseeds[image_index]
         fields["Variation seed strength"] = params.subseed_strength
+    if params.seed_resize_latent():
+        fields["Seed resize from"] = f"{params.seed_resize_from_w}x{params.seed_resize_from_h}"
     if loras:
         fields["Lora hashes"] = ", ".join(f"{lora['name']}: {lora['hash']}" for lora in loras)
     if sampled.used_embeddings:
@@ -282,7 +284,22 @@ def sampler_infotext_fields(params: GenerationParams, choice: SamplerChoice) -> 
         fields[spec.eta_infotext_key] = params.eta
     if params.s_noise is not None and spec.takes("s_noise") and params.s_noise != 1.0:
         fields["Sigma noise"] = params.s_noise
+    if spec.function == "unipc":
+        # A1111 reads these back as settings; written when not its defaults, so the rerun is the image
+        fields.update(unipc_infotext_fields(params.unipc_options()))
     return fields
+
+
+def unipc_infotext_fields(options: Any) -> dict[str, Any]:
+    """The ``UniPC ...`` settings that differ from A1111's defaults, under A1111's infotext keys."""
+    from sdhub.generate.unipc import UniPCOptions
+
+    default = UniPCOptions()
+    values = {"UniPC variant": (options.variant, default.variant),
+              "UniPC skip type": (options.skip_type, default.skip_type),
+              "UniPC order": (options.order, default.order),
+              "UniPC lower order final": (options.lower_order_final, default.lower_order_final)}
+    return {key: value for key, (value, default_value) in values.items() if value != default_value}
 
 
 def _next_image_paths(folder: Path, seeds: list[int]) -> list[Path]:
@@ -399,8 +416,14 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
     )
 
 
-def params_from_infotext(text: str, rng_override: str | None = None) -> tuple[GenerationParams, dict[str, str]]:
-    """Generation parameters from A1111 infotext, and its raw fields (for the model/VAE hashes)."""
+def params_from_infotext(text: str, rng_override: str | None = None, *, ignore_fields: Collection[str] = (),
+                         notes: list[str] | None = None) -> tuple[GenerationParams, dict[str, str]]:
+    """Generation parameters from A1111 infotext, and its raw fields (for the model/VAE hashes).
+
+    Every field is honoured or refused in one line (``infotext_fields``) unless named in
+    ``ignore_fields``; what the rerun decided on the way (back-compat, ignored fields) goes to ``notes``.
+    """
+    from sdhub.generate.infotext_fields import check_rerun_fields
     from sdhub.generate.rng import RNG_SOURCES
 
     info = Infotext.from_text(text)
@@ -417,7 +440,10 @@ def params_from_infotext(text: str, rng_override: str | None = None) -> tuple[Ge
 
     choice = choice_from_infotext(fields.get("Sampler", "Euler a"), info.params.get("Schedule type"),
                                   info.params.get("Version"))
-    _refuse_unsupported_schedule_fields(fields)
+    compat = _backcompat(info, choice, number("Steps", int, 20))
+    found = check_rerun_fields({**info.params, **compat}, ignore_fields)
+    if notes is not None:
+        notes.extend(_backcompat_notes(info, compat) + found)
     rng = rng_override or fields.get("RNG", "GPU").lower()
     if rng not in RNG_SOURCES:
         raise BadInputError(f"the infotext's RNG {fields.get('RNG')!r} is not one of GPU, CPU, NV")
@@ -432,37 +458,54 @@ def params_from_infotext(text: str, rng_override: str | None = None) -> tuple[Ge
         subseed=number("Variation seed", int, None),
         subseed_strength=number("Variation seed strength", float, 0.0),
         eta_noise_seed_delta=number("ENSD", int, 0),
-        downcast_alphas_cumprod=fields.get("Downcast alphas_cumprod", "False") == "True",
+        downcast_alphas_cumprod=str(compat.get("Downcast alphas_cumprod",
+                                               fields.get("Downcast alphas_cumprod", "False"))) == "True",
         emphasis=fields.get("Emphasis", "Original"),
         eta=number(choice.sampler.eta_infotext_key, float, None), s_noise=number("Sigma noise", float, None),
         discard_penultimate_sigma=fields.get("Discard penultimate sigma", "False") == "True",
+        seed_resize_from_w=number("Seed resize from-1", int, 0), seed_resize_from_h=number("Seed resize from-2", int, 0),
+        unipc_variant=fields.get("UniPC variant", "bh1"), unipc_skip_type=fields.get("UniPC skip type", "time_uniform"),
+        unipc_order=number("UniPC order", int, 3),
+        unipc_lower_order_final=fields.get("UniPC lower order final", "True") == "True",
     )
+    try:
+        params.validate()
+    except UsageError as error:
+        raise BadInputError(f"cannot rerun this infotext: {error.message}") from None
     return params, fields
 
 
-#: Sampler settings A1111 can write that sdhub does not reproduce, with their A1111 defaults.
-_UNSUPPORTED_SCHEDULE_FIELDS = {"Schedule max sigma": "0", "Schedule min sigma": "0", "Schedule rho": "0",
-                                "Beta schedule alpha": "0.6", "Beta schedule beta": "0.6",
-                                "Sigma churn": "0", "Sigma tmin": "0", "Sigma tmax": "0"}
+def _backcompat(info: Infotext, choice: SamplerChoice, steps: int) -> dict[str, Any]:
+    """The switches A1111's back-compat adds for the infotext's ``Version`` (none without one, as in A1111).
+
+    "Old prompt editing timelines" is kept only where it moves a prompt edit: without one it changes nothing.
+    """
+    from sdhub.generate.infotext import backcompat_fields
+    from sdhub.generate.prompt_schedule import prompt_schedule, split_and
+
+    fields = {"Prompt": info.prompt, **info.params}
+    added = {key: value for key, value in backcompat_fields(fields).items() if key not in fields}
+    if added.get("Old prompt editing timelines"):
+        total = choice.sampler.total_steps(steps)
+        texts = [part for part, _ in split_and(info.prompt)] + [info.negative_prompt]
+        if all(prompt_schedule(text, total) == prompt_schedule(text, total, old_scheduling=True) for text in texts):
+            del added["Old prompt editing timelines"]
+    return added
 
 
-def _refuse_unsupported_schedule_fields(fields: dict[str, str]) -> None:
-    """Refuse an infotext whose schedule overrides sdhub cannot honour (a rerun would differ)."""
-    for key, default in _UNSUPPORTED_SCHEDULE_FIELDS.items():
-        value = fields.get(key)
-        if value not in (None, "") and _as_float(value) != float(default):
-            raise BadInputError(f"cannot rerun this infotext: sdhub does not support {key} {value} "
-                                f"(only A1111's default, {default})")
+def _backcompat_notes(info: Infotext, compat: dict[str, Any]) -> list[str]:
+    version = info.params.get("Version")
+    if compat.get("Downcast alphas_cumprod"):
+        return [f"made by A1111 {version}, before v1.7.0-225: rerun with alphas_cumprod downcast to fp16, "
+                "as A1111's back-compat does"]
+    if not version and "Downcast alphas_cumprod" not in info.params:
+        return ["the infotext has no Version: rerun with fp32 alphas_cumprod as A1111 1.10 does (an image made "
+                "before v1.7.0 may differ slightly)"]
+    return []
 
 
-def _as_float(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *, model_ref: str | None = None,
+def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *, ignore_fields: Collection[str] = (),
+              model_ref: str | None = None,
               out_dir: str | Path | None = None, device: str | None = None, dtype: str | None = None,
               rng: str | None = None, init_image: str | Path | None = None,
               resize_mode: str = "Just resize") -> GenerationResult:
@@ -475,7 +518,8 @@ def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *
     text = read_png_parameters(path)
     if not text:
         raise BadInputError(f"{path.name} carries no A1111 'parameters' text to rerun")
-    params, fields = params_from_infotext(text, rng)
+    rerun_notes: list[str] = []
+    params, fields = params_from_infotext(text, rng, ignore_fields=ignore_fields, notes=rerun_notes)
     from sdhub.generate.generation_modes import mode_from_infotext
 
     hires, img2img = mode_from_infotext(fields, init_image, resize_mode)
@@ -500,4 +544,5 @@ def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *
     if missing_vae and (result.vae is None or result.vae.autov2 != missing_vae):
         result.notes.append(f"the image was made with VAE {fields.get('VAE', '')} ({missing_vae}), which is not in "
                             "the catalog; the result may differ")
+    result.notes.extend(rerun_notes)
     return result
