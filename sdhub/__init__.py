@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "Catalog": "sdhub.catalog:Catalog",
     "scan": "sdhub.library:scan",
     "get": "sdhub.library:get",
+    "get_from_images": "sdhub.library:get_from_images",
     "civitai_sync": "sdhub.library:civitai_sync",
     "outdated": "sdhub.library:outdated",
     "update": "sdhub.library:update",
@@ -36,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     # sdhub.generate is also the generation package; calling that package calls the function.
     "generate": "sdhub.generate",
     "smoke_test": "sdhub.library:smoke_test",
+    "sd_upscale": "sdhub.library:sd_upscale",
+    "find_upscaler": "sdhub.generate.upscalers:find_upscaler",
     # result and option types
     "ConvertReport": "sdhub.ops.convert:ConvertReport",
     "PruneOptions": "sdhub.ops.prune:PruneOptions",
@@ -50,8 +53,11 @@ _EXPORTS: dict[str, str] = {
     "GetOptions": "sdhub.sources.get:GetOptions",
     "GetResult": "sdhub.sources.get:GetResult",
     "SyncResult": "sdhub.sources.get:SyncResult",
+    "FromImageReport": "sdhub.sources.from_image:FromImageReport",
     "GenerationParams": "sdhub.generate.pipeline:GenerationParams",
     "GenerationResult": "sdhub.generate.generate:GenerationResult",
+    "HiresParams": "sdhub.generate.hires:HiresParams",
+    "Img2ImgParams": "sdhub.generate.img2img:Img2ImgParams",
     "ReferenceTestResult": "sdhub.generate.reference_tests:ReferenceTestResult",
     # progress reporting
     "Progress": "sdhub.progress:Progress",
@@ -116,9 +122,23 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         VerificationError,
     )
     from sdhub.generate.generate import GenerationResult
+    from sdhub.generate.hires import HiresParams
+    from sdhub.generate.img2img import Img2ImgParams
     from sdhub.generate.pipeline import GenerationParams
     from sdhub.generate.reference_tests import ReferenceTestResult
-    from sdhub.library import HomeLike, civitai_sync, generate, get, move, open_home, prune, scan, smoke_test
+    from sdhub.generate.upscalers import find_upscaler
+    from sdhub.library import (
+        HomeLike,
+        civitai_sync,
+        generate,
+        get,
+        move,
+        open_home,
+        prune,
+        scan,
+        sd_upscale,
+        smoke_test,
+    )
     from sdhub.ops.convert import ConvertReport, convert
     from sdhub.ops.hashing import FileHashes, ModelHashes
     from sdhub.ops.hashing import hash_model as hash
@@ -127,4 +147,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from sdhub.ops.prune import PruneOptions, PruneReport
     from sdhub.ops.scan_pickle import scan_pickle
     from sdhub.progress import Progress, RecordingProgress
+    from sdhub.library import get_from_images  # beside get: the models an image names
+    from sdhub.sources.from_image import FromImageReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
+    from sdhub.library import outdated, update  # beside get: Civitai's newer versions

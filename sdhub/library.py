@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from sdhub.generate.pipeline import GenerationParams
     from sdhub.generate.reference_tests import ReferenceTestResult
     from sdhub.ops.prune import PruneOptions, PruneReport
+    from sdhub.sources.from_image import FromImageReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
     from sdhub.sources.updates import OutdatedReport, UpdateResult
 
-__all__ = ["HomeLike", "civitai_sync", "generate", "get", "move", "open_home", "outdated", "prune", "scan", "smoke_test",
+__all__ = ["HomeLike", "civitai_sync", "generate", "get", "get_from_images", "move", "open_home", "outdated", "prune", "scan", "smoke_test",
            "update"]
 
 #: A home as the API takes it: a ``Home``, a home folder's path, or None for the home sdhub would pick.
@@ -88,6 +89,19 @@ def get(ref: str, home: HomeLike = None, *, options: GetOptions | None = None,
     return sources_get.get(as_home(home), ref, options=options, progress=progress, **choices)
 
 
+def get_from_images(images: list[str | os.PathLike[str]], home: HomeLike = None, *, dry_run: bool = False,
+                    options: GetOptions | None = None, progress: Progress = NULL_PROGRESS,
+                    **choices: Any) -> FromImageReport:
+    """Every model the images' metadata names (A1111 infotext hashes, Civitai resources, ComfyUI loaders):
+    found in the catalog, else fetched from Civitai by hash or version id (``dry_run``: only said)."""
+    from sdhub.sources import from_image
+    from sdhub.sources.get import options_from
+
+    chosen = options_from(options, choices) if choices else options
+    return from_image.get_from_images(as_home(home), [os.fspath(i) for i in images], dry_run=dry_run,
+                                      options=chosen, progress=progress)
+
+
 def move(ref: str, home: HomeLike = None, *, kind: str | None = None,
          to: str | os.PathLike[str] | None = None) -> MoveReport:
     """Move a catalogued model (with its sidecars) into the folder of ``kind`` in the home, or into
@@ -123,8 +137,12 @@ def civitai_sync(home: HomeLike = None, *, sidecars: bool = True, progress: Prog
 def generate(model: str | os.PathLike[str], prompt: str | None = None, *, home: HomeLike = None,
              params: GenerationParams | None = None, vae: str | os.PathLike[str] | None = None,
              out_dir: str | os.PathLike[str] | None = None, device: str | None = None, dtype: str | None = None,
-             vae_dtype: str | None = None, progress: Progress = NULL_PROGRESS, **settings: Any) -> GenerationResult:
+             vae_dtype: str | None = None, progress: Progress = NULL_PROGRESS, hires: Any = None,
+             img2img: Any = None, **settings: Any) -> GenerationResult:
     """Draw images with ``model`` (a path, catalog name or hash) as A1111 would, and write PNGs with infotext.
+
+    ``hires`` (``sdhub.HiresParams``) adds the hires fix; ``img2img`` (``sdhub.Img2ImgParams``) starts
+    from an init image.
 
     ``settings`` are ``GenerationParams`` fields named as in A1111 (``negative_prompt``, ``steps``,
     ``sampler``, ``cfg_scale``, ``seed``, ``width``, ``height``, ``clip_skip``, ``batch_size``...).
@@ -138,7 +156,29 @@ def generate(model: str | os.PathLike[str], prompt: str | None = None, *, home: 
     chosen = with_choices(params or GenerationParams(prompt=""), settings)
     return generation.generate(as_home(home), os.fspath(model), chosen, progress,
                                vae_ref=os.fspath(vae) if vae is not None else None, out_dir=out_dir,
-                               device=device, dtype=dtype, vae_dtype=vae_dtype)
+                               device=device, dtype=dtype, vae_dtype=vae_dtype, hires=hires, img2img=img2img)
+
+
+def sd_upscale(image: str | os.PathLike[str], model: str | os.PathLike[str], prompt: str = "", *,
+               home: HomeLike = None, scale: float = 2.0, upscaler: str = "None", overlap: int = 64,
+               denoising_strength: float = 0.75, tile_size: int | None = None, params: GenerationParams | None = None,
+               vae: str | os.PathLike[str] | None = None, out_dir: str | os.PathLike[str] | None = None,
+               device: str | None = None, dtype: str | None = None, progress: Progress = NULL_PROGRESS,
+               **settings: Any) -> GenerationResult:
+    """Enlarge ``image`` as A1111's "SD upscale" script: ``upscaler`` (None, Lanczos, Nearest or an upscaler
+    file) by ``scale``, then img2img of overlapping tiles of the model's native size with ``model``.
+
+    ``settings`` are ``GenerationParams`` fields (``steps``, ``sampler``, ``cfg_scale``, ``seed``...).
+    """
+    from sdhub.generate.pipeline import GenerationParams
+    from sdhub.generate.sd_upscale import sd_upscale as run
+
+    settings["prompt"] = prompt
+    chosen = with_choices(params or GenerationParams(prompt=""), settings)
+    return run(as_home(home), image, os.fspath(model), chosen, scale=scale, upscaler=upscaler, overlap=overlap,
+               denoising_strength=denoising_strength, tile_size=tile_size,
+               vae_ref=os.fspath(vae) if vae is not None else None, out_dir=out_dir, device=device, dtype=dtype,
+               progress=progress)
 
 
 def smoke_test(model: str | os.PathLike[str], home: HomeLike = None, *, steps: int | None = None,

@@ -60,6 +60,7 @@ def _register_commands() -> None:
     from sdhub.cli import prompt_commands  # noqa: F401
     from sdhub.cli import prune_commands  # noqa: F401
     from sdhub.cli import tui_command  # noqa: F401
+    from sdhub.cli import upscale_command  # noqa: F401
 
 
 #: The panels of ``sdhub --help``: every command under the job a user comes for.
@@ -69,7 +70,7 @@ HELP_PANELS = {
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
     "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "mv", "rm",
                            "roots", "export-sidecars"),
-    "Prove they work": ("generate", "smoke", "test", "prompt", "pnginfo"),
+    "Prove they work": ("generate", "upscale", "smoke", "test", "prompt", "pnginfo"),
 }
 
 

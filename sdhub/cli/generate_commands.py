@@ -52,16 +52,36 @@ def generate_command(
     subseed: Optional[int] = typer.Option(None, "--subseed", help="Variation seed."),
     subseed_strength: float = typer.Option(0.0, "--subseed-strength", help="Variation strength 0..1."),
     from_png: Optional[str] = typer.Option(None, "--from-png", help="Rerun the A1111 infotext of this PNG."),
-    ignore_field: list[str] = typer.Option([], "--ignore-field", help="With --from-png: rerun without this "
-                                           "infotext field instead of refusing it (repeatable; the image may differ)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: best available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPUs, fp32 on CPU)."),
     vae_dtype: Optional[str] = typer.Option(None, "--vae-dtype", help="VAE precision (fp32 = A1111's --no-half-vae)."),
+    init_image: Optional[str] = typer.Option(None, "--init-image", help="img2img: start from this image "
+                                             "(also with --from-png for an img2img infotext)."),
+    denoising: Optional[float] = typer.Option(None, "--denoising-strength", help="img2img (default 0.75) or "
+                                              "hires fix (default 0.7) denoising strength."),
+    resize_mode: str = typer.Option("Just resize", "--resize-mode", help="img2img: Just resize, Crop and resize, "
+                                    "Resize and fill, or Just resize (latent upscale)."),
+    hires: bool = typer.Option(False, "--hires", help="A1111's hires fix: a second pass at a larger size "
+                               "(also on with any --hires-* option)."),
+    hires_upscaler: Optional[str] = typer.Option(None, "--hires-upscaler", help="Latent (default), Latent "
+                                                 "(antialiased), Latent (bicubic), Latent (bicubic antialiased), "
+                                                 "Latent (nearest), Latent (nearest-exact), None, Lanczos, Nearest "
+                                                 "or the name of a file in the home's upscaler folder."),
+    hires_scale: Optional[float] = typer.Option(None, "--hires-scale", help="Hires upscale factor (default 2)."),
+    hires_resize: Optional[str] = typer.Option(None, "--hires-resize", help="Hires resize to WxH instead "
+                                               "(0 for a side keeps the aspect)."),
+    hires_steps: Optional[int] = typer.Option(None, "--hires-steps", help="Second-pass steps (0: the first's)."),
+    hires_sampler: Optional[str] = typer.Option(None, "--hires-sampler", help="Second-pass sampler."),
+    hires_schedule: Optional[str] = typer.Option(None, "--hires-schedule", help="Second-pass schedule type."),
+    hires_prompt: Optional[str] = typer.Option(None, "--hires-prompt", help="Second-pass prompt."),
+    hires_negative: Optional[str] = typer.Option(None, "--hires-negative", help="Second-pass negative prompt."),
+    hires_cfg: Optional[float] = typer.Option(None, "--hires-cfg", help="Second-pass CFG scale (Forge's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the images and parameters as JSON."),
 ) -> None:
     """Generate images with A1111's prompt, seed and sampler semantics; PNGs carry A1111 infotext.
 
     Example: sdhub generate "a cat, (masterpiece:1.2)" --model v1-5-pruned-emaonly --seed 42 --steps 20
+    Hires fix: --hires --hires-upscaler Latent --hires-scale 2; img2img: --init-image in.png --denoising-strength 0.6
     """
     from sdhub.generate.generate import generate, rerun_png
     from sdhub.generate.pipeline import GenerationParams
@@ -70,7 +90,7 @@ def generate_command(
     with RichProgress() as progress:
         if from_png:
             result = rerun_png(home, from_png, progress, model_ref=model, out_dir=out, device=device, dtype=dtype,
-                               rng=rng, ignore_fields=ignore_field)
+                               rng=rng, init_image=init_image, resize_mode=resize_mode)
         else:
             if prompt is None:
                 raise UsageError("give a PROMPT (or --from-png FILE)")
@@ -82,8 +102,11 @@ def generate_command(
                 width=width, height=height, clip_skip=clip_skip, batch_size=batch, rng=rng,
                 subseed=subseed, subseed_strength=subseed_strength, eta_noise_seed_delta=ensd,
             )
+            modes = _generation_modes(init_image, denoising, resize_mode, hires, hires_upscaler, hires_scale,
+                                      hires_resize, hires_steps, hires_sampler, hires_schedule, hires_prompt,
+                                      hires_negative, hires_cfg)
             result = generate(home, model, params, progress, vae_ref=vae, out_dir=out, device=device, dtype=dtype,
-                              vae_dtype=vae_dtype)
+                              vae_dtype=vae_dtype, **modes)
     for note in result.notes:
         info(f"note: {note}")
     if as_json:
@@ -94,6 +117,41 @@ def generate_command(
          f"seed {result.params.seed}")
     for path in result.images:
         typer.echo(str(path))
+
+
+def _generation_modes(init_image: Optional[str], denoising: Optional[float], resize_mode: str, hires: bool,
+                      upscaler: Optional[str], scale: Optional[float], resize: Optional[str], steps: Optional[int],
+                      sampler: Optional[str], schedule: Optional[str], prompt: Optional[str],
+                      negative: Optional[str], cfg: Optional[float]) -> dict:
+    """``generate``'s ``img2img`` or ``hires`` settings from the options."""
+    from sdhub.generate.hires import DEFAULT_STRENGTH, HiresParams
+    from sdhub.generate.img2img import DEFAULT_STRENGTH as IMG2IMG_STRENGTH, Img2ImgParams
+
+    hires = hires or any(value is not None for value in (upscaler, scale, resize, steps, sampler, schedule, prompt,
+                                                         negative, cfg))
+    if init_image is not None:
+        if hires:
+            raise UsageError("the hires fix is for txt2img; leave out --hires* options with --init-image")
+        return {"img2img": Img2ImgParams(init_image, IMG2IMG_STRENGTH if denoising is None else denoising,
+                                         resize_mode)}
+    if not hires:
+        if denoising is not None:
+            raise UsageError("--denoising-strength needs --init-image or the hires fix (--hires)")
+        return {}
+    width = height = 0
+    if resize:
+        try:
+            width, height = (int(side) for side in resize.lower().split("x"))
+        except ValueError:
+            raise UsageError(f"--hires-resize takes WxH (such as 1024x0), not {resize!r}") from None
+    settings = HiresParams(steps=steps or 0, sampler=sampler, schedule_type=schedule, prompt=prompt or "",
+                           negative_prompt=negative or "", cfg_scale=cfg, resize_width=width, resize_height=height,
+                           denoising_strength=DEFAULT_STRENGTH if denoising is None else denoising)
+    if upscaler is not None:
+        settings.upscaler = upscaler
+    if scale is not None:
+        settings.scale = scale
+    return {"hires": settings}
 
 
 def _asuka(model: str, vae: Optional[str], reference: Optional[str], device: Optional[str], dtype: Optional[str],
