@@ -151,4 +151,3 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from sdhub.sources.from_image import FromImageReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
     from sdhub.library import outdated, update  # beside get: Civitai's newer versions
-    from sdhub.library import outdated, update  # beside get: Civitai's newer versions
