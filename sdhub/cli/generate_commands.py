@@ -52,6 +52,8 @@ def generate_command(
     subseed: Optional[int] = typer.Option(None, "--subseed", help="Variation seed."),
     subseed_strength: float = typer.Option(0.0, "--subseed-strength", help="Variation strength 0..1."),
     from_png: Optional[str] = typer.Option(None, "--from-png", help="Rerun the A1111 infotext of this PNG."),
+    ignore_field: list[str] = typer.Option([], "--ignore-field", help="With --from-png: rerun without this "
+                                           "infotext field instead of refusing it (repeatable; the image may differ)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or mps (default: best available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32 (default: fp16 on GPUs, fp32 on CPU)."),
     vae_dtype: Optional[str] = typer.Option(None, "--vae-dtype", help="VAE precision (fp32 = A1111's --no-half-vae)."),
@@ -90,7 +92,8 @@ def generate_command(
     with RichProgress() as progress:
         if from_png:
             result = rerun_png(home, from_png, progress, model_ref=model, out_dir=out, device=device, dtype=dtype,
-                               rng=rng, init_image=init_image, resize_mode=resize_mode)
+                               rng=rng, ignore_fields=ignore_field, init_image=init_image,
+                               resize_mode=resize_mode)
         else:
             if prompt is None:
                 raise UsageError("give a PROMPT (or --from-png FILE)")
