@@ -2,8 +2,10 @@
 
 Each run generates with fixed settings, judges the image (``verdicts``), and records the verdict,
 timing and image path on the model's catalog entry. The Asuka test uses the settings of the
-October 2022 NovelAI-leak check with the A1111 behaviour of that era: GPU noise (NV on machines
-without CUDA), ENSD 31337 and alphas_cumprod rounded to fp16.
+October 2022 NovelAI-leak check and reproduces A1111 v1.10.1 set up for an image of that era
+(``ASUKA_A1111_SETTINGS``): GPU noise (NV on machines without CUDA), ENSD 31337, clip skip 2 and
+alphas_cumprod rounded to fp16 (what v1.10.1's back-compat turns on for an image made before v1.7.0).
+Every result records that version and those settings.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sdhub.config import Home
 from sdhub.errors import BadInputError, Interrupted, SdhubError, VerificationError
 from sdhub.generate.generate import GenerationResult, ResolvedFile, generate, load_model_cached, resolve_file
 from sdhub.generate.pipeline import GenerationParams
+from sdhub.generate.samplers import A1111_VERSION
 from sdhub.generate.verdicts import Verdict, judge_image
 from sdhub.progress import NULL_PROGRESS, Progress, interrupted, reporting_stop
 
@@ -28,6 +31,8 @@ ASUKA_PARAMS = GenerationParams(
     steps=28, sampler="Euler", cfg_scale=12.0, seed=2870305590, width=512, height=512, clip_skip=2,
     eta_noise_seed_delta=31337, downcast_alphas_cumprod=True,
 )
+#: The A1111 settings (infotext names) beyond v1.10.1's defaults that the Asuka test turns on.
+ASUKA_A1111_SETTINGS = {"Downcast alphas_cumprod": True, "ENSD": 31337, "Clip skip": 2, "RNG": "GPU"}
 #: A1111's legacy (8-hex) hash of NovelAI's animefull-final-pruned, the model the Asuka test is for.
 ASUKA_MODEL_HASH = "925997e9"
 ASUKA_MODEL_NAME = "NovelAI's animefull-final-pruned"
@@ -54,13 +59,16 @@ class ReferenceTestResult:
     vae_fp32_retry: bool = False
     notes: list[str] = field(default_factory=list)
     recorded: bool = False
+    a1111_version: str = A1111_VERSION  # the A1111 whose behaviour the run reproduces
+    a1111_settings: dict[str, Any] = field(default_factory=dict)  # its settings beyond that version's defaults
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "model": self.model, "verdict": self.verdict, "reasons": self.reasons,
             "image_path": self.image_path, "seconds": round(self.seconds, 3), "params": self.params,
             "similarity": self.similarity, "stats": self.stats, "vae_fp32_retry": self.vae_fp32_retry,
-            "notes": self.notes, "recorded": self.recorded,
+            "notes": self.notes, "recorded": self.recorded, "a1111_version": self.a1111_version,
+            "a1111_settings": self.a1111_settings,
         }
 
 
@@ -87,6 +95,7 @@ def _record(home: Home, model_path: str, result: ReferenceTestResult) -> None:
                 "kind": result.kind, "verdict": result.verdict, "image_path": result.image_path,
                 "seconds": result.seconds, "reasons": result.reasons, "similarity": result.similarity,
                 "vae_fp32_retry": result.vae_fp32_retry, "params": result.params,
+                "a1111_version": result.a1111_version, "a1111_settings": result.a1111_settings,
             })
         result.recorded = True
     except SdhubError as error:
@@ -163,6 +172,7 @@ def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, referen
                               expected_hash=ASUKA_MODEL_HASH, actual_hash=generated.model.legacy_hash,
                               reference=reference_image)
     result = _result("asuka", generated, verdict, seconds, notes)
+    result.a1111_settings = dict(ASUKA_A1111_SETTINGS)
     if record:
         _record(home, str(generated.model.path), result)
     return result

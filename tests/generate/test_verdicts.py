@@ -125,11 +125,17 @@ def test_asuka_run_uses_the_era_settings_and_records_the_verdict(tmp_home, tiny_
     assert "Seed: 2870305590" in text and "Clip skip: 2" in text and "Downcast alphas_cumprod: True" in text
     assert "ENSD" not in text  # plain Euler draws no per-step noise, so A1111 leaves ENSD out
     assert result.recorded
+    # the A1111 whose behaviour it reproduces, in the result, its --json and the catalog record
+    assert result.to_dict()["a1111_version"] == "v1.10.1" and "Version: v1.10.1" in text
+    assert result.to_dict()["a1111_settings"] == {"Downcast alphas_cumprod": True, "ENSD": 31337, "Clip skip": 2,
+                                                  "RNG": "GPU"}
     with Catalog(tmp_home) as catalog:
         asset = catalog.find(str(tiny_models["sd1"]))
         assert asset.status == "wrong-model"
         details = catalog.show(asset.sha256).to_dict()
     assert any(test["verdict"] == "wrong-model" for test in details["tests"])
+    [recorded] = [test for test in details["tests"] if test["verdict"] == "wrong-model"]
+    assert "v1.10.1" in str(recorded) and "Downcast alphas_cumprod" in str(recorded)
 
 
 def test_asuka_reference_similarity(tmp_home, tiny_models):
