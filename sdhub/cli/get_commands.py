@@ -23,7 +23,8 @@ app.add_typer(civitai_app, name="civitai")
 @app.command("get")
 def get_command(
     refs: List[str] = typer.Argument(..., metavar="REF...",
-                                     help="Civitai URL or AIR, Hugging Face URL or ORG/REPO/PATH, or a plain URL."),
+                                     help="Civitai URL or AIR, Hugging Face URL or ORG/REPO/PATH, or a plain URL "
+                                          "(with --from-png: images)."),
     kind: Optional[str] = typer.Option(
         None, "--kind", help="What the file is: checkpoint, lora, vae, controlnet, upscaler... or other "
                              "(default: detected, else the source's type; unknown ones are kept in downloads/)."),
@@ -46,21 +47,34 @@ def get_command(
                                 help="REF names catalogued assets: fetch the newest version of each one's Civitai "
                                      "model (the old file stays; see `sdhub outdated`)."),
     replace: bool = typer.Option(False, "--replace", help="With --update: delete the old version's files."),
+    from_png: bool = typer.Option(False, "--from-png",
+                                  help="REF... are images: fetch every model their metadata names (A1111 infotext, "
+                                       "Civitai resources, ComfyUI loaders) that the library lacks."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --from-png: only say what would be fetched."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Download models into the library: verified, in the right folder, catalogued.
 
     Example: sdhub get https://civitai.com/models/4201 --format safetensors --fp fp16
+    Example: sdhub get --from-png 00012-1234.png --dry-run
     """
     from sdhub import GetOptions, get
     from sdhub import update as update_asset
 
     if replace and not update:
         raise UsageError("--replace goes with --update")
+    if dry_run and not from_png:
+        raise UsageError("--dry-run goes with --from-png")
     home = STATE.open_home()
     options = GetOptions(kind=kind, version=version, format=format, fp=fp, size=size, file_type=file_type,
                          to=to, connections=connections, sidecars=not no_sidecars, keep_pickle=keep_pickle,
                          include=list(include))
+    if from_png:
+        if update or kind or version or file_type or include:
+            raise UsageError("--from-png takes the models the images name: not with --update, --kind, --version, "
+                             "--type or --include")
+        _get_from_png(home, refs, options, dry_run=dry_run, json_output=json_output)
+        return
     results, failures = [], []
     with RichProgress() as progress:
         for ref in refs:
@@ -90,6 +104,36 @@ def get_command(
     if failures:
         raise SdhubError(f"{len(failures)} of {len(refs)} downloads failed",
                          exit_code=max(e.exit_code for _, e in failures))
+
+
+def _get_from_png(home, images: List[str], options, *, dry_run: bool, json_output: bool) -> None:
+    """``get --from-png``: a table of what each image names and what became of it."""
+    from rich.markup import escape
+
+    from sdhub import get_from_images
+    from sdhub.sources.from_image import FAILED, FETCHED, NOT_FOUND, PRESENT, WOULD_FETCH
+    from sdhub.text import printable
+
+    with RichProgress() as progress:
+        report = get_from_images(images, home, dry_run=dry_run, options=options, progress=progress)
+    if len(images) == 1 and report.errors:
+        raise report.errors[0][1]
+    if json_output:
+        print_json(report)
+    else:
+        rows = [((Path(r.image).name,) if len(images) > 1 else ()) + (
+            r.resource.kind, r.resource.label(), r.status, str(r.path) if r.path else r.reason or "")
+            for r in report.resources]
+        print_table(rows, (["image"] if len(images) > 1 else []) + ["kind", "model", "status", "path or why"])
+    for image, error in report.errors:
+        info(f"sdhub: error: {escape(printable(error))}")
+    counts = {status: report.count(status) for status in (PRESENT, FETCHED, WOULD_FETCH, NOT_FOUND, FAILED)}
+    info(", ".join(f"{count} {status}" for status, count in counts.items() if count) or "no models named")
+    missing = counts[NOT_FOUND] + counts[FAILED]
+    if missing or report.errors:
+        unread = f"; {len(report.errors)} of {len(images)} images not read" if report.errors else ""
+        raise SdhubError(f"{missing} of {len(report.resources)} models not found or not fetched{unread}",
+                         exit_code=max([1] + [e.exit_code for _, e in report.errors]))
 
 
 @app.command("outdated")

@@ -77,8 +77,37 @@ class ServedFile:
             return handle.read(end - start)
 
 
-def file_hashes(data_or_path: bytes | Path) -> dict[str, str]:
-    """The hashes Civitai publishes for a file, computed from its bytes (upper-case hex)."""
+#: Civitai computes AutoV1 (A1111's legacy hash: 64 KiB at 1 MiB) only for files of at least 2 MiB.
+AUTOV1_MIN_SIZE = 0x200000
+
+
+def file_hashes(data_or_path: bytes | Path, *, safetensors: bool = False) -> dict[str, str]:
+    """The hashes Civitai publishes for a file, computed from its bytes (upper-case hex); AutoV3 (the
+    first 12 hex of the SHA-256 of the bytes after the header, A1111's LoRA hash) for ``safetensors``."""
+    data = data_or_path if isinstance(data_or_path, bytes) else None
+    size = len(data) if data is not None else Path(data_or_path).stat().st_size  # type: ignore[arg-type]
+    window = _read_span(data_or_path, 0x100000, 0x10000)
+    extra = {"AutoV1": hashlib.sha256(window).hexdigest()[:8].upper()} if size >= AUTOV1_MIN_SIZE else {}
+    header = _read_span(data_or_path, 0, 8)
+    if safetensors and len(header) == 8 and 8 + int.from_bytes(header, "little") <= size:
+        tensors = hashlib.sha256()
+        offset = 8 + int.from_bytes(header, "little")
+        chunks = [data[offset:]] if data is not None else _read_chunks(Path(data_or_path), offset)  # type: ignore[arg-type]
+        for chunk in chunks:
+            tensors.update(chunk)
+        extra["AutoV3"] = tensors.hexdigest()[:12].upper()
+    return {**_whole_file_hashes(data_or_path), **extra}
+
+
+def _read_span(data_or_path: bytes | Path, start: int, length: int) -> bytes:
+    if isinstance(data_or_path, bytes):
+        return data_or_path[start:start + length]
+    with open(data_or_path, "rb") as handle:
+        handle.seek(start)
+        return handle.read(length)
+
+
+def _whole_file_hashes(data_or_path: bytes | Path) -> dict[str, str]:
     sha = hashlib.sha256()
     crc = 0
     blake = None
@@ -114,8 +143,9 @@ def preview_jpeg(seed: int, size: tuple[int, int] = (48, 64)) -> bytes:
     return buffer.getvalue()
 
 
-def _read_chunks(path: Path):
+def _read_chunks(path: Path, offset: int = 0):
     with open(path, "rb") as handle:
+        handle.seek(offset)
         while chunk := handle.read(8 << 20):
             yield chunk
 
@@ -267,10 +297,13 @@ class CivitaiServer(ImitationServers):
         served = ServedFile(file_id=file["id"], version_id=version_id, name=file["name"],
                             data=content if isinstance(content, bytes) else None,
                             path=None if isinstance(content, bytes) else Path(content))
-        hashes = file_hashes(content)
+        safetensors = (file.get("metadata") or {}).get("format") == "SafeTensor" or \
+            str(file.get("name", "")).lower().endswith(".safetensors")
+        hashes = file_hashes(content, safetensors=safetensors)
         if wrong:
             hashes["SHA256"] = hashlib.sha256(b"not these bytes").hexdigest().upper()
             hashes["AutoV2"] = hashes["SHA256"][:10]
+            hashes.pop("AutoV3", None)
         file["hashes"] = hashes
         file["sizeKB"] = served.size / 1024
         self.files[file["id"]] = served
