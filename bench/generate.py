@@ -12,6 +12,11 @@
 
     .venv/bin/python bench/generate.py              # full size, the real benchmark (run under the bench lock)
     .venv/bin/python bench/generate.py --size tiny  # a quick smoke run of the script itself
+    .venv/bin/python bench/generate.py --sd-upscale # 3. SD upscale's peak memory: 2048x2048 against 512x512
+
+3. SD upscale (A1111's script) on the tiny factory model, each target in a fresh process: a 256x256
+   image enlarged (Lanczos) to 512x512 and to 2048x2048, tiled into 128-pixel tiles overlapping by 32,
+   img2img per tile; peak RSS (``VmHWM``) against the process's RSS once the model is loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from benchdoc import write_section  # bench/ is on sys.path when a script runs
+from benchdoc import machine, write_section  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / ".data"
@@ -273,6 +278,66 @@ def table(size: str, loads: list[tuple[str, dict]], steps: dict, step_counts: tu
     return "\n".join(lines)
 
 
+SD_UPSCALE_SCRIPT = r"""
+import json, sys, time, torch
+torch.set_num_threads(1)
+from pathlib import Path
+from PIL import Image
+
+def high_water_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+scale, folder = float(sys.argv[1]), Path(sys.argv[2])
+from sdhub.config import init_home
+from sdhub.generate.generate import load_model_cached, resolve_file
+from sdhub.generate.pipeline import GenerationParams
+from sdhub.generate.sd_upscale import sd_upscale
+from sdhub.testing import factory
+home = init_home(folder / f"home-{scale}")
+model = factory.sd1_checkpoint_once(folder / "tiny-sd1.safetensors")
+source = folder / "source.png"
+if not source.exists():
+    Image.effect_noise((256, 256), 60).convert("RGB").save(source)
+load_model_cached(resolve_file(home, str(model), "checkpoint"), None, "cpu", "fp32")
+loaded_mb = high_water_mb()
+started = time.perf_counter()
+result = sd_upscale(home, source, str(model), GenerationParams(prompt="a landscape", steps=2, sampler="Euler", seed=1),
+                    scale=scale, upscaler="Lanczos", overlap=32, denoising_strength=0.5, tile_size=128,
+                    device="cpu", dtype="fp32")
+seconds = time.perf_counter() - started
+size = Image.open(result.images[0]).size
+print(json.dumps({"size": list(size), "seconds": seconds, "peak_mb": high_water_mb(), "loaded_mb": loaded_mb}))
+"""
+
+
+def sd_upscale_benchmark() -> str:
+    """Peak RSS of SD upscale to 512x512 and to 2048x2048 (fresh processes), as a markdown table."""
+    folder = DATA / "sd-upscale"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rows = {}
+    for scale in (2.0, 8.0):
+        done = subprocess.run([PYTHON, "-c", SD_UPSCALE_SCRIPT, str(scale), str(folder)], capture_output=True,
+                              text=True, check=True, env=env, cwd=ROOT)
+        rows[scale] = json.loads(done.stdout.strip().splitlines()[-1])
+    small, big = rows[2.0], rows[8.0]
+    growth = (big["peak_mb"] - big["loaded_mb"]) / max(1e-9, small["peak_mb"] - small["loaded_mb"])
+    lines = ["| target | tiles of | seconds | RSS with the model loaded | peak RSS | peak less loaded |",
+             "|---|---|---|---|---|---|"]
+    for row in (small, big):
+        lines.append(f"| {row['size'][0]}x{row['size'][1]} | 128x128, overlap 32 | {row['seconds']:.1f} | "
+                     f"{row['loaded_mb']:.0f} MB | {row['peak_mb']:.0f} MB | {row['peak_mb'] - row['loaded_mb']:.0f} MB |")
+    ratio = big["peak_mb"] / small["peak_mb"]
+    lines.append("")
+    lines.append(f"2048x2048 (16x the pixels) peaks at {ratio:.2f}x the 512x512 run's RSS; what sampling adds over "
+                 f"the loaded model grows {growth:.1f}x, the images themselves (a 2048x2048 RGB image is 12 MB, "
+                 f"and the Lanczos upscale holds two). Machine: {machine()}.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=("full", "tiny"), default="full")
@@ -281,9 +346,16 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=None, help="Image size for the step timing (default 512).")
     parser.add_argument("--no-docs", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
     parser.add_argument("--skip-load", action="store_true", help="Only the sampling benchmark.")
+    parser.add_argument("--sd-upscale", action="store_true", help="Only the SD upscale memory benchmark.")
     parser.add_argument("--reuse-steps", action="store_true",
                         help=f"Take the sampling figures from the last run ({STEPS_CACHE.name}) instead of measuring.")
     args = parser.parse_args()
+    if args.sd_upscale:
+        section = sd_upscale_benchmark()
+        print(section)
+        if not args.no_docs:
+            write_section("sd-upscale", "## SD upscale: peak memory follows the tile, not the target\n\n" + section)
+        return
     side = args.side or (512 if args.size == "full" else 64)
     loads = [] if args.skip_load else load_benchmark(args.size, args.repeat)
     if args.reuse_steps and STEPS_CACHE.exists():
