@@ -110,7 +110,8 @@ def denoise_latents(model: LoadedModel, params: GenerationParams, init_latents: 
                               eta_noise_seed_delta=params.eta_noise_seed_delta)
     schedule, cfg, used = guided_denoiser(model, params, choice, embeddings or [])
     x = init_latents.to(device, torch.float32)
-    noise = ImageNoise(tuple(x.shape[1:]), plan, source, device)
+    # A1111 draws the second pass's noise (and img2img's) with the same seed resize as txt2img
+    noise = ImageNoise(tuple(x.shape[1:]), plan, source, device, resize_from=params.seed_resize_latent())
     first_noise = noise.first()
     steps, t_enc = img2img_steps(params.steps, strength, exact_steps)
     if steps < 1:
