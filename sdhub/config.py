@@ -59,6 +59,12 @@ class Layout:
 #   (StableDiffusion, DiffusionModels, Lora, LyCORIS, Embeddings, VAE, TextEncoders, ControlNet,
 #   T2IAdapter, IpAdapter, IpAdapters15, IpAdaptersXl, ClipVision, ESRGAN, RealESRGAN, SwinIR, ApproxVAE,
 #   Hypernetwork), and its legacy names (TextualInversion, CLIP, Unet) that it migrates.
+# - Wildcards (docs/wildcards.md says why these): A1111's Dynamic Prompts extension (adieyal/sd-dynamic-prompts,
+#   paths.py) reads extensions/sd-dynamic-prompts/wildcards unless config.json's ``wildcard_dir`` says otherwise.
+#   ComfyUI has no wildcards folder of its own: comfyui-dynamicprompts reads <ComfyUI>/wildcards when it exists,
+#   else custom_nodes/comfyui-dynamicprompts/wildcards; ComfyUI-Impact-Pack reads its own wildcards and
+#   custom_wildcards folders. StabilityMatrix's SharedFolderType has no wildcards member (its CivitModelType
+#   Wildcards maps to no folder), so sdhub keeps them beside the shared folders in Models/Wildcards.
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
@@ -79,6 +85,7 @@ LAYOUTS: dict[str, Layout] = {
                 "upscaler": ("models/upscalers",),
                 "preview-decoder": ("models/preview-decoders",),
                 "hypernetwork": ("models/hypernetworks",),
+                "wildcards": ("wildcards",),
             },
             markers=("models", "loras", "embeddings"),
         ),
@@ -100,6 +107,7 @@ LAYOUTS: dict[str, Layout] = {
                 "upscaler": ("models/ESRGAN", "models/RealESRGAN", "models/SwinIR", "models/DAT", "models/HAT"),
                 "preview-decoder": ("models/VAE-approx", "models/VAE-taesd"),
                 "hypernetwork": ("models/hypernetworks",),
+                "wildcards": ("extensions/sd-dynamic-prompts/wildcards",),
             },
             markers=("models/Stable-diffusion",),
         ),
@@ -120,6 +128,9 @@ LAYOUTS: dict[str, Layout] = {
                 "upscaler": ("models/upscale_models",),
                 "preview-decoder": ("models/vae_approx",),
                 "hypernetwork": ("models/hypernetworks",),
+                "wildcards": ("wildcards", "custom_nodes/comfyui-dynamicprompts/wildcards",
+                              "custom_nodes/ComfyUI-Impact-Pack/wildcards",
+                              "custom_nodes/ComfyUI-Impact-Pack/custom_wildcards"),
             },
             markers=("models/checkpoints",),
         ),
@@ -141,6 +152,7 @@ LAYOUTS: dict[str, Layout] = {
                 "upscaler": ("Models/ESRGAN", "Models/RealESRGAN", "Models/SwinIR"),
                 "preview-decoder": ("Models/ApproxVAE",),
                 "hypernetwork": ("Models/Hypernetwork",),
+                "wildcards": ("Models/Wildcards",),
             },
             markers=("Models/StableDiffusion",),
         ),

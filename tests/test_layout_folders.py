@@ -20,7 +20,7 @@ EXPECTED = {
         "embedding": "embeddings", "vae": "models/vae", "text-encoder": "models/text-encoders",
         "controlnet": "models/controlnet", "ip-adapter": "models/ip-adapters", "clip-vision": "models/clip-vision",
         "upscaler": "models/upscalers", "preview-decoder": "models/preview-decoders",
-        "hypernetwork": "models/hypernetworks",
+        "hypernetwork": "models/hypernetworks", "wildcards": "wildcards",
     },
     "a1111": {
         "checkpoint": "models/Stable-diffusion", "diffusion-model": "models/Stable-diffusion", "lora": "models/Lora",
@@ -28,19 +28,21 @@ EXPECTED = {
         "controlnet": "models/ControlNet", "ip-adapter": "models/ControlNet",
         "clip-vision": "models/ControlNetPreprocessor", "upscaler": "models/ESRGAN",
         "preview-decoder": "models/VAE-approx", "hypernetwork": "models/hypernetworks",
+        "wildcards": "extensions/sd-dynamic-prompts/wildcards",
     },
     "comfyui": {
         "checkpoint": "models/checkpoints", "diffusion-model": "models/diffusion_models", "lora": "models/loras",
         "embedding": "models/embeddings", "vae": "models/vae", "text-encoder": "models/text_encoders",
         "controlnet": "models/controlnet", "ip-adapter": "models/ipadapter", "clip-vision": "models/clip_vision",
         "upscaler": "models/upscale_models", "preview-decoder": "models/vae_approx",
-        "hypernetwork": "models/hypernetworks",
+        "hypernetwork": "models/hypernetworks", "wildcards": "wildcards",
     },
     "stabilitymatrix": {
         "checkpoint": "Models/StableDiffusion", "diffusion-model": "Models/DiffusionModels", "lora": "Models/Lora",
         "embedding": "Models/Embeddings", "vae": "Models/VAE", "text-encoder": "Models/TextEncoders",
         "controlnet": "Models/ControlNet", "ip-adapter": "Models/IpAdapter", "clip-vision": "Models/ClipVision",
         "upscaler": "Models/ESRGAN", "preview-decoder": "Models/ApproxVAE", "hypernetwork": "Models/Hypernetwork",
+        "wildcards": "Models/Wildcards",
     },
 }
 
@@ -80,6 +82,10 @@ def test_home_json_shows_a_folder_for_every_kind(tmp_path: Path, run_cli, layout
     ("comfyui", "models/clip", "text-encoder", "models/clip"),
     ("stabilitymatrix", "Models/TextualInversion", "embedding", "Models/TextualInversion"),
     ("stabilitymatrix", "Models/CLIP", "text-encoder", "Models/CLIP"),
+    # ComfyUI-Impact-Pack ships its wildcards folder; comfyui-dynamicprompts makes its own (no <ComfyUI>/wildcards)
+    ("comfyui", "custom_nodes/ComfyUI-Impact-Pack/wildcards", "wildcards", "custom_nodes/ComfyUI-Impact-Pack/wildcards"),
+    ("comfyui", "custom_nodes/comfyui-dynamicprompts/wildcards", "wildcards",
+     "custom_nodes/comfyui-dynamicprompts/wildcards"),
 ])
 def test_a_folder_the_install_already_has_wins(tmp_path: Path, layout: str, existing: str, kind: str,
                                                expected: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import torch
 
@@ -328,16 +328,23 @@ def generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams
             return "no image written"
         return f"{len(written)} of {params.batch_size} images written ({', '.join(p.name for p in written)})"
 
-    with reporting_stop(left):
-        return _generate(home, model_ref, params, progress, vae_ref=vae_ref, out_dir=out_dir, device=device,
+    def run(each: GenerationParams, template_fields: Mapping[str, str]) -> GenerationResult:
+        return _generate(home, model_ref, each, progress, vae_ref=vae_ref, out_dir=out_dir, device=device,
                          dtype=dtype, vae_dtype=vae_dtype, auto_fp32_vae=auto_fp32_vae, file_prefix=file_prefix,
-                         written=written, hires=hires, img2img=img2img, sd_upscale=sd_upscale)
+                         written=written, hires=hires, img2img=img2img, sd_upscale=sd_upscale,
+                         template_fields=template_fields)
+
+    from sdhub.generate.wildcards import generate_with_wildcards
+
+    with reporting_stop(left):  # __wildcards__ and {variants} are expanded before A1111 parses the prompt
+        return generate_with_wildcards(home, params, run)
 
 
 def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParams, progress: Progress, *,
               vae_ref: str | None, out_dir: str | Path | None, device: str | None, dtype: str | None,
               vae_dtype: str | None, auto_fp32_vae: bool, file_prefix: str | None, written: list[Path],
-              hires: Any = None, img2img: Any = None, sd_upscale: Any = None) -> GenerationResult:
+              hires: Any = None, img2img: Any = None, sd_upscale: Any = None,
+              template_fields: Mapping[str, str] | None = None) -> GenerationResult:
     params.validate()
     params = params.with_seeds()
     from sdhub.generate.generation_modes import check_mode, sample_mode
@@ -399,7 +406,9 @@ def _generate(home: Home, model_ref: str | ResolvedFile, params: GenerationParam
     infotexts = []
     for index, (image, path) in enumerate(zip(sampled.images, paths)):
         # A1111 adds hires fields before the sampler's own and "Hires schedule type" after them
-        fields = {**pass_fields.before, **infotext_params(params, sampled, model, vae, index, lora_records),
+        # Dynamic Prompts' Template fields come first among the extras: the extension adds them before A1111's own
+        fields = {**(template_fields or {}), **pass_fields.before,
+                  **infotext_params(params, sampled, model, vae, index, lora_records),
                   **pass_fields.after}
         text = Infotext.create(params.prompt, params.negative_prompt, fields).to_text()
         check_cancelled(progress)

@@ -42,6 +42,9 @@ IGNORED = {
     "Init image hash": "it names the init image; --init-image supplies it",
     "Conditional mask weight": "txt2img with an inpainting model conditions on a full mask, whatever the weight",
     "Cache FP16 weight for LoRA": "it applies only with FP8 weight, which is refused",
+    # The prompt in the infotext is what Dynamic Prompts drew from the template; it is what is drawn again.
+    "Template": "Dynamic Prompts' template; the prompt is what it expanded to",
+    "Negative Template": "Dynamic Prompts' template; the negative prompt is what it expanded to",
 }
 
 #: Settings reproduced only at A1111's default value (as A1111 writes it, or as float).

@@ -22,6 +22,7 @@ KIND_DESCRIPTIONS: dict[str, str] = {
     "upscaler": "an image upscaler (ESRGAN, RealESRGAN, SwinIR, DAT, HAT...)",
     "preview-decoder": "a small latent preview decoder (TAESD, A1111's VAE-approx)",
     "hypernetwork": "an A1111 hypernetwork",
+    "wildcards": "Dynamic Prompts wildcard lists (.txt, .yaml, .json) that __name__ in a prompt draws from",
     "other": "a model file none of the kinds above fits, or whose kind its tensors do not tell",
 }
 KINDS: tuple[str, ...] = tuple(KIND_DESCRIPTIONS)
@@ -71,6 +72,7 @@ KIND_ALIASES: dict[str, str] = {
     "preview-decoders": "preview-decoder", "vae-approx": "preview-decoder", "approxvae": "preview-decoder",
     "taesd": "preview-decoder",
     "hypernetworks": "hypernetwork", "hypernet": "hypernetwork",
+    "wildcard": "wildcards", "dynamic-prompts": "wildcards", "dynamicprompts": "wildcards",
     "unknown": OTHER,
 }
 
