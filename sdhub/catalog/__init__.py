@@ -52,6 +52,7 @@ from sdhub.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
     from sdhub.ops.hashing import FileHashes
+    from sdhub.catalog.wildcard_files import WildcardFile
 
 __all__ = ["Asset", "AssetDetails", "Catalog", "DedupeReport", "DuplicatesReport", "MoveReport", "RemoveReport",
            "Root", "ScanReport", "SidecarExportReport"]
@@ -159,8 +160,17 @@ class Catalog:
         exclude = [self.home.catalog_dir, self.home.outputs_dir]
         scanner = Scanner(self.db, progress=progress, full=full, check_values=check_values, workers=workers)
         report = scanner.scan(roots, exclude)
+        report.wildcard_files = len(self.wildcard_files(refresh=True))
         report.leftovers = [item.to_dict() for item in self.leftovers()]
         return report
+
+    def wildcard_files(self, *, refresh: bool = False) -> list["WildcardFile"]:
+        """Every wildcard file in the home's wildcards folders with its entry count (``refresh``: read changes first)."""
+        from sdhub.catalog import wildcard_files
+
+        if refresh:
+            return wildcard_files.refresh(self.db, wildcard_files.wildcard_roots(self.home))
+        return wildcard_files.list_wildcard_files(self.db)
 
     def leftover_folders(self) -> list[Path]:
         """Where interrupted writers may have left files: every scanned folder, downloads/, the catalog and outputs."""

@@ -256,6 +256,8 @@ class ScanReport:
     #: read in this scan or before: ``{"path", "defect", "reason"}``.
     broken: list[dict[str, str]] = field(default_factory=list)
     sidecars_read: int = 0
+    #: Wildcard files listed in the wildcards folders (``Catalog.wildcard_files``).
+    wildcard_files: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     #: Temporary files and download ``.part`` files found in the home (``sdhub.ops.leftovers``).
     leftovers: list[dict[str, Any]] = field(default_factory=list)

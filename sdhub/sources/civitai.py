@@ -28,14 +28,14 @@ FORMAT_ALIASES = {
     "gguf": "GGUF", "diffusers": "Diffusers", "onnx": "ONNX", "other": "Other", "coreml": "Core ML",
 }
 #: Civitai's model types (the ``ModelType`` enum, lower-cased) and the asset kind their files are:
-#: None for the types no kind fits (AestheticGradient, MotionModule, Poses, Wildcards, Workflows,
+#: None for the types no kind fits (AestheticGradient, MotionModule, Poses, Workflows,
 #: Detection, Other), whose files are kept in the home's downloads/ folder. ("LyCORIS" is the older
 #: name of LoCon.)
 KIND_OF_TYPE: dict[str, str | None] = {
     "checkpoint": "checkpoint", "textualinversion": "embedding", "hypernetwork": "hypernetwork",
     "aestheticgradient": None, "lora": "lora", "locon": "lora", "lycoris": "lora", "dora": "lora",
     "controlnet": "controlnet", "upscaler": "upscaler", "motionmodule": None, "vae": "vae", "poses": None,
-    "wildcards": None, "workflows": None, "detection": None, "other": None,
+    "wildcards": "wildcards", "workflows": None, "detection": None, "other": None,
 }
 #: Civitai's file types that say more than the model type (a VAE or text encoder shipped beside a
 #: checkpoint): the kind of such a file; None for files that are not model weights at all.
@@ -78,7 +78,7 @@ class CivitaiChoice:
     @property
     def kind(self) -> str | None:
         """The asset kind Civitai gives this file, from its file type first (a VAE shipped beside a
-        model), else from the model type; None when no kind fits (a MotionModule, wildcards...)."""
+        model), else from the model type; None when no kind fits (a MotionModule, a workflow...)."""
         file_type = self.file_type.lower()
         if file_type in KIND_OF_FILE_TYPE:
             return KIND_OF_FILE_TYPE[file_type]

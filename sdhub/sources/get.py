@@ -272,6 +272,10 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
     try:
         choice = client.resolve(ref, version=options.version, file_type=options.file_type, format=options.format,
                                 size=options.size, fp=options.fp)
+        from sdhub.sources.get_wildcards import get_wildcard_pack, is_wildcard_pack
+
+        if is_wildcard_pack(choice) and options.kind in (None, "wildcards"):
+            return get_wildcard_pack(home, text, choice, client, options, progress)
         kind = options.kind or choice.kind or UNFILED_KIND
         folder = options.to or home.folder(kind)
         data = _civitai_data(choice)
