@@ -199,11 +199,14 @@ def main() -> None:
         "sdhub runs with default options: it writes a resumable `.part`, hashes (SHA-256) while receiving, "
         "verifies against the published hash, fsyncs and renames; curl and aria2c only write (a second curl row "
         "adds an fsync). Whole blocks go to the disk with direct I/O (`O_DIRECT`) where the file system has it. "
-        "A download starts with one connection; when the server answers its `bytes=0-` probe with a 206 and "
-        "that connection is slower than 200 MB/s, sdhub measures the throughput over short windows and "
-        "multiplies its connections by four while the throughput keeps growing, up to 8 (`--connections N` "
-        "caps it, 1 keeps one); once no piece is left, a free connection takes half of the largest piece still "
-        "being fetched. 'Connections used' says how many carried bytes.",
+        "Each connection's writer thread writes a filled buffer while the next one fills. "
+        "A download starts with one connection and one request for the whole file (as `--connections 1` does); "
+        "when the server answers that `bytes=0-` request with a 206 and the connection is slower than 200 MB/s, "
+        "sdhub measures the throughput over short windows and multiplies its connections by four while the "
+        "throughput keeps growing, up to 8 (`--connections N` caps it, 1 keeps one); the first added connection "
+        "cuts what the first answer has not read yet into 16 MiB blocks handed out in file order, and once no "
+        "block is left, a free connection takes half of the largest piece still being fetched. 'Connections used' "
+        "says how many carried bytes.",
         "",
         *table,
         "",

@@ -6,14 +6,17 @@ bytes is computed while they arrive; the file is renamed into place only when it
 and matches the published hash. A body that is an HTML or JSON page, or shorter than the server
 announced, never becomes a model file. A lock per download lets several run at once.
 
-Each connection reads into a few reused buffers; a buffer is written (whole blocks straight to the
-disk, see ``part_file``) and then hashed from memory by the hashing thread while the next one fills.
+Each connection reads into a few reused buffers; its writer thread writes a filled buffer (whole
+blocks straight to the disk, see ``part_file``) while the next one fills, and the hashing thread then
+hashes it from memory.
 
-A download starts with one connection. When the server takes byte ranges and that connection is
-slow, more join while each addition makes the download faster (``ramp``), up to ``connections``
-(default ``DEFAULT_MAX_CONNECTIONS``): a CDN that throttles each connection gets several. Pieces
-are handed out in file order so the hash keeps up; once none is left, a free connection takes the
-second half of the largest piece still being fetched, so no connection idles while one finishes.
+A download starts with one connection and one request for the whole rest of the file. When the
+server takes byte ranges and that connection is slow, more join while each addition makes the
+download faster (``ramp``), up to ``connections`` (default ``DEFAULT_MAX_CONNECTIONS``): a CDN
+that throttles each connection gets several. Only then is the part of that first answer not read
+yet cut into blocks, handed out in file order so the hash keeps up; once none is left, a free
+connection takes the second half of the largest piece still being fetched, so no connection idles
+while one finishes.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ CHUNK_SIZE = 4 << 20
 BUFFERS_PER_CONNECTION = 6
 #: A buffer that is not full yet is written anyway after this long, so a slow server shows progress.
 FLUSH_SECONDS = 0.25
-#: Parallel downloads fetch blocks of at least this size, one range request each.
+#: Added connections fetch blocks of at least this size, one range request each.
 MIN_SEGMENT_BYTES = 16 << 20
 MAX_BLOCKS = 1024
 #: A piece still being fetched is split for a free connection only when each half is at least this big.
@@ -77,7 +80,9 @@ class _Dropped(Exception):
 
 class _Receiver:
     """One connection's receive side: buffers reused once written and hashed (receiving allocates
-    nothing), and the bytes received so far (counted per read, for the ramp's measurements)."""
+    nothing), the bytes received so far (counted per read, for the ramp's measurements), and a
+    writer thread that writes filled buffers in order while the next one fills (a direct write
+    waits for the disk; done by the receiving thread, it would stop receiving meanwhile)."""
 
     def __init__(self, count: int = BUFFERS_PER_CONNECTION, size: int = CHUNK_SIZE) -> None:
         self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
@@ -86,6 +91,9 @@ class _Receiver:
         #: Whether this connection has had an answer yet (the ramp waits for new ones to start).
         self.answered = False
         self.received = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: deque[Future[None]] = deque()
+        self._write_failure: BaseException | None = None
 
     def take(self, stop_waiting: Callable[[], bool]) -> mmap.mmap | None:
         """A free buffer, or None once ``stop_waiting()`` says so while all are busy."""
@@ -102,24 +110,73 @@ class _Receiver:
     def give_back(self, buffer: mmap.mmap) -> None:
         self._free.put(buffer)
 
+    def write_behind(self, write: Callable[[], None], release: Callable[[], None]) -> None:
+        """Run ``write`` on the writer thread after the writes handed over before it.
+
+        Once a write has failed, later ones only ``release`` their buffers: the bytes after a gap
+        must not count as written. The failure is raised here or by ``drain``.
+        """
+        while self._writes and self._writes[0].done():
+            self._writes.popleft().result()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdhub-write")
+        self._writes.append(self._writer.submit(self._write_in_order, write, release))
+
+    def _write_in_order(self, write: Callable[[], None], release: Callable[[], None]) -> None:
+        if self._write_failure is not None:
+            release()
+            return
+        try:
+            write()
+        except BaseException as error:
+            self._write_failure = error
+            raise
+
+    def drain(self) -> None:
+        """Wait until every buffer handed over is written; raise the first write's failure."""
+        while self._writes:
+            self._writes.popleft().exception()
+        if self._write_failure is not None:
+            failure, self._write_failure = self._write_failure, None
+            raise failure
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+
 
 @dataclass
 class Segment:
-    """A byte range of the file fetched by one connection: [start, end), ``done`` bytes so far."""
+    """A byte range of the file fetched by one connection: [start, end), ``done`` bytes written so far."""
 
     start: int
     end: int | None
     done: int = 0
     #: How far its connection's current read may reach (a split never cuts below it); not saved.
     reading_to: int = 0
+    #: Bytes received, some perhaps still on their way to the disk (``done`` <= ``received``); not saved.
+    received: int = 0
+
+    def __post_init__(self) -> None:
+        self.received = max(self.received, self.done)
 
     @property
     def position(self) -> int:
+        """Where the written bytes end."""
         return self.start + self.done
+
+    @property
+    def next_byte(self) -> int:
+        """Where the connection receives next."""
+        return self.start + self.received
 
     @property
     def complete(self) -> bool:
         return self.end is not None and self.position >= self.end
+
+    @property
+    def all_received(self) -> bool:
+        return self.end is not None and self.next_byte >= self.end
 
 
 @dataclass
@@ -226,7 +283,7 @@ class _Download:
         size = self.part.stat().st_size
         for segment in self.segments:
             # Bytes recorded but never written (a crash between write and save) are fetched again.
-            segment.done = max(0, min(segment.done, size - segment.start))
+            segment.done = segment.received = max(0, min(segment.done, size - segment.start))
 
     def _save_state(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -304,7 +361,7 @@ class _Download:
         with self._segments_lock:
             self.segments = [keep] if keep else []
             if keep is not None:
-                keep.start, keep.done = 0, 0
+                keep.start, keep.done, keep.received = 0, 0, 0
         self._file.truncate()  # type: ignore[union-attr]
         if self._hasher is not None:
             self._hasher.restart()
@@ -353,18 +410,16 @@ class _Download:
         self.ranges_ok = self.total is not None and (response.status_code == 206 or (
             not probe and response.headers.get("Accept-Ranges", "").lower() == "bytes"))
         if not self.segments:
-            self.segments = self._plan()
+            # One piece, the whole file, on one answer: cut into blocks only once a connection is added.
+            self.segments = [Segment(0, self.total)]
         elif len(self.segments) == 1 and self.segments[0].end is None:
             self.segments[0].end = self.total
         return response
 
-    def _plan(self) -> list[Segment]:
-        """One segment, or (parallel) blocks handed out in file order so the hash keeps up."""
-        if self.total is None or not self.ranges_ok or self.max_connections == 1 \
-                or self.total < 2 * MIN_SEGMENT_BYTES:
-            return [Segment(0, self.total)]
-        block = max(MIN_SEGMENT_BYTES, -(-self.total // MAX_BLOCKS))
-        return [Segment(start, min(start + block, self.total)) for start in range(0, self.total, block)]
+    def _block_bytes(self) -> int:
+        """The size of the blocks a long piece is cut into for added connections."""
+        block = max(MIN_SEGMENT_BYTES, -(-(self.total or 0) // MAX_BLOCKS))
+        return block + -block % DIRECT_ALIGNMENT
 
     # -- fetching -------------------------------------------------------------------------------
     def _work(self, pending: deque[Segment], segment: Segment | None, body: ResponseBody | None,
@@ -400,6 +455,7 @@ class _Download:
                 segment, body = None, None
         finally:
             _close(leftover)
+            buffers.close()
             self._answered(buffers)  # an ended connection is not waited for
             with self._segments_lock:
                 self._running -= 1
@@ -412,7 +468,9 @@ class _Download:
                 self._receiving += 1
 
     def _next_piece(self, pending: deque[Segment]) -> Segment | None:
-        """The next piece in file order or, when none is left, the second half of the largest one being fetched."""
+        """The next piece in file order or, when none is left, a part of the largest one being fetched:
+        the blocks after its current read if it is long (the first answer, for the whole file), else its
+        second half."""
         with self._segments_lock:
             if pending:
                 return pending.popleft()
@@ -421,6 +479,16 @@ class _Download:
                 return None
             index, from_offset, left = found
             victim = self.segments[index]
+            block = self._block_bytes()
+            if left >= 2 * block:
+                # Blocks in file order just ahead of the piece's connection (halves would be far apart,
+                # and the in-order hash would have to read the bytes far ahead back from the disk).
+                cut, end = from_offset + -from_offset % block, from_offset + left
+                blocks = [Segment(start, min(start + block, end)) for start in range(cut, end, block)]
+                victim.end = cut
+                self.segments[index + 1:index + 1] = blocks
+                pending.extend(blocks[1:])
+                return blocks[0]
             split = from_offset + left // 2
             split += -split % DIRECT_ALIGNMENT  # direct writes need aligned offsets
             piece = Segment(split, victim.end)
@@ -437,7 +505,7 @@ class _Download:
         for index, segment in enumerate(self.segments):
             if segment.complete or segment.end is None:
                 continue
-            from_offset = max(segment.position, segment.reading_to)
+            from_offset = max(segment.next_byte, segment.reading_to)
             left = segment.end - from_offset
             if left >= 2 * MIN_SPLIT_BYTES and (best is None or left > best[2]):
                 best = (index, from_offset, left)
@@ -451,12 +519,12 @@ class _Download:
         """
         try:
             response: requests.Response | None = self.client.open(
-                self.segment_url, headers=self._headers(segment.position, segment.end), stream=True,
+                self.segment_url, headers=self._headers(segment.next_byte, segment.end), stream=True,
                 retry=False, what=self.what)
         except (NetworkError, *TRANSIENT_ERRORS):
             response = None
         if response is not None and response.status_code == 206 \
-                and (self._content_range(response) or (None,))[0] == segment.position:
+                and (self._content_range(response) or (None,))[0] == segment.next_byte:
             self._check(response)  # a 206 that is an error page is still an error
             return ResponseBody(response)
         if response is not None:
@@ -472,12 +540,12 @@ class _Download:
         """Fetch one segment, retrying dropped connections; return the answer if it goes on past it."""
         failures = 0
         url = self.segment_url
-        while not segment.complete and not self.abort.is_set():
+        while not segment.all_received and not self.abort.is_set():
             try:
                 if body is None:
                     # A lone segment asks for "the rest" (bytes=N-), as any resuming client would.
                     end = segment.end if len(self.segments) > 1 else None
-                    body = ResponseBody(self._open(url, segment.position, end))
+                    body = ResponseBody(self._open(url, segment.next_byte, end))
                     self._accept_range_answer(segment, body.response)
                 self._stream(segment, body, buffers)
                 failures = 0
@@ -495,53 +563,71 @@ class _Download:
             except BaseException:
                 _close(body)
                 raise
-        if body is not None and segment.complete and (body.remaining or 0) > 0:
+        if body is not None and segment.all_received and (body.remaining or 0) > 0:
             return body  # the rest of the file follows on this connection
         return _close(body)
 
     def _accept_range_answer(self, segment: Segment, response: requests.Response) -> None:
         """Check that a range request got the range; a lone download may start over instead."""
         if response.status_code == 206:
-            if (self._content_range(response) or (None,))[0] != segment.position:
+            if (self._content_range(response) or (None,))[0] != segment.next_byte:
                 raise _Dropped("the server sent a different byte range")
             return
         if len(self.segments) > 1:
             raise NetworkError(f"{self.what}: {redact(response.url)} stopped honouring byte ranges; "
                                "run the command again with --connections 1")
-        if segment.position > 0:
+        if segment.next_byte > 0:
             self.progress.message(f"{self.name}: the server cannot resume; starting again from the beginning")
             self._restart(keep=segment)
 
     def _stream(self, segment: Segment, body: ResponseBody, buffers: _Receiver) -> None:
-        """Receive one segment: fill a buffer, write it, hand it to the hasher, and again."""
-        while not segment.complete and not self.abort.is_set():
-            buffer = buffers.take(self._stop_waiting)
-            if buffer is None:
-                return
-            view = memoryview(buffer)
-            offset = segment.position
-            # A resumed .part may end mid-block: fill up to the next block boundary first, so every
-            # later buffer lands on one and can go straight to the disk.
-            wanted = len(view) - offset % DIRECT_ALIGNMENT if offset % DIRECT_ALIGNMENT else len(view)
-            filled, ended, failure = self._fill(body, view[:wanted], buffers, segment)
-            if filled and offset == 0 and looks_like_error_page(view[:min(filled, 512)]):
-                raise self.describe(body.response)
-            if filled:
-                self._file.write(view[:filled], offset)  # type: ignore[union-attr]
-                with self._segments_lock:
-                    segment.done += filled
-            if filled and self._hasher is not None:
-                self._hasher.feed(offset, view[:filled], partial(buffers.give_back, buffer))
-            else:
-                buffers.give_back(buffer)
-            if failure is not None:
-                raise failure
-            if ended and not segment.complete:
-                if segment.end is not None:
-                    raise _Dropped("the body ended early")
-                with self._segments_lock:
-                    segment.end = segment.position
-                    self.total = segment.end
+        """Receive one segment: fill a buffer, hand it to the writer thread (which then hands it to
+        the hasher), fill the next meanwhile; return once every byte received is written."""
+        try:
+            while not segment.all_received and not self.abort.is_set():
+                buffer = buffers.take(self._stop_waiting)
+                if buffer is None:
+                    return
+                view = memoryview(buffer)
+                release = partial(buffers.give_back, buffer)
+                offset = segment.next_byte
+                # A resumed .part may end mid-block: fill up to the next block boundary first, so every
+                # later buffer lands on one and can go straight to the disk.
+                wanted = len(view) - offset % DIRECT_ALIGNMENT if offset % DIRECT_ALIGNMENT else len(view)
+                filled, ended, failure = self._fill(body, view[:wanted], buffers, segment)
+                if filled and offset == 0 and looks_like_error_page(view[:min(filled, 512)]):
+                    release()
+                    raise self.describe(body.response)
+                if filled:
+                    with self._segments_lock:
+                        segment.received += filled
+                    buffers.write_behind(partial(self._write, segment, offset, view[:filled], release), release)
+                else:
+                    release()
+                if failure is not None:
+                    raise failure
+                if ended and not segment.all_received:
+                    if segment.end is not None:
+                        raise _Dropped("the body ended early")
+                    with self._segments_lock:
+                        segment.end = segment.next_byte
+                        self.total = segment.end
+        finally:
+            buffers.drain()
+
+    def _write(self, segment: Segment, offset: int, data: memoryview, release: Callable[[], None]) -> None:
+        """Write received bytes (on the connection's writer thread), count them, hand them to the hasher."""
+        try:
+            self._file.write(data, offset)  # type: ignore[union-attr]
+        except BaseException:
+            release()
+            raise
+        with self._segments_lock:
+            segment.done += len(data)
+        if self._hasher is not None:
+            self._hasher.feed(offset, data, release)
+        else:
+            release()
 
     def _fill(self, body: ResponseBody, view: memoryview, receiver: _Receiver,
               segment: Segment) -> tuple[int, bool, _Dropped | None]:
@@ -553,7 +639,7 @@ class _Download:
         each read says how far it may reach (``reading_to``), and a split leaves that much.
         """
         filled = 0
-        offset = segment.position
+        offset = segment.next_byte
         deadline = time.monotonic() + FLUSH_SECONDS
         try:
             while True:

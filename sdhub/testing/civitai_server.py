@@ -64,6 +64,11 @@ class ServedFile:
     chunked: bool = False
     #: Send the whole file gzip-compressed (``Content-Encoding: gzip``) whatever the client asked for.
     gzip: bool = False
+    #: Serve at most this many answers at once; answer any more with ``refusal_status`` (S3's 503
+    #: "SlowDown", or a CDN's 429), as a server limiting each client's connections does.
+    connection_limit: int | None = None
+    refusal_status: int = 503
+    serving: int = field(default=0, repr=False)
 
     @property
     def size(self) -> int:
@@ -603,7 +608,19 @@ class _StorageHandler(ImitationHandler[CivitaiServer]):
             self._send(200, body, "application/octet-stream",
                        {"Content-Encoding": "gzip", "Content-Disposition": served.disposition or disposition})
             return
-        self._serve_bytes(served, served.disposition or disposition)
+        with self.owner._lock:
+            refused = served.connection_limit is not None and served.serving >= served.connection_limit
+            if not refused:
+                served.serving += 1
+        if refused:
+            self._send(served.refusal_status, b"<Error><Code>SlowDown</Code><Message>Please reduce your request "
+                                              b"rate.</Message></Error>", headers={"Retry-After": "1"})
+            return
+        try:
+            self._serve_bytes(served, served.disposition or disposition)
+        finally:
+            with self.owner._lock:
+                served.serving -= 1
 
     def _serve_chunked(self, served: ServedFile, disposition: str) -> None:
         self.send_response(200)

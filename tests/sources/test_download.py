@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sdhub.errors import (
-    AuthError, BadInputError, Interrupted, NetworkError, NotFoundError, UsageError, VerificationError,
+    AuthError, BadInputError, Interrupted, NetworkError, NotFoundError, SdhubError, UsageError, VerificationError,
 )
 from sdhub.progress import RecordingProgress
 from sdhub.sources import download as downloader
@@ -276,6 +277,33 @@ def test_parallel_ranges_when_the_server_allows_them(served: CivitaiServer, tmp_
     assert pieces and all(end is not None and start < end <= len(model_bytes) for start, end in pieces)
     assert all(end <= following for (_, end), (following, _) in zip(pieces, pieces[1:]))
     assert pieces[-1][1] == len(model_bytes)
+    # The rest of the first answer was cut into blocks just ahead of where it had got to (not halves far
+    # apart), so the hash takes the added connections' bytes from memory.
+    block = downloader.MIN_SEGMENT_BYTES
+    assert all(end - start <= block for start, end in pieces)  # type: ignore[operator]
+    assert pieces[0][0] <= 2 * block + 1 + downloader.READ_CLAIM_BYTES + block
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_an_added_connection_the_server_refuses_gives_its_piece_back(served: CivitaiServer, tmp_path: Path,
+                                                                     model_bytes: bytes, status: int,
+                                                                     slow_enough_for_company: None) -> None:
+    served.served(SAFETENSORS_ID).connection_limit = 1
+    served.served(SAFETENSORS_ID).refusal_status = status
+    # The first answer waits until the three added connections have asked (and been refused), so it is
+    # still open when they ask.
+    served.served(SAFETENSORS_ID).hold_at = 256 * 1024
+    _release_when_asked(served, 4)
+    waits: list[float] = []
+    result = fetch(tmp_path, connections=4, sleep=waits.append)
+    assert result.path.read_bytes() == model_bytes
+    assert result.sha256 == hashlib.sha256(model_bytes).hexdigest()
+    assert result.connections == 1
+    # Each added connection asked once, without retries or backoff; the pieces they gave back were read on
+    # the first answer, which runs straight into them: nothing was asked for again.
+    assert waits == []
+    asked = _ranges_asked(served)
+    assert asked[0] == (0, None) and len(asked) == 4
 
 
 def test_by_default_a_throttled_connection_gets_company(served: CivitaiServer, tmp_path: Path, model_bytes: bytes,
@@ -324,6 +352,25 @@ def test_a_fast_connection_gets_no_company(served: CivitaiServer, tmp_path: Path
     assert result.connections == 1 and result.path.read_bytes() == model_bytes
     # The one connection reads the whole answer it opened, piece after piece.
     assert [r.headers.get("Range") for r in served.requests_to("storage")] == ["bytes=0-"]
+
+
+def test_a_fast_connection_fetches_the_whole_file_as_one_piece(served: CivitaiServer, tmp_path: Path,
+                                                               model_bytes: bytes, small_pieces: None,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ramp, "FAST_CONNECTION_BYTES_PER_SECOND", 1.0)  # every connection is "fast"
+    served.served(SAFETENSORS_ID).trickle = 2_000_000
+    with pytest.raises(Interrupted):
+        fetch(tmp_path, connections=None, progress=CancelAfter(1_000_000))
+    # What the stopped download kept: one piece, the whole file (as with --connections 1), never cut up.
+    state_file = next(tmp_path.glob(".sdhub-*.part.json"))
+    segments = json.loads(state_file.read_text(encoding="utf-8"))["segments"]
+    assert len(segments) == 1 and segments[0][:2] == [0, len(model_bytes)] and segments[0][2] >= 1_000_000
+    served.served(SAFETENSORS_ID).trickle = None
+    before = len(served.requests_to("storage"))
+    result = fetch(tmp_path, connections=None)
+    assert result.path.read_bytes() == model_bytes and result.resumed_from == segments[0][2]
+    # Resumed as any client would: one request for the rest.
+    assert [r.headers.get("Range") for r in served.requests_to("storage")[before:]] == [f"bytes={segments[0][2]}-"]
 
 
 def test_a_failed_piece_is_retried_with_backoff_and_verified(served: CivitaiServer, tmp_path: Path,
@@ -423,6 +470,38 @@ def test_a_cancelled_download_keeps_its_part_and_resumes(served: CivitaiServer, 
     served.served(SAFETENSORS_ID).trickle = None
     result = fetch(tmp_path)
     assert result.resumed_from >= 500_000 and result.path.read_bytes() == model_bytes
+
+
+@pytest.fixture
+def file_size_limit():
+    """Set a limit on the size of files this process writes (as a full disk would stop it); lifted afterwards."""
+    resource = pytest.importorskip("resource")
+    signal = pytest.importorskip("signal")
+    if not hasattr(signal, "SIGXFSZ"):
+        pytest.skip("no file size limit signal on this system")
+    previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write, not a killed process
+
+    def limit(size: int | None) -> None:
+        """Files may grow to ``size`` bytes (None: as before)."""
+        resource.setrlimit(resource.RLIMIT_FSIZE, (previous_limit[0] if size is None else size, previous_limit[1]))
+
+    yield limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
+    signal.signal(signal.SIGXFSZ, previous_handler)
+
+
+def test_a_write_that_fails_stops_the_download_and_keeps_what_was_written(served: CivitaiServer, tmp_path: Path,
+                                                                          fixture_json, file_size_limit) -> None:
+    content = payload(3 * downloader.CHUNK_SIZE, 7)
+    served.add_model(fixture_json("model"), {SAFETENSORS_ID: content})
+    file_size_limit(downloader.CHUNK_SIZE + downloader.CHUNK_SIZE // 4)  # the second buffer cannot be written
+    with pytest.raises(SdhubError, match="cannot write in .*File too large"):
+        fetch(tmp_path, connections=1)
+    file_size_limit(None)
+    result = fetch(tmp_path, connections=1)
+    # Only the buffer written whole counted as kept: the download resumes right after it.
+    assert result.resumed_from == downloader.CHUNK_SIZE and result.path.read_bytes() == content
 
 
 def test_a_target_folder_that_cannot_exist_is_one_clear_error(served: CivitaiServer, tmp_path: Path) -> None:
