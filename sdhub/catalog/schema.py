@@ -248,6 +248,13 @@ SELECT a.id, a.name, a.kind,
 FROM assets a LEFT JOIN remote r ON r.asset_id = a.id AND r.source = 'civitai'"""
 
 
+def _field_times(db: sqlite_utils.Database) -> None:
+    """``assets.field_times``: when each field a remote library syncs (tags, notes, user fields) last changed,
+    as a JSON object {field: ISO time}, so the newest change wins per field across machines (docs/remote.md)."""
+    if "field_times" not in db["assets"].columns_dict:
+        db.execute("ALTER TABLE assets ADD COLUMN field_times TEXT NOT NULL DEFAULT '{}'")
+
+
 #: Applied in order; the database's schema_version is the number applied so far. Append only.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _initial_tables,
@@ -257,6 +264,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _base_family_and_label,
     _user_fields,
     _aliases_updates_and_library_view,
+    _field_times,
 ]
 
 

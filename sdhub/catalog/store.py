@@ -261,12 +261,26 @@ def mark_seen(db: sqlite_utils.Database, file_ids: list[int]) -> None:
     db.conn.executemany("UPDATE files SET seen_at = ?, missing = 0 WHERE id = ?", [(stamp, i) for i in file_ids])
 
 
-def update_asset(db: sqlite_utils.Database, asset_id: int, fields: dict[str, Any]) -> None:
-    """Set some asset columns (lists are stored as JSON) and bump ``updated_at``."""
+#: The asset columns a remote library carries both ways, newest change winning per field (docs/remote.md);
+#: ``assets.field_times`` records when each last changed.
+SYNCED_FIELDS = ("name", "tags", "notes", "description", "trigger_words", "preferred_weight", "negative_text",
+                 "sd_version", "nsfw")
+
+
+def update_asset(db: sqlite_utils.Database, asset_id: int, fields: dict[str, Any],
+                 *, changed_at: dict[str, str] | None = None) -> None:
+    """Set some asset columns (lists are stored as JSON) and bump ``updated_at``; a synced field's change time
+    is now, or the time ``changed_at`` gives (a change another machine made, arriving by pull)."""
     if not fields:
         return
     values = {k: (_dumps(v) if isinstance(v, (list, dict)) else v) for k, v in fields.items()}
     values["updated_at"] = now()
+    synced = [k for k in fields if k in SYNCED_FIELDS]
+    if synced:
+        row = db.execute("SELECT field_times FROM assets WHERE id = ?", [asset_id]).fetchone()
+        times = json_dict(row[0]) if row else {}
+        times.update({k: (changed_at or {}).get(k, values["updated_at"]) for k in synced})
+        values["field_times"] = _dumps(times)
     assignments = ", ".join(f"{column} = ?" for column in values)
     db.execute(f"UPDATE assets SET {assignments} WHERE id = ?", [*values.values(), asset_id])
 

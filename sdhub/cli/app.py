@@ -59,6 +59,7 @@ def _register_commands() -> None:
     from sdhub.cli import move_command  # noqa: F401
     from sdhub.cli import prompt_commands  # noqa: F401
     from sdhub.cli import prune_commands  # noqa: F401
+    from sdhub.cli import remote_commands  # noqa: F401
     from sdhub.cli import tui_command  # noqa: F401
     from sdhub.cli import upscale_command  # noqa: F401
 
@@ -67,6 +68,7 @@ def _register_commands() -> None:
 HELP_PANELS = {
     "Start here": ("demo", "init", "home", "settings", "doctor", "tui"),
     "Get models": ("get", "outdated", "civitai"),
+    "Share a library": ("remote", "push", "pull"),
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
     "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "mv", "rm",
                            "roots", "export-sidecars"),

@@ -141,6 +141,7 @@ def ls_command(
     problems: bool = typer.Option(False, "--problems",
                                   help="Only what is wrong: broken or unsafe files, missing files, failed tests, "
                                        "NaN weights and other problems found, each with what is wrong."),
+    remote: Optional[str] = typer.Option(None, "--remote", help="List what this remote holds instead (its index)."),
     json_output: bool = JSON_OPTION,
     table_format: Optional[str] = format_option(),
 ) -> None:
@@ -149,6 +150,9 @@ def ls_command(
     Example: sdhub ls --kind lora --base sdxl --sort size   (--base pony: only what Civitai labels Pony)
     """
     fmt = output_format(table_format, json_output)
+    if remote:
+        _print_remote_assets(remote, fmt, kind=kind)
+        return
     with _catalog() as catalog:
         assets = catalog.list_assets(kind=kind, base=base, sort=sort, problems=problems)
         home = catalog.home
@@ -173,6 +177,7 @@ def search_command(
                                          "base models."),
     kind: Optional[str] = typer.Option(None, "--kind", help=KIND_HELP),
     base: Optional[str] = typer.Option(None, "--base", help=BASE_HELP),
+    remote: Optional[str] = typer.Option(None, "--remote", help="Search this remote's index instead."),
     json_output: bool = JSON_OPTION,
     table_format: Optional[str] = format_option(),
 ) -> None:
@@ -181,9 +186,25 @@ def search_command(
     Example: sdhub search "anime style" --base illustrious
     """
     fmt = output_format(table_format, json_output)
+    if remote:
+        _print_remote_assets(remote, fmt, kind=kind, text=text)
+        return
     with _catalog() as catalog:
         assets = catalog.search(text, kind=kind, base=base)
     _print_assets(assets, fmt)
+
+
+def _print_remote_assets(remote: str, fmt: str, *, kind: str | None = None, text: str | None = None) -> None:
+    """A remote's assets from its index, each marked "both" when this home has it too."""
+    from sdhub.remote import remote_assets
+
+    found = remote_assets(remote, STATE.open_home(must_exist=False), kind=kind, text=text)
+    if fmt == "json":
+        print_json(found)
+        return
+    print_table([[a.name, a.file_name, a.kind, a.base, human_size(a.size), a.status or "", a.sha256[:10],
+                  "both" if a.here else "remote"] for a in found],
+                ["name", "file", "kind", "base", "size", "status", "autov2", "where"], fmt=fmt)
 
 
 def _family_text(asset: Asset) -> str | None:
