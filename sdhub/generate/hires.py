@@ -83,8 +83,16 @@ class HiresParams:
         from sdhub.generate.extra_networks import extract_extra_networks
 
         width, height, _, _ = self.target(params.width, params.height)
-        # the first pass's LoRAs stay applied; tags in the hires prompt are taken out of its text
-        prompt = extract_extra_networks(self.prompt)[0] if self.prompt else params.prompt
+        # The first pass's LoRAs stay applied; tags in the hires prompt are taken out of its text. A1111
+        # switches networks when the hires prompt names others: refused rather than drawn differently.
+        prompt = params.prompt
+        if self.prompt:
+            prompt, hires_tags = extract_extra_networks(self.prompt)
+            first_tags = extract_extra_networks(params.prompt)[1]
+            if sorted((t.network, tuple(t.items)) for t in hires_tags) != sorted((t.network, tuple(t.items))
+                                                                                  for t in first_tags):
+                raise UsageError("a hires prompt whose extra networks (<lora:...>) differ from the first pass's is "
+                                 "not supported yet; use the same tags in both prompts")
         return replace(params, sampler=self.sampler or params.sampler,
                        schedule_type=self.schedule_type or params.schedule_type,
                        prompt=prompt, negative_prompt=self.negative_prompt or params.negative_prompt,

@@ -85,6 +85,16 @@ def test_hires_with_a_second_checkpoint_is_refused_in_one_line(home, tiny_models
     assert "\n" not in str(caught.value)
 
 
+def test_a_hires_prompt_with_other_loras_is_refused_not_drawn_differently():
+    first = params(prompt="a cat <lora:style:0.8>")
+    same = HiresParams(prompt="a detailed cat <lora:style:0.8>").pass_params(first)
+    assert same.prompt == "a detailed cat " and same.width == first.width * 2
+    with pytest.raises(UsageError, match="extra networks"):
+        HiresParams(prompt="a cat <lora:other:1>").pass_params(first)
+    with pytest.raises(UsageError, match="extra networks"):
+        HiresParams(prompt="a cat").pass_params(first)  # A1111 would drop the LoRA for the second pass
+
+
 def test_unknown_upscaler_is_a_one_line_error_naming_the_choices(home, tiny_models):
     with pytest.raises(NotFoundError, match="unknown upscaler 'Nope'.*4x-Tiny"):
         generate(home, str(tiny_models["sd1"]), params(), hires=HiresParams(upscaler="Nope"))
