@@ -14,6 +14,8 @@ from pathlib import Path
 #: Test credentials the servers accept; not secrets.
 ACCESS_KEY = "sdhub-test-access"
 SECRET_KEY = "sdhub-test-secret-key-0123456789"
+#: The part size tests use (the server is started accepting parts this small).
+TEST_PART_SIZE = 64 << 10
 
 
 def free_port() -> int:

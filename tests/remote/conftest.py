@@ -7,10 +7,10 @@ from typing import Iterator
 
 import pytest
 
-from sdhub.testing.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
+from sdhub.testing.s3_server import ACCESS_KEY, SECRET_KEY, TEST_PART_SIZE, S3Server
 
 #: Small parts, so tiny test files go up in several parts (the server is told to accept them).
-PART_SIZE = 64 << 10
+PART_SIZE = TEST_PART_SIZE
 _prefixes = itertools.count()
 
 
