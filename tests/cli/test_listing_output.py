@@ -98,9 +98,9 @@ def test_every_listing_command_pipes_one_record_per_line(run_cli, home: Path) ->
     # A1111's folders, each once (Stable-diffusion holds diffusion models too, ControlNet IP-Adapters).
     assert [line.split("\t")[1] for line in roots] == [
         "checkpoint", "lora", "embedding", "vae", "text-encoder", "controlnet", "clip-vision", "upscaler",
-        "preview-decoder", "hypernetwork"]
+        "preview-decoder", "hypernetwork", "wildcards"]
     roots_csv = list(csv.reader(io.StringIO(run_cli("--home", home, "roots", "--format", "csv").stdout)))
-    assert roots_csv[0] == ["path", "kind", "from", "exists"] and len(roots_csv) == 11
+    assert roots_csv[0] == ["path", "kind", "from", "exists"] and len(roots_csv) == 12
 
 
 def test_control_characters_from_file_names_are_escaped(run_cli, home: Path, templates) -> None:
