@@ -34,6 +34,16 @@ _EXPORTS: dict[str, str] = {
     "outdated": "sdhub.library:outdated",
     "update": "sdhub.library:update",
     "move": "sdhub.library:move",
+    # the library in object storage (docs/remote.md)
+    "remote": "sdhub.remote",
+    "add_remote": "sdhub.remote:add_remote",
+    "remotes": "sdhub.remote:remotes",
+    "remove_remote": "sdhub.remote:remove_remote",
+    "push": "sdhub.remote:push",
+    "pull": "sdhub.remote:pull",
+    "remote_assets": "sdhub.remote:remote_assets",
+    "PushReport": "sdhub.remote.pushing:PushReport",
+    "PullReport": "sdhub.remote.pulling:PullReport",
     # sdhub.generate is also the generation package; calling that package calls the function.
     "generate": "sdhub.generate",
     "smoke_test": "sdhub.library:smoke_test",
@@ -151,3 +161,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from sdhub.sources.from_image import FromImageReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
     from sdhub.library import outdated, update  # beside get: Civitai's newer versions
+    from sdhub import remote
+    from sdhub.remote import add_remote, pull, push, remote_assets, remotes, remove_remote
+    from sdhub.remote.pulling import PullReport
+    from sdhub.remote.pushing import PushReport
