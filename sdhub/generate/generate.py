@@ -517,10 +517,10 @@ def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *
               model_ref: str | None = None,
               out_dir: str | Path | None = None, device: str | None = None, dtype: str | None = None,
               rng: str | None = None, init_image: str | Path | None = None,
-              resize_mode: str = "Just resize") -> GenerationResult:
+              resize_mode: str = "Just resize", mask: str | Path | None = None) -> GenerationResult:
     """Make an image again from its PNG infotext, finding the model (and VAE) by hash in the catalog.
 
-    Hires fields rerun the hires fix; an img2img infotext needs its ``init_image`` back."""
+    Hires fields rerun the hires fix; an img2img infotext needs its ``init_image`` back, an inpaint its ``mask`` too."""
     path = Path(png)
     if not path.is_file():
         raise BadInputError(f"{path} is not a file")
@@ -531,7 +531,7 @@ def rerun_png(home: Home, png: str | Path, progress: Progress = NULL_PROGRESS, *
     params, fields = params_from_infotext(text, rng, ignore_fields=ignore_fields, notes=rerun_notes)
     from sdhub.generate.generation_modes import mode_from_infotext
 
-    hires, img2img = mode_from_infotext(fields, init_image, resize_mode)
+    hires, img2img = mode_from_infotext(fields, init_image, resize_mode, mask)
     if model_ref is None:
         model_ref = fields.get("Model hash")
         if not model_ref:

@@ -22,6 +22,7 @@ import torch
 
 from sdhub.errors import BadInputError, UsageError
 from sdhub.generate.conditioning import Embedding
+from sdhub.generate.latent_mask import LatentMask, MaskBlendedDenoiser, inpainting_conditioning, inpainting_unet
 from sdhub.generate.loading import LoadedModel
 from sdhub.generate.pipeline import GenerationParams, SampledImages, decode_into, guided_denoiser, stops_inside
 from sdhub.generate.rng import ImageNoise, SeedPlan, randn_local
@@ -39,6 +40,14 @@ class Img2ImgParams:
     init_image: str | Path
     denoising_strength: float = DEFAULT_STRENGTH
     resize_mode: str = "Just resize"
+    # Inpaint (A1111's inpaint tab): a mask file turns the run into an inpaint; white is redrawn
+    mask: str | Path | None = None
+    mask_blur: int = 4
+    mask_invert: bool = False  # A1111's "Inpaint not masked"
+    masked_content: str = "original"  # fill | original | latent noise | latent nothing
+    inpaint_area: str = "Whole picture"  # or "Only masked"
+    masked_padding: int = 32  # "Only masked padding, pixels"
+    mask_weight: float = 1.0  # "Conditional mask weight" of inpainting UNets
 
     def validate(self) -> None:
         from sdhub.generate.image_resize import resize_mode_name
@@ -46,13 +55,24 @@ class Img2ImgParams:
         if not 0.0 <= self.denoising_strength <= 1.0:
             raise UsageError(f"--denoising-strength must be between 0 and 1, not {self.denoising_strength}")
         self.resize_mode = resize_mode_name(self.resize_mode)
+        if not 0.0 <= self.mask_weight <= 1.0:
+            raise UsageError(f"the conditional mask weight must be between 0 and 1, not {self.mask_weight}")
+        if self.mask is not None:
+            from sdhub.generate.inpaint import validate_inpaint
+
+            validate_inpaint(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"init_image": str(self.init_image), "denoising_strength": self.denoising_strength,
-                "resize_mode": self.resize_mode}
+        values = {"init_image": str(self.init_image), "denoising_strength": self.denoising_strength,
+                  "resize_mode": self.resize_mode, "mask": None if self.mask is None else str(self.mask)}
+        if self.mask is not None:
+            values.update(mask_blur=self.mask_blur, mask_invert=self.mask_invert, masked_content=self.masked_content,
+                          inpaint_area=self.inpaint_area, masked_padding=self.masked_padding,
+                          mask_weight=self.mask_weight)
+        return values
 
     def infotext_fields(self) -> dict[str, Any]:
-        """What A1111 writes for img2img beyond txt2img's fields."""
+        """What A1111 writes for img2img beyond txt2img's fields (an inpaint's own come from ``inpaint``)."""
         return {"Denoising strength": self.denoising_strength}
 
 
@@ -94,9 +114,12 @@ def encode_images(model: LoadedModel, images: list[Any]) -> torch.Tensor:
 @torch.inference_mode()
 def denoise_latents(model: LoadedModel, params: GenerationParams, init_latents: torch.Tensor, strength: float, *,
                     exact_steps: bool = False, embeddings: list[Embedding] | None = None,
-                    progress: Progress = NULL_PROGRESS, label: str = "Sampling") -> SampledImages:
+                    progress: Progress = NULL_PROGRESS, label: str = "Sampling", image_cond: torch.Tensor | None = None,
+                    latent_mask: LatentMask | None = None) -> SampledImages:
     """Noise ``init_latents`` (one per image of the batch) by ``strength`` and sample them back with
-    ``params`` (prompts, sampler, seeds, size), as A1111's ``sample_img2img``; images not decoded."""
+    ``params`` (prompts, sampler, seeds, size), as A1111's ``sample_img2img``; images not decoded.
+
+    ``image_cond`` is an inpainting UNet's conditioning; ``latent_mask`` keeps the unmasked area (inpaint)."""
     if params.seed < 0:
         raise UsageError("resolve -1 seeds with GenerationParams.with_seeds() before sampling")
     choice = resolve_sampler(params.sampler, params.schedule_type)
@@ -108,7 +131,9 @@ def denoise_latents(model: LoadedModel, params: GenerationParams, init_latents: 
     plan = SeedPlan.for_batch(params.seed, params.batch_size, subseed=params.subseed,
                               subseed_strength=params.subseed_strength,
                               eta_noise_seed_delta=params.eta_noise_seed_delta)
-    schedule, cfg, used = guided_denoiser(model, params, choice, embeddings or [])
+    schedule, cfg, used = guided_denoiser(model, params, choice, embeddings or [], image_cond)
+    if latent_mask is not None:
+        cfg = MaskBlendedDenoiser(cfg, latent_mask)
     x = init_latents.to(device, torch.float32)
     # A1111 draws the second pass's noise (and img2img's) with the same seed resize as txt2img
     noise = ImageNoise(tuple(x.shape[1:]), plan, source, device, resize_from=params.seed_resize_latent())
@@ -125,6 +150,8 @@ def denoise_latents(model: LoadedModel, params: GenerationParams, init_latents: 
                               model, lambda _index: task.advance(1))
         finally:
             task.finish()
+    if latent_mask is not None:
+        latents = latent_mask.blend(latents)
     return SampledImages(images=[], seeds=list(plan.seeds), subseeds=list(plan.subseeds), sampler=choice,
                          rng=source, used_embeddings=used, sampling_seconds=time.perf_counter() - started,
                          latents=latents)
@@ -174,14 +201,14 @@ def sample_img2img(model: LoadedModel, params: GenerationParams, img2img: Img2Im
     image = flatten(read_init_image(img2img.init_image))
     return sample_img2img_image(model, params, image, img2img.denoising_strength, img2img.resize_mode,
                                 embeddings=embeddings, progress=progress, auto_fp32_vae=auto_fp32_vae,
-                                upscaler=upscaler)
+                                upscaler=upscaler, mask_weight=img2img.mask_weight)
 
 
 @torch.inference_mode()
 def sample_img2img_image(model: LoadedModel, params: GenerationParams, image: Any, strength: float,
                          resize_mode: str = "Just resize", *, embeddings: list[Embedding] | None = None,
                          progress: Progress = NULL_PROGRESS, auto_fp32_vae: bool = True,
-                         upscaler: Any = None) -> SampledImages:
+                         upscaler: Any = None, mask_weight: float = 1.0) -> SampledImages:
     """img2img of an RGB PIL ``image``: resized to ``params``' size by ``resize_mode`` (the latents
     interpolated instead for "Just resize (latent upscale)"), encoded, sampled, decoded."""
     from sdhub.generate.image_resize import LATENT_RESIZE, resize_image
@@ -194,6 +221,12 @@ def sample_img2img_image(model: LoadedModel, params: GenerationParams, image: An
         latents = torch.nn.functional.interpolate(latents, size=(params.height // 8, params.width // 8),
                                                   mode="bilinear")
     latents = latents.expand(params.batch_size, -1, -1, -1)
-    sampled = denoise_latents(model, params, latents, strength, embeddings=embeddings, progress=progress)
+    image_cond = None
+    if inpainting_unet(model):  # A1111: the whole image is masked, blanked by the conditional mask weight
+        if latent_resize:
+            image = resize_image(resize_mode, image, params.width, params.height, upscaler)
+        image_cond = inpainting_conditioning(model, image, None, mask_weight)
+    sampled = denoise_latents(model, params, latents, strength, embeddings=embeddings, progress=progress,
+                              image_cond=image_cond)
     decode_into(sampled, model, sampled.latents, progress, auto_fp32_vae)
     return sampled

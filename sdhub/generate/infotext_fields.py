@@ -21,11 +21,12 @@ HONOURED = frozenset({
     "UniPC skip type", "UniPC order", "UniPC lower order final",
 })
 
-#: Fields the hires-fix, img2img and SD upscale reading (``generation_modes``) applies or refuses itself.
+#: Fields the hires-fix, img2img, inpaint and SD upscale reading (``generation_modes``) applies or refuses itself.
 MODE_FIELDS = frozenset({
     "Denoising strength", "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler",
     "Hires schedule type", "Hires checkpoint", "Hires prompt", "Hires negative prompt", "Hires CFG Scale",
-    "SD upscale overlap", "SD upscale upscaler",
+    "SD upscale overlap", "SD upscale upscaler", "Mask blur", "Inpaint area", "Masked area padding", "Mask mode",
+    "Masked content", "Conditional mask weight",
 })
 
 IGNORED = {
@@ -40,7 +41,6 @@ IGNORED = {
     "Batch size": "each image's own Seed is written, and sdhub draws noise per image",
     "Batch pos": "each image's own Seed is written, and sdhub draws noise per image",
     "Init image hash": "it names the init image; --init-image supplies it",
-    "Conditional mask weight": "txt2img with an inpainting model conditions on a full mask, whatever the weight",
     "Cache FP16 weight for LoRA": "it applies only with FP8 weight, which is refused",
     # The prompt in the infotext is what Dynamic Prompts drew from the template; it is what is drawn again.
     "Template": "Dynamic Prompts' template; the prompt is what it expanded to",
@@ -67,11 +67,6 @@ REFUSED = {
     "Hypernet strength": "sdhub does not apply hypernetworks",
     "Image CFG scale": "sdhub does not run instruct-pix2pix",
     "NGMS all steps": "sdhub does not skip the negative prompt (NGMS)",
-    "Mask blur": "sdhub does not rerun inpainting",
-    "Inpaint area": "sdhub does not rerun inpainting",
-    "Masked area padding": "sdhub does not rerun inpainting",
-    "Mask mode": "sdhub does not rerun inpainting",
-    "Masked content": "sdhub does not rerun inpainting",
 }
 
 

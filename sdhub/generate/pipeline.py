@@ -325,13 +325,14 @@ class _CFGDenoiser:
 
 
 def _txt2img_image_cond(model: LoadedModel, height: int, width: int) -> torch.Tensor | None:
-    """A1111's txt2img conditioning for inpainting UNets: an all-ones mask and a grey image's latent."""
+    """A1111's txt2img conditioning for inpainting UNets: an all-ones mask and a black image's latent."""
     extra_channels = model.unet.config.in_channels - 4
     if extra_channels <= 0:
         return None
     vae = model.vae
-    grey = torch.zeros(1, 3, height, width, device=model.device, dtype=vae.dtype)  # 0.5 grey in [-1, 1] space
-    latent = vae.encode(grey).latent_dist.mode().float() * vae.config.scaling_factor
+    # A1111 1.10 encodes zeros through images_tensor_to_samples, which maps [0, 1] to [-1, 1]: black, not grey
+    black = torch.full((1, 3, height, width), -1.0, device=model.device, dtype=vae.dtype)
+    latent = vae.encode(black).latent_dist.mode().float() * vae.config.scaling_factor
     if extra_channels == 5:
         mask = torch.ones(1, 1, latent.shape[2], latent.shape[3], device=model.device)
         return torch.cat([mask, latent], dim=1)
@@ -387,8 +388,11 @@ def to_pil(images: torch.Tensor) -> list[Any]:
 
 
 def guided_denoiser(model: LoadedModel, params: GenerationParams, choice: SamplerChoice,
-                    embeddings: list[Embedding]) -> tuple[ModelSchedule, _CFGDenoiser, dict[str, Embedding]]:
-    """The model's noise schedule, A1111's CFG denoiser for ``params``' prompts and the embeddings they use."""
+                    embeddings: list[Embedding], image_cond: torch.Tensor | None = None
+                    ) -> tuple[ModelSchedule, _CFGDenoiser, dict[str, Embedding]]:
+    """The model's noise schedule, A1111's CFG denoiser for ``params``' prompts and the embeddings they use.
+
+    ``image_cond`` replaces an inpainting UNet's txt2img conditioning (img2img and inpaint pass theirs)."""
     spec = choice.sampler
     conditioner = PromptConditioner(model, embeddings, params.clip_skip, params.emphasis)
     # A1111 schedules prompt edits over the sampler's total steps: twice the steps for second-order ones
@@ -401,7 +405,8 @@ def guided_denoiser(model: LoadedModel, params: GenerationParams, choice: Sample
 
     schedule_class = LCMSchedule if spec.function == "lcm" else ModelSchedule
     schedule = schedule_class(model.alphas_cumprod, downcast=params.downcast_alphas_cumprod)
-    image_cond = _txt2img_image_cond(model, params.height, params.width)
+    if image_cond is None:
+        image_cond = _txt2img_image_cond(model, params.height, params.width)
     inner = _UNetDenoiser(model, schedule, params.width, params.height, image_cond)
     return schedule, _CFGDenoiser(inner, positive, negative, params.cfg_scale, params.batch_size), used
 
