@@ -51,6 +51,7 @@ from sdhub.ops.leftovers import CleanReport, Leftover, clean_leftovers, find_lef
 from sdhub.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
+    from sdhub.catalog.generation_defaults import DefaultsUpdate
     from sdhub.ops.hashing import FileHashes
     from sdhub.catalog.wildcard_files import WildcardFile
 
@@ -397,6 +398,18 @@ class Catalog:
             store.update_asset(self.db, asset.id, {"kind": new_kind, "inspect": inspect})
         return queries.get_asset(self.db, asset.id)
 
+    def set_generation_defaults(self, ref: str, values: Mapping[str, Any],
+                                clear: Iterable[str] = ()) -> "DefaultsUpdate":
+        """Set or clear a checkpoint's generation defaults (``vae``, ``clip_skip``, ``sampler``, ``schedule``,
+        ``cfg_scale``, ``negative``); the VAE and negative prompt also go to A1111's ``.json`` beside each copy.
+        Values are taken as given: ``sdhub.generate.model_defaults.set_model_defaults`` checks them first."""
+        from sdhub.catalog.generation_defaults import DefaultsUpdate, GenerationDefaults, write_generation_defaults
+
+        asset = self.find(ref)
+        written = write_generation_defaults(self.db, asset, values, clear)
+        asset = queries.get_asset(self.db, asset.id)
+        return DefaultsUpdate(asset, GenerationDefaults.of(asset), written)
+
     def move(self, ref: str, *, kind: str | None = None, to: str | os.PathLike[str] | None = None) -> MoveReport:
         """Move an asset's files (with their sidecars) into the folder of ``kind`` or into ``to``; ``kind``
         is recorded as the user's choice. ``sdhub mv NAME --kind controlnet`` files a kept download."""
@@ -550,9 +563,10 @@ class Catalog:
 def _user_metadata(asset: Asset) -> dict[str, Any]:
     """A1111 ``<base>.json`` keys for an asset, or {} when the catalog knows nothing worth writing. The
     ``sd version`` is the user's when they set one, else derived from the base model."""
-    if not (asset.description or asset.trigger_words or asset.preferred_weight or asset.notes or asset.negative_text):
+    if not (asset.description or asset.trigger_words or asset.preferred_weight or asset.notes or asset.negative_text
+            or asset.preferred_vae):
         return {}
-    return {
+    values = {
         "description": asset.description or "",
         "sd version": asset.sd_version or sd_version(asset.base_model, asset.architecture),
         "activation text": ", ".join(asset.trigger_words),
@@ -560,6 +574,9 @@ def _user_metadata(asset: Asset) -> dict[str, Any]:
         "negative text": asset.negative_text or "",
         "notes": asset.notes or "",
     }
+    if asset.preferred_vae:
+        values["vae"] = asset.preferred_vae
+    return values
 
 
 def _plain(result: Any) -> dict[str, Any]:

@@ -106,6 +106,11 @@ class Asset:
     #: The newer Civitai version the last ``sdhub outdated`` found (``version_id``, ``version_name``,
     #: ``early_access``, ``early_access_ends_at``, ``checked_at``); None when up to date or never checked.
     newer_version: dict[str, Any] | None = None
+    #: A1111's preferred VAE of a checkpoint (its ``.json`` ``vae``): a VAE file name, or "None" for the baked-in one.
+    preferred_vae: str | None = None
+    #: The checkpoint's generation defaults A1111 keeps nowhere (``clip_skip``, ``sampler``, ``schedule``,
+    #: ``cfg_scale``), set with ``sdhub set``; {} when none.
+    generation_defaults: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any], files: list[FileRecord] | None = None) -> "Asset":
@@ -124,6 +129,7 @@ class Asset:
             user_fields=json_list(row.get("user_fields")),
             aliases=[line for line in (row.get("aliases") or "").split("\n") if line],
             newer_version=json_dict(row.get("newer_version")) or None,
+            preferred_vae=row.get("preferred_vae"), generation_defaults=json_dict(row.get("generation_defaults")),
         )
 
     @property
@@ -235,6 +241,9 @@ class AssetDetails:
             ancestors=[a.to_dict() for a in self.ancestors], derived=[d.to_dict() for d in self.derived],
             inspect=self.inspect, folder_files=self.folder_files, civitai=self.civitai,
         )
+        from sdhub.catalog.generation_defaults import GenerationDefaults  # it builds on this module
+
+        data["defaults"] = GenerationDefaults.of(self.asset).to_dict()  # what `sdhub set` set
         return data
 
 

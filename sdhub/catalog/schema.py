@@ -255,6 +255,16 @@ def _field_times(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE assets ADD COLUMN field_times TEXT NOT NULL DEFAULT '{}'")
 
 
+def _generation_defaults(db: sqlite_utils.Database) -> None:
+    """A checkpoint's generation defaults (``sdhub set``): ``preferred_vae``, A1111's ``vae`` user-metadata key
+    (a VAE file name, or "None" for the baked-in one), and ``generation_defaults``, a JSON object of what
+    A1111 keeps nowhere per model (``clip_skip``, ``sampler``, ``schedule``, ``cfg_scale``)."""
+    columns = db["assets"].columns_dict
+    for column, definition in (("preferred_vae", "TEXT"), ("generation_defaults", "TEXT NOT NULL DEFAULT '{}'")):
+        if column not in columns:
+            db.execute(f"ALTER TABLE assets ADD COLUMN {column} {definition}")
+
+
 #: Applied in order; the database's schema_version is the number applied so far. Append only.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _initial_tables,
@@ -265,6 +275,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _user_fields,
     _aliases_updates_and_library_view,
     _field_times,
+    _generation_defaults,
 ]
 
 

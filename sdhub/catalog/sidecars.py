@@ -2,7 +2,8 @@
 
 Read: ``<base>.civitai.info`` (Civitai Helper's copy of the Civitai version answer; ``{}`` means
 "looked up, not on Civitai"), ``<base>.json`` (A1111's "Edit metadata": ``description``,
-``activation text``, ``preferred weight``, ``negative text``, ``notes``, ``sd version``),
+``activation text``, ``preferred weight``, ``negative text``, ``notes``, ``sd version``, and a checkpoint's
+preferred ``vae``),
 ``<base>.txt`` / ``<base>.description.txt`` (A1111's description files), ``<base>.cm-info.json``
 (StabilityMatrix's ConnectedModelInfo), ``<base>.metadata.json`` (LoRA Manager's record) and the
 previews A1111 looks for (``<base>.png/.jpg/.jpeg/.webp/.gif`` and ``<base>.preview.*``).
@@ -38,7 +39,7 @@ DESCRIPTION_FILES = (".txt", ".description.txt")
 #: A1111 ``.json`` key of each catalog field the user can set there.
 A1111_KEYS = {"description": "description", "trigger_words": "activation text",
               "preferred_weight": "preferred weight", "negative_text": "negative text", "notes": "notes",
-              "sd_version": "sd version"}
+              "sd_version": "sd version", "preferred_vae": "vae"}
 #: Keys of A1111's ``<base>.json`` that the catalog reads and writes.
 USER_METADATA_KEYS = tuple(A1111_KEYS.values())
 #: Catalog fields a user can set in a sidecar; nothing sdhub derives replaces them.
@@ -175,11 +176,14 @@ def read_sidecars(model_path: str | Path, present: set[str] | None = None) -> Si
 
 
 def _blank(column: str, value: Any) -> bool:
-    """Whether a value means "not set": nothing, blank text, A1111's weight 0 and its sd version "Unknown"."""
+    """Whether a value means "not set": nothing, blank text, A1111's weight 0, its sd version "Unknown" and
+    its preferred VAE "Automatic" (no preference; "None" is one: the baked-in VAE)."""
     if value is None or value == [] or (isinstance(value, str) and not value.strip()):
         return True
     if column == "preferred_weight":
         return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+    if column == "preferred_vae":
+        return str(value).strip() == "Automatic"
     return column == "sd_version" and str(value).strip().lower() == "unknown"
 
 
@@ -440,6 +444,29 @@ def _unix_time(stamp: str | None) -> int:
         return int(datetime.fromisoformat(stamp).timestamp()) if stamp else int(datetime.now().timestamp())
     except ValueError:
         return int(datetime.now().timestamp())
+
+
+def set_user_metadata(model_path: str | Path, values: dict[str, Any]) -> str | None:
+    """Set keys of A1111's ``<base>.json`` (None removes one), keeping every other key: what the user sets
+    with ``sdhub set`` replaces the file's value. Returns the path when the file changed."""
+    path = sidecar_path(model_path, A1111_JSON)
+    if not path.exists() and all(value is None for value in values.values()):
+        return None
+
+    def merge(existing: dict[str, Any]) -> dict[str, Any]:
+        merged = dict(existing)
+        for key, value in values.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return merged
+
+    change = _plan_json(path, merge, A1111_JSON, _unix_time(None))
+    if change is None:
+        return None
+    change.apply()
+    return str(change.path)
 
 
 def write_sidecars(model_path: str | Path, *, civitai: dict[str, Any] | None, user: dict[str, Any],

@@ -60,6 +60,7 @@ def _register_commands() -> None:
     from sdhub.cli import prompt_commands  # noqa: F401
     from sdhub.cli import prune_commands  # noqa: F401
     from sdhub.cli import remote_commands  # noqa: F401
+    from sdhub.cli import set_command  # noqa: F401
     from sdhub.cli import tui_command  # noqa: F401
     from sdhub.cli import upscale_command  # noqa: F401
 
@@ -70,7 +71,7 @@ HELP_PANELS = {
     "Get models": ("get", "outdated", "civitai"),
     "Share a library": ("remote", "push", "pull"),
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
-    "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "mv", "rm",
+    "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "set", "mv", "rm",
                            "roots", "export-sidecars"),
     "Prove they work": ("generate", "upscale", "smoke", "test", "prompt", "pnginfo"),
 }

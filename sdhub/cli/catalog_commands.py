@@ -222,6 +222,8 @@ def _label_text(asset: Asset) -> str | None:
 
 
 def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
+    from sdhub.catalog.generation_defaults import GenerationDefaults, defaults_rows
+
     asset = details.asset
     fields: list[tuple[str, object]] = [
         ("id", asset.id), ("name", asset.name), ("kind", asset.kind), ("architecture", asset.architecture),
@@ -232,6 +234,7 @@ def _detail_fields(details: AssetDetails) -> list[tuple[str, object]]:
     fields += [(f"hash {scheme}", value) for scheme, value in details.hashes.items()]
     fields += [("trigger words", ", ".join(asset.trigger_words)), ("tags", ", ".join(asset.tags)),
                ("nsfw", asset.nsfw), ("description", asset.description), ("notes", asset.notes)]
+    fields += [(f"default {label}", value) for label, value in defaults_rows(GenerationDefaults.of(asset))]
     for record in asset.files:
         fields.append(("file", record.path + ("  (missing)" if record.missing else "")))
     for member in details.folder_files:

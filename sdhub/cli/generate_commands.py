@@ -30,6 +30,7 @@ _SCHEDULE_HELP = (f"A1111 schedule type: {SCHEDULE_NAMES}. Automatic is the samp
 
 @app.command("generate")
 def generate_command(
+    ctx: typer.Context,
     prompt: Optional[str] = typer.Argument(None, help="The prompt (A1111 syntax: (emphasis:1.2), \\[from:to:5], <lora:name:0.8>)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Checkpoint: a path, a catalog name or a hash."),
     negative: str = typer.Option("", "--negative", "-n", help="Negative prompt."),
@@ -46,6 +47,12 @@ def generate_command(
     clip_skip: int = typer.Option(1, "--clip-skip", help="A1111 clip skip (2 = penultimate CLIP layer)."),
     vae: Optional[str] = typer.Option(None, "--vae", help="Replace the baked-in VAE: a path, catalog name or hash."),
     batch: int = typer.Option(1, "--batch", help="Images in one batch (seeds seed, seed+1, ...)."),
+    batch_count: int = typer.Option(1, "--batch-count", help="Batches one after another, as A1111's batch count "
+                                    "(seeds continue: batch n starts at seed + n*batch)."),
+    forever: bool = typer.Option(False, "--forever", help="Batch after batch until Ctrl-C; every finished image "
+                                 "is kept (exit 130)."),
+    last: bool = typer.Option(False, "--last", help="Draw the last generation again (its settings, seed included); "
+                              "options given override those fields."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: the home's outputs/)."),
     rng: Optional[str] = typer.Option(None, "--rng", help=_RNG_HELP),
     ensd: int = typer.Option(0, "--ensd", help="Eta noise seed delta (31337 for NovelAI-era images)."),
@@ -97,34 +104,20 @@ def generate_command(
     Example: sdhub generate "a cat, (masterpiece:1.2)" --model v1-5-pruned-emaonly --seed 42 --steps 20
     Hires fix: --hires --hires-upscaler Latent --hires-scale 2; img2img: --init-image in.png --denoising-strength 0.6
     """
-    from sdhub.generate.generate import generate, rerun_png
-    from sdhub.generate.pipeline import GenerationParams
+    from sdhub.generate.generate import rerun_png
 
     home = STATE.open_home()
+    if from_png and (last or forever or batch_count != 1):
+        raise UsageError("--from-png reruns one image; leave out --last, --forever and --batch-count")
     with RichProgress() as progress:
         if from_png:
             result = rerun_png(home, from_png, progress, model_ref=model, out_dir=out, device=device, dtype=dtype,
                                rng=rng, ignore_fields=ignore_field, init_image=init_image,
                                resize_mode=resize_mode, mask=mask)
         else:
-            if prompt is None:
-                raise UsageError("give a PROMPT (or --from-png FILE)")
-            if model is None:
-                raise UsageError("give the checkpoint with --model (a path, catalog name or hash)")
-            params = GenerationParams(
-                prompt=prompt, negative_prompt=negative, steps=steps, sampler=sampler, schedule_type=schedule,
-                eta=eta, s_noise=s_noise, cfg_scale=cfg, seed=seed,
-                width=width, height=height, clip_skip=clip_skip, batch_size=batch, rng=rng,
-                subseed=subseed, subseed_strength=subseed_strength, eta_noise_seed_delta=ensd,
-            )
-            modes = _generation_modes(init_image, denoising, resize_mode, hires, hires_upscaler, hires_scale,
-                                      hires_resize, hires_steps, hires_sampler, hires_schedule, hires_prompt,
-                                      hires_negative, hires_cfg)
-            modes = _with_mask(modes, dict(mask=mask, mask_blur=mask_blur, mask_invert=mask_invert,
-                                           masked_content=masked_content, inpaint_area=inpaint_area,
-                                           masked_padding=masked_padding, mask_weight=mask_weight))
-            result = generate(home, model, params, progress, vae_ref=vae, out_dir=out, device=device, dtype=dtype,
-                              vae_dtype=vae_dtype, **modes)
+            from sdhub.cli.generate_runs import run_generation
+
+            result = run_generation(home, dict(ctx.params), _given(ctx), progress, _modes_of)
     for note in result.notes:
         info(f"note: {note}")
     if as_json:
@@ -135,6 +128,23 @@ def generate_command(
          f"seed {result.params.seed}")
     for path in result.images:
         typer.echo(str(path))
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The options given on the command line (not left at their defaults)."""
+    # by name: typer may bring its own copy of click, whose ParameterSource is another class
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, source in sources.items()
+            if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+def _modes_of(options: dict) -> dict:
+    """``generate``'s mode settings (img2img, hires fix) from ``generate``'s options."""
+    modes = _generation_modes(options["init_image"], options["denoising"], options["resize_mode"], options["hires"],
+                              options["hires_upscaler"], options["hires_scale"], options["hires_resize"],
+                              options["hires_steps"], options["hires_sampler"], options["hires_schedule"],
+                              options["hires_prompt"], options["hires_negative"], options["hires_cfg"])
+    return _with_mask(modes, options)
 
 
 def _with_mask(modes: dict, options: dict) -> dict:

@@ -168,7 +168,7 @@ MIGRATED = [
 def test_an_old_catalog_splits_family_and_label_when_opened(tmp_home: Home) -> None:
     path = write_schema_4_catalog(tmp_home)
     with Catalog(tmp_home) as catalog:
-        assert schema.schema_version(catalog.db) == len(schema.MIGRATIONS) == 8
+        assert schema.schema_version(catalog.db) == len(schema.MIGRATIONS) == 9
         names = lambda assets: sorted(a.name for a in assets)  # noqa: E731
         assert names(catalog.list_assets(base="sdxl")) == ["illustrious-mix", "pony-style", "pony-style-fp16"]
         assert names(catalog.list_assets(base="pony")) == ["pony-style", "pony-style-fp16"]
@@ -229,7 +229,7 @@ def test_a_catalog_from_a_newer_sdhub_is_refused_in_one_line(tmp_home: Home, run
     connection.close()
     result = run_cli("--home", tmp_home.root, "ls")
     assert result.exit_code == 2
-    assert "written by a newer sdhub (schema 99, this one knows 8); upgrade sdhub" in result.stderr
+    assert "written by a newer sdhub (schema 99, this one knows 9); upgrade sdhub" in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "base_label" not in _columns(path)
 

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from sdhub.catalog.generation_defaults import GenerationDefaults, defaults_rows
 from sdhub.catalog.records import Asset, AssetDetails
 from sdhub.text import printable
 from sdhub.tui.widgets.image_view import ImageView
@@ -116,6 +117,12 @@ def details_text(details: AssetDetails) -> Text:
         text.append(", ".join(asset.trigger_words) + "\n", style="bold cyan")
     if asset.tags:
         _field(text, "tags", ", ".join(asset.tags))
+
+    defaults = defaults_rows(GenerationDefaults.of(asset))
+    if defaults:
+        _heading(text, "Generation defaults (sdhub set)")
+        for label, value in defaults:
+            _field(text, label, value)
 
     if asset.problems:
         _heading(text, "Problems")
