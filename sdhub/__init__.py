@@ -30,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     "scan": "sdhub.library:scan",
     "get": "sdhub.library:get",
     "get_from_images": "sdhub.library:get_from_images",
+    "get_from_listing": "sdhub.library:get_from_listing",
+    "civitai_browse": "sdhub.sources.civitai_browse:browse",
+    "file_candidates": "sdhub.sources.get_list:file_candidates",
     "civitai_sync": "sdhub.library:civitai_sync",
     "outdated": "sdhub.library:outdated",
     "update": "sdhub.library:update",
@@ -158,6 +161,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from sdhub.ops.scan_pickle import scan_pickle
     from sdhub.progress import Progress, RecordingProgress
     from sdhub.library import get_from_images  # beside get: the models an image names
+    from sdhub.library import get_from_listing  # beside get: a Civitai collection or search page
+    from sdhub.sources.civitai_browse import browse as civitai_browse
+    from sdhub.sources.get_list import file_candidates
     from sdhub.sources.from_image import FromImageReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
     from sdhub.library import outdated, update  # beside get: Civitai's newer versions

@@ -29,9 +29,10 @@ if TYPE_CHECKING:
     from sdhub.ops.prune import PruneOptions, PruneReport
     from sdhub.sources.from_image import FromImageReport
     from sdhub.sources.get import GetOptions, GetResult, SyncResult
+    from sdhub.sources.get_listing import ListingGetReport
     from sdhub.sources.updates import OutdatedReport, UpdateResult
 
-__all__ = ["HomeLike", "civitai_sync", "generate", "get", "get_from_images", "move", "open_home", "outdated", "prune", "scan", "smoke_test",
+__all__ = ["HomeLike", "civitai_sync", "generate", "get", "get_from_images", "get_from_listing", "move", "open_home", "outdated", "prune", "scan", "smoke_test",
            "update"]
 
 #: A home as the API takes it: a ``Home``, a home folder's path, or None for the home sdhub would pick.
@@ -100,6 +101,17 @@ def get_from_images(images: list[str | os.PathLike[str]], home: HomeLike = None,
     chosen = options_from(options, choices) if choices else options
     return from_image.get_from_images(as_home(home), [os.fspath(i) for i in images], dry_run=dry_run,
                                       options=chosen, progress=progress)
+
+
+def get_from_listing(url: str, home: HomeLike = None, *, pick: list[int] | None = None, everything: bool = False,
+                     limit: int = 20, nsfw: bool | None = None, options: GetOptions | None = None,
+                     progress: Progress = NULL_PROGRESS, **choices: Any) -> ListingGetReport:
+    """Fetch models from a Civitai collection or search page: ``pick`` (numbers as ``civitai_browse`` lists
+    them) or ``everything``; each goes through ``get``."""
+    from sdhub.sources import get_listing
+
+    return get_listing.get_from_listing(as_home(home), url, pick=pick, everything=everything, limit=limit, nsfw=nsfw,
+                                        options=options, progress=progress, **choices)
 
 
 def move(ref: str, home: HomeLike = None, *, kind: str | None = None,

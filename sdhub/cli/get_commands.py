@@ -51,11 +51,25 @@ def get_command(
                                   help="REF... are images: fetch every model their metadata names (A1111 infotext, "
                                        "Civitai resources, ComfyUI loaders) that the library lacks."),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --from-png: only say what would be fetched."),
+    prefer: List[str] = typer.Option([], "--prefer", metavar="WISH",
+                                     help="Put a wish before the file rule: full, fp32, ckpt, pruned, fp16, "
+                                          "safetensors... (repeatable)."),
+    file_name: Optional[str] = typer.Option(None, "--file", metavar="NAME", help="Take exactly this file."),
+    list_files: bool = typer.Option(False, "--list",
+                                    help="Only list the candidate files, their sizes and the one the rule picks."),
+    take_all: bool = typer.Option(False, "--all", help="A Civitai collection or search page: get every model listed."),
+    pick: Optional[str] = typer.Option(None, "--pick", metavar="N,M",
+                                       help="A Civitai collection or search page: get these (numbers from "
+                                            "`sdhub civitai browse`)."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="With --all/--pick: how many models to list."),
+    nsfw: Optional[bool] = typer.Option(None, "--nsfw/--sfw", help="With --all/--pick: include (exclude) NSFW models."),
     json_output: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Download models into the library: verified, in the right folder, catalogued.
 
     Example: sdhub get https://civitai.com/models/4201 --format safetensors --fp fp16
+    Example: sdhub get hf:SruNya/Astra_by_SruNya --list
+    Example: sdhub get https://civitai.com/collections/42742 --pick 1,3
     Example: sdhub get --from-png 00012-1234.png --dry-run
     """
     from sdhub import GetOptions, get
@@ -68,7 +82,14 @@ def get_command(
     home = STATE.open_home()
     options = GetOptions(kind=kind, version=version, format=format, fp=fp, size=size, file_type=file_type,
                          to=to, connections=connections, sidecars=not no_sidecars, keep_pickle=keep_pickle,
-                         include=list(include))
+                         include=list(include), prefer=list(prefer), file_name=file_name)
+    if list_files:
+        _list_candidates(refs, options, json_output)
+        return
+    if take_all or pick is not None:
+        _get_from_listing(home, refs, options, take_all=take_all, pick=pick, limit=limit, nsfw=nsfw,
+                          json_output=json_output)
+        return
     if from_png:
         if update or kind or version or file_type or include:
             raise UsageError("--from-png takes the models the images name: not with --update, --kind, --version, "
@@ -104,6 +125,56 @@ def get_command(
     if failures:
         raise SdhubError(f"{len(failures)} of {len(refs)} downloads failed",
                          exit_code=max(e.exit_code for _, e in failures))
+
+
+def _list_candidates(refs: List[str], options, json_output: bool) -> None:
+    """``get --list``: per reference, a table of its candidate files, which one the rule picks and why."""
+    from rich.markup import escape
+
+    from sdhub import file_candidates
+
+    listings = [file_candidates(ref, options=options) for ref in refs]
+    if json_output:
+        print_json(listings)
+        return
+    for listing in listings:
+        info(f"[bold]{escape(listing.what)}[/bold]" + (f": {escape(listing.note)}" if listing.note else ""))
+        for choice in listing.choices:
+            print_table([("*" if row["chosen"] else "", row["name"], human_size(row["size"]), row["format"],
+                          row["prune"] or "?", row["precision"] or "?", "EMA-only" if row["ema_only"] else "",
+                          row["why"]) for row in choice.rows()],
+                        ["pick", "file", "size", "format", "pruned/full", "precision", "", "why"])
+
+
+def _get_from_listing(home, refs: List[str], options, *, take_all: bool, pick: Optional[str], limit: int,
+                      nsfw: Optional[bool], json_output: bool) -> None:
+    """``get URL --all`` / ``--pick 1,3``: the models of a Civitai collection or search page, each through get."""
+    from rich.markup import escape
+
+    from sdhub import get_from_listing
+    from sdhub.sources.get_listing import parse_pick
+
+    if len(refs) != 1:
+        raise UsageError("--all and --pick take one collection or search page URL")
+    if take_all and pick is not None:
+        raise UsageError("--all or --pick, not both")
+    with RichProgress() as progress:
+        report = get_from_listing(refs[0], home, pick=parse_pick(pick) if pick else None, everything=take_all,
+                                  limit=limit, nsfw=nsfw, options=options, progress=progress)
+    for note in report.listing.notes:
+        info(f"note: {escape(note)}")
+    for result in report.results:
+        for warning in result.warnings:
+            info(f"warning: {escape(warning)}")
+        verb = "already in the library" if result.already_present else "saved"
+        info(f"{verb}: {escape(str(result.path))} ({result.kind}, {human_size(result.size)})")
+    for number, ref, error in report.failed:
+        info(f"sdhub: error: #{number} {escape(ref)}: {escape(str(error))}")
+    if json_output:
+        print_json(report)
+    if report.failed:
+        raise SdhubError(f"{len(report.failed)} of {len(report.failed) + len(report.results)} downloads failed",
+                         exit_code=max(e.exit_code for _, _, e in report.failed))
 
 
 def _get_from_png(home, images: List[str], options, *, dry_run: bool, json_output: bool) -> None:
@@ -205,6 +276,39 @@ def search_command(
     print_table(rows, ["id", "name", "type", "base", "creator", "downloads", "get with"], fmt=fmt)
     if not models:
         info("no models found")
+
+
+@civitai_app.command("browse")
+def browse_command(
+    url: str = typer.Argument(..., help="A Civitai collection, search page (/search/models?...) or /models?... URL."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many models to list."),
+    nsfw: Optional[bool] = typer.Option(None, "--nsfw/--sfw", help="Include (or exclude) NSFW models."),
+    json_output: bool = typer.Option(False, "--json", help="Print the listing as JSON."),
+    table_format: Optional[str] = format_option(),
+) -> None:
+    """List what a Civitai collection or search page holds; `sdhub get URL --pick 1,3` fetches from it.
+
+    Example: sdhub civitai browse https://civitai.com/collections/42742
+    """
+    from rich.markup import escape
+
+    from sdhub import civitai_browse
+
+    fmt = output_format(table_format, json_output)
+    listing = civitai_browse(url, limit=limit, nsfw=nsfw)
+    if fmt == "json":
+        print_json(listing)
+        return
+    rows = [(item.number, item.name, item.type, item.base_model, item.downloads,
+             f"{item.rating:.1f}" if item.rating is not None else
+             (f"{item.thumbs_up} up" if item.thumbs_up is not None else None),
+             item.nsfw_level, human_size(item.file_size) if item.file_size is not None else None, item.ref)
+            for item in listing.items]
+    print_table(rows, ["#", "name", "type", "base", "downloads", "rating", "nsfw", "size", "get with"],
+                title=listing.title, fmt=fmt)
+    for note in listing.notes:
+        info(f"note: {escape(note)}")
+    info(f"{len(listing.items)} models" + (f"; `sdhub get URL --pick 1,3` or `--all` fetches them" if listing.items else ""))
 
 
 _HASH = re.compile(r"^[0-9A-Fa-f]{8,64}$")

@@ -8,7 +8,7 @@ settings file) travels only in the ``Authorization`` header, only to that site.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
@@ -16,7 +16,9 @@ import requests
 from sdhub.config import civitai_token, config_path
 from sdhub.errors import AuthError, BadInputError, NetworkError, NotFoundError, SdhubError, UsageError
 from sdhub.models.base_labels import label_family
+from sdhub.sources import file_choice
 from sdhub.sources.civitai_checks import refuse_unavailable
+from sdhub.sources.file_choice import FileChoice
 from sdhub.sources.http import HttpClient, RetryPolicy, error_text, generic_error, redact
 from sdhub.sources.refs import CivitaiRef, civitai_base_url
 
@@ -61,6 +63,8 @@ class CivitaiChoice:
     version: dict[str, Any]
     file: dict[str, Any]
     download_url: str
+    #: The candidates and why ``file`` was picked among them (None when built from a lookup by hash).
+    file_choice: FileChoice | None = None
 
     @property
     def sha256(self) -> str | None:
@@ -120,9 +124,19 @@ def normalise_format(value: str | None) -> str | None:
     return FORMAT_ALIASES.get(value.lower().replace(" ", ""), value)
 
 
-def pick_file(version: dict[str, Any], *, file_id: int | None = None, file_type: str | None = None,
-              format: str | None = None, size: str | None = None, fp: str | None = None) -> dict[str, Any]:
-    """The file of ``version`` to download: the primary one, or the one matching the choices given."""
+#: Civitai file types that hold the same weights (a "Pruned Model" is the model, pruned).
+MODEL_FILE_TYPES = ("model", "pruned model")
+
+
+def choose_file(version: dict[str, Any], *, file_id: int | None = None, file_type: str | None = None,
+                format: str | None = None, size: str | None = None, fp: str | None = None,
+                prefer: Iterable[str] = (), file_name: str | None = None) -> FileChoice:
+    """The files of ``version`` that ``--type/--format/--size/--fp`` (or a file id) leave, and the one the
+    file rule (``sdhub.sources.file_choice``) picks among them, with why.
+
+    Without ``--type`` the candidates are the files holding the same thing as the primary file (Model and
+    Pruned Model alike), so a VAE, a config or training data shipped beside a model is never picked by the rule.
+    """
     files = [f for f in version.get("files") or [] if isinstance(f, dict)]
     if not files:
         raise NotFoundError(f"Civitai version {version.get('id')} has no downloadable files "
@@ -147,9 +161,18 @@ def pick_file(version: dict[str, Any], *, file_id: int | None = None, file_type:
             f"{d['name']} (type={d['type']}, format={d['format']}, size={d['size']}, fp={d['fp']})"
             for d in map(describe_file, files))
         raise NotFoundError(f"Civitai version {version.get('id')} has no file with {asked}; it has: {available}")
-    # Prefer the primary file, then safetensors over pickles, then the order Civitai lists them in.
-    chosen.sort(key=lambda f: (not f.get("primary"), (f.get("metadata") or {}).get("format") != "SafeTensor"))
-    return chosen[0]
+    if file_type is None and file_id is None and file_name is None:
+        primary = next((f for f in files if f.get("primary")), files[0])
+        primary_type = str(primary.get("type") or "").lower()
+        family = MODEL_FILE_TYPES if primary_type in MODEL_FILE_TYPES else (primary_type,)
+        chosen = [f for f in chosen if str(f.get("type") or "").lower() in family] or chosen
+    return file_choice.choose([file_choice.from_civitai_file(f) for f in chosen], prefer=prefer,
+                              file_name=file_name, what=f"Civitai version {version.get('id')}")
+
+
+def pick_file(version: dict[str, Any], **choices: Any) -> dict[str, Any]:
+    """The file of ``version`` to download: the one ``choose_file`` picks (same keywords)."""
+    return choose_file(version, **choices).chosen.source
 
 
 class CivitaiClient:
@@ -232,9 +255,19 @@ class CivitaiClient:
             params.append(("sort", sort))
         if nsfw is not None:
             params.append(("nsfw", "true" if nsfw else "false"))
-        page_params = list((extra or {}).items())
+        params += list((extra or {}).items())
+        return self.list_models(params, limit, page_size=page_size)
+
+    def list_models(self, params: list[tuple[str, Any]], limit: int, *, page_size: int = MAX_PAGE_SIZE,
+                    keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+        """GET /models with ``params``, following ``metadata.nextCursor``/``nextPage`` until ``limit``
+        models (those ``keep`` accepts, when given) are found or the pages end."""
+        if limit < 1:
+            raise UsageError("--limit must be at least 1")
+        page_params = [(k, v) for k, v in params if k in ("cursor", "page")]
+        params = [(k, v) for k, v in params if k not in ("cursor", "page", "limit")]
         # The same page size throughout: page numbers count pages of that size.
-        params.append(("limit", max(1, min(page_size, MAX_PAGE_SIZE, limit))))
+        params.append(("limit", max(1, min(page_size, MAX_PAGE_SIZE, limit if keep is None else MAX_PAGE_SIZE))))
         items: list[dict[str, Any]] = []
         seen_pages: set[str] = set()
         while len(items) < limit:
@@ -242,7 +275,7 @@ class CivitaiClient:
             page_items = answer.get("items") if isinstance(answer, dict) else None
             if not isinstance(page_items, list):
                 raise NetworkError("Civitai: the search answer has no item list; is SDHUB_CIVITAI_URL right?")
-            items += [item for item in page_items if isinstance(item, dict)]
+            items += [item for item in page_items if isinstance(item, dict) and (keep is None or keep(item))]
             following = self._next_page(answer.get("metadata") or {})
             page_params = [(k, v) for k, v in page_params if k not in ("cursor", "page")] + following
             key = repr(page_params)
@@ -265,7 +298,8 @@ class CivitaiClient:
 
     # -- resolving references -------------------------------------------------------------------
     def resolve(self, ref: CivitaiRef, *, version: str | None = None, file_type: str | None = None,
-                format: str | None = None, size: str | None = None, fp: str | None = None) -> CivitaiChoice:
+                format: str | None = None, size: str | None = None, fp: str | None = None,
+                prefer: Iterable[str] = (), file_name: str | None = None) -> CivitaiChoice:
         """Find the model, version and file a reference (plus command-line choices) asks for."""
         version_id = ref.version_id
         model: dict[str, Any] | None = None
@@ -298,12 +332,13 @@ class CivitaiClient:
             except NotFoundError:
                 model = {}
         refuse_unavailable(model or {}, version_data)  # its own message, not "no downloadable files"
-        file = pick_file(
+        picked = choose_file(
             version_data, file_id=ref.file_id, file_type=file_type or ref.file_type,
-            format=format or ref.format, size=size or ref.size, fp=fp or ref.fp,
+            format=format or ref.format, size=size or ref.size, fp=fp or ref.fp, prefer=prefer, file_name=file_name,
         )
+        file = picked.chosen.source
         return CivitaiChoice(model=model or {}, version=version_data, file=file,
-                             download_url=self.download_url(version_data, file))
+                             download_url=self.download_url(version_data, file), file_choice=picked)
 
     def download_url(self, version: dict[str, Any], file: dict[str, Any]) -> str:
         """The download address of ``file`` on our base URL (the published one names the public site)."""
@@ -361,5 +396,5 @@ class CivitaiClient:
         self.http.close()
 
 
-__all__ = ["CivitaiClient", "CivitaiChoice", "pick_file", "describe_file", "token_help", "KIND_OF_TYPE",
+__all__ = ["CivitaiClient", "CivitaiChoice", "pick_file", "choose_file", "describe_file", "token_help", "KIND_OF_TYPE",
            "KIND_OF_FILE_TYPE", "normalise_format"]

@@ -34,7 +34,7 @@ from sdhub.sources.civitai_checks import check_before_download
 from sdhub.sources.download import DownloadResult, download
 from sdhub.sources.placing import place_file
 from sdhub.sources.http import HttpClient, redact
-from sdhub.sources.refs import CivitaiRef, HubRef, UrlRef, hf_endpoint, parse_ref
+from sdhub.sources.refs import CivitaiListingRef, CivitaiRef, HubRef, UrlRef, hf_endpoint, parse_ref
 
 if TYPE_CHECKING:
     from sdhub.catalog import Catalog
@@ -60,6 +60,9 @@ class GetOptions:
     sidecars: bool = True
     keep_pickle: bool = False
     include: list[str] = field(default_factory=list)
+    #: ``--prefer`` words (full, fp32, ckpt...) put before the file rule; ``--file``: one file by name.
+    prefer: list[str] = field(default_factory=list)
+    file_name: str | None = None
 
 
 @dataclass
@@ -271,7 +274,7 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
     client = CivitaiClient()
     try:
         choice = client.resolve(ref, version=options.version, file_type=options.file_type, format=options.format,
-                                size=options.size, fp=options.fp)
+                                size=options.size, fp=options.fp, prefer=options.prefer, file_name=options.file_name)
         from sdhub.sources.get_wildcards import get_wildcard_pack, is_wildcard_pack
 
         if is_wildcard_pack(choice) and options.kind in (None, "wildcards"):
@@ -280,6 +283,8 @@ def _get_civitai(home: Home, text: str, ref: CivitaiRef, options: GetOptions, pr
         folder = options.to or home.folder(kind)
         data = _civitai_data(choice)
         result = GetResult(ref=text, source="civitai", path=folder, kind=kind, remote=choice.to_dict())
+        if choice.file_choice is not None:
+            result.remote["file_rule"] = choice.file_choice.reason
         present = find_present(home, choice.sha256)
         if present is not None:
             result.path, result.already_present = present, True
@@ -312,8 +317,8 @@ def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: 
     patterns, skipped = options.include or None, ""
     if ref.folder is not None and patterns is None:
         patterns = [f"{glob.escape(ref.folder)}/*"]  # fnmatch's * crosses /: the folder's whole tree
-    if ref.path is None and patterns is None:
-        patterns, skipped = _pipeline_patterns(ref)
+    if ref.path is None and not options.include:
+        patterns, skipped = _repo_patterns(ref, options, patterns)
     files = hub.fetch(ref, allow_patterns=patterns, progress=progress)
     if ref.path is None:
         result = _get_hub_repo(home, text, ref, files, options, progress)
@@ -340,17 +345,34 @@ def _get_hub(home: Home, text: str, ref: HubRef, options: GetOptions, progress: 
     return result
 
 
-def _pipeline_patterns(ref: HubRef) -> tuple[list[str] | None, str]:
-    """For a diffusers pipeline repo, the files its pipeline loads (configs, tokenizers, one set of
-    weights per component) and a line saying what was left out; (None, "") for any other repo."""
-    from sdhub.models.pipeline_folder import pipeline_download_names
+def _repo_patterns(ref: HubRef, options: GetOptions, default: list[str] | None) -> tuple[list[str] | None, str]:
+    """The files of a whole repo (or folder) to fetch, and a line saying what was left out: what a diffusers
+    pipeline loads, or one file per model of loose single-file models by the file rule; else ``default``."""
+    from sdhub.sources.hub_selection import select_repo_files
 
     try:
         sizes = hub.list_files(ref)
     except SdhubError:
-        return None, ""  # offline, gated, missing...: the download itself says so, or uses the cache
-    if "model_index.json" not in sizes:
-        return None, ""
+        if options.file_name is not None:
+            raise
+        return default, ""  # offline, gated, missing...: the download itself says so, or uses the cache
+    if ref.folder is None and "model_index.json" in sizes and options.file_name is None:
+        patterns, note = _pipeline_patterns(sizes)
+        return patterns or default, note
+    if ref.folder is not None:
+        sizes = {name: size for name, size in sizes.items() if name.startswith(f"{ref.folder}/")}
+    selection = select_repo_files(sizes, prefer=options.prefer, file_name=options.file_name,
+                                  what=f"Hugging Face repo {ref.repo_path}")
+    if selection is None:
+        return default, ""
+    return selection.patterns, selection.note()
+
+
+def _pipeline_patterns(sizes: dict[str, int]) -> tuple[list[str] | None, str]:
+    """For a diffusers pipeline repo (its files and sizes), the files its pipeline loads (configs,
+    tokenizers, one set of weights per component) and a line saying what was left out."""
+    from sdhub.models.pipeline_folder import pipeline_download_names
+
     wanted, skipped = pipeline_download_names(sizes)
     if not skipped:
         return None, ""
@@ -500,6 +522,9 @@ def get(home: Home, ref: str, *, options: GetOptions | None = None, progress: Pr
             return _get_civitai(home, ref, parsed, chosen, progress)
         if isinstance(parsed, HubRef):
             return _get_hub(home, ref, parsed, chosen, progress)
+        if isinstance(parsed, CivitaiListingRef):
+            raise UsageError(f"{ref} is a Civitai {parsed.page} page, not one model: list it with "
+                             "`sdhub civitai browse URL`, fetch from it with `sdhub get URL --all` or `--pick 1,3`")
         return _get_url(home, ref, parsed, chosen, progress)
     except OSError as error:
         # Disk trouble while placing or cataloguing (full, read-only, permissions): one line, no traceback.

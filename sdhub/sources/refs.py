@@ -21,6 +21,8 @@ HF_PUBLIC_HOSTS = ("huggingface.co", "www.huggingface.co", "hf.co")
 ACCEPTED_FORMS = (
     "https://civitai.com/models/4201 (optionally /name?modelVersionId=130072)",
     "https://civitai.com/api/download/models/130072[?type=&format=&size=&fp=]",
+    "a Civitai collection or search page (https://civitai.com/collections/42742, /search/models?...) with --all or"
+    " --pick N,M",
     "urn:air:sd1:checkpoint:civitai:4201@130072",
     "https://huggingface.co/ORG/REPO/blob/REV/PATH (or /resolve/REV/PATH, /tree/REV[/FOLDER], or the repo page;"
     " datasets/ORG/REPO and spaces/ORG/REPO alike)",
@@ -96,7 +98,21 @@ class UrlRef:
         return asdict(self)
 
 
-Ref = CivitaiRef | HubRef | UrlRef
+@dataclass(frozen=True)
+class CivitaiListingRef:
+    """A Civitai page that lists models (a collection, a search page, the models page): ``sdhub civitai
+    browse`` lists it, ``get --all`` or ``--pick`` fetches from it (``sdhub.sources.civitai_browse``)."""
+
+    url: str
+    page: str
+    collection_id: int | None = None
+    source: str = "civitai-listing"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+Ref = CivitaiRef | HubRef | UrlRef | CivitaiListingRef
 
 
 def bad_ref(text: str, why: str) -> UsageError:
@@ -158,7 +174,12 @@ def _parse_civitai_url(text: str) -> Ref:
             file_type=query.get("type"), format=query.get("format"),
             size=query.get("size"), fp=query.get("fp"),
         )
-    raise bad_ref(text, "a Civitai URL, but not a model page or download link")
+    if len(segments) >= 2 and segments[0] == "collections":
+        return CivitaiListingRef(url=text, page="collection",
+                                 collection_id=_positive_int(segments[1], "collection id", text))
+    if segments[:2] == ["search", "models"] or segments == ["models"]:
+        return CivitaiListingRef(url=text, page="search" if segments[0] == "search" else "models")
+    raise bad_ref(text, "a Civitai URL, but not a model page, download link, collection or model search page")
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import json
 import hashlib
 import hmac
 import os
@@ -155,6 +156,31 @@ def _read_chunks(path: Path, offset: int = 0):
             yield chunk
 
 
+#: The REST API's enums (``ModelType``, ``ModelSort``, ``MetricTimeframe``, ``CheckpointType``): other values -> 400.
+MODEL_TYPES = ("Checkpoint", "TextualInversion", "Hypernetwork", "AestheticGradient", "LORA", "LoCon", "DoRA",
+               "Controlnet", "Upscaler", "MotionModule", "VAE", "Poses", "Wildcards", "Workflows", "Detection", "Other")
+MODEL_SORTS = ("Highest Rated", "Most Downloaded", "Most Liked", "Most Discussed", "Most Collected", "Most Images",
+               "Newest", "Oldest")
+PERIODS = ("AllTime", "Year", "Month", "Week", "Day")
+CHECKPOINT_TYPES = ("Trained", "Merge")
+
+
+@dataclass
+class ServedCollection:
+    """A collection of models as the site's tRPC queries see it; ``read`` is Public, Unlisted or Private
+    (only ``owner_token`` sees a private one)."""
+
+    collection_id: int
+    name: str
+    model_ids: list[int]
+    read: str = "Public"
+    type: str = "Model"
+    owner_token: str | None = None
+
+    def readable_by(self, token: str | None) -> bool:
+        return self.read in ("Public", "Unlisted") or token is not None and token == self.owner_token
+
+
 def civitai_model(model_id: int, version_id: int, file_id: int, *, name: str, file_name: str,
                   model_type: str = "LORA", base: str = "SD 1.5", trained_words: tuple[str, ...] = (),
                   nsfw: bool = False, downloads: int = 100, images: int = 0, file_type: str = "Model",
@@ -199,6 +225,9 @@ class CivitaiServer(ImitationServers):
         self.early_access: dict[int, str] = {}
         self.early_access_buyers: set[str] = set()
         self._rate_limits: list[list[Any]] = []
+        self.collections: dict[int, ServedCollection] = {}
+        #: Answer every tRPC call with a Cloudflare-style HTML page, as when the site does not serve an API client.
+        self.trpc_blocked = False
 
     @property
     def url(self) -> str:
@@ -313,6 +342,14 @@ class CivitaiServer(ImitationServers):
         file["sizeKB"] = served.size / 1024
         self.files[file["id"]] = served
 
+    def add_collection(self, collection_id: int, name: str, model_ids: list[int], *, read: str = "Public",
+                       type: str = "Model", owner_token: str | None = None) -> ServedCollection:
+        """Serve a collection through ``/api/trpc/collection.getById`` and ``model.getAll``."""
+        collection = ServedCollection(collection_id, name, list(model_ids), read, type, owner_token)
+        with self._lock:
+            self.collections[collection_id] = collection
+        return collection
+
     def served(self, file_id: int) -> ServedFile:
         """The storage behaviour of one file, to adjust in a test."""
         return self.files[file_id]
@@ -411,6 +448,7 @@ class _SiteHandler(ImitationHandler[CivitaiServer]):
             (r"/api/v1/model-versions/by-hash/([^/]+)", self._by_hash),
             (r"/api/v1/model-versions/([^/]+)", self._version),
             (r"/api/download/models/([^/]+)", self._download),
+            (r"/api/trpc/([A-Za-z.]+)", self._trpc),
             (r"/login", self._login),
         ]
         for pattern, route in routes:
@@ -467,9 +505,17 @@ class _SiteHandler(ImitationHandler[CivitaiServer]):
         if text and "page" in query:
             self._json(400, {"error": "Cannot use page param with query search. Use cursor-based pagination."})
             return
+        problem = self._invalid_models_query(query)
+        if problem:
+            # zod's answer to a value outside the schema (the real one lists every issue).
+            self._json(400, {"error": {"issues": [problem], "name": "ZodError"}})
+            return
         types = {t.lower() for value in query.get("types", []) for t in value.split(",")}
         bases = {b.lower() for b in query.get("baseModels", [])}
         models = list(self.owner.models.values())
+        if "ids" in query:
+            wanted = [int(i) for value in query["ids"] for i in value.split(",") if i.strip().isdigit()]
+            models = [self.owner.models[i] for i in wanted if i in self.owner.models]
         if text:
             models = [m for m in models if text in m.get("name", "").lower()
                       or any(text in str(tag).lower() for tag in m.get("tags", []))]
@@ -478,16 +524,24 @@ class _SiteHandler(ImitationHandler[CivitaiServer]):
         if bases:
             models = [m for m in models
                       if any(str(v.get("baseModel", "")).lower() in bases for v in m.get("modelVersions", []))]
+        if "tag" in query:
+            tag = query["tag"][-1].lower()
+            models = [m for m in models if tag in {str(t).lower() for t in m.get("tags", [])}]
+        if "username" in query:
+            user = query["username"][-1].lower()
+            models = [m for m in models if str((m.get("creator") or {}).get("username", "")).lower() == user]
+        if "checkpointType" in query:
+            models = [m for m in models if m.get("checkpointType") == query["checkpointType"][-1]]
         if query.get("nsfw", [""])[-1] == "false":
             models = [m for m in models if not m.get("nsfw")]
         sort = query.get("sort", [""])[-1]
-        if sort == "Most Downloaded":
-            models.sort(key=lambda m: -(m.get("stats") or {}).get("downloadCount", 0))
-        elif sort == "Highest Rated":
-            models.sort(key=lambda m: -(m.get("stats") or {}).get("rating", 0))
-        elif sort == "Newest":
+        counts = {"Most Downloaded": "downloadCount", "Highest Rated": "rating", "Most Liked": "favoriteCount",
+                  "Most Discussed": "commentCount", "Most Collected": "collectedCount"}
+        if sort in counts:
+            models.sort(key=lambda m: -(m.get("stats") or {}).get(counts[sort], 0))
+        elif sort in ("Newest", "Oldest"):
             models.sort(key=lambda m: max((v.get("createdAt", "") for v in m.get("modelVersions", [])),
-                                          default=""), reverse=True)
+                                          default=""), reverse=sort == "Newest")
         base_query = {k: v for k, v in query.items() if k not in ("cursor", "page")}
         if "page" in query:
             page = int(query["page"][-1])
@@ -510,6 +564,71 @@ class _SiteHandler(ImitationHandler[CivitaiServer]):
                 metadata["nextPage"] = (f"https://civitai.com/api/v1/models?"
                                         f"{urlencode({**base_query, 'cursor': start + limit}, doseq=True)}")
         self._json(200, {"items": [self.owner.model_view(m) for m in items], "metadata": metadata})
+
+    @staticmethod
+    def _invalid_models_query(query: dict[str, list[str]]) -> dict[str, Any] | None:
+        """The first parameter ``/api/v1/models`` would refuse (its zod schema): an enum value it does not
+        know, or ``collectionId`` (a number in the schema, so never valid from a query string)."""
+        enums = {"types": MODEL_TYPES, "sort": MODEL_SORTS, "period": PERIODS, "checkpointType": CHECKPOINT_TYPES}
+        for key, allowed in enums.items():
+            for value in (v for raw in query.get(key, []) for v in (raw.split(",") if key == "types" else [raw])):
+                if value not in allowed:
+                    return {"code": "invalid_enum_value", "path": [key], "received": value, "options": list(allowed)}
+        if "collectionId" in query:
+            return {"code": "invalid_type", "expected": "number", "received": "string", "path": ["collectionId"]}
+        return None
+
+    def _trpc(self, query: dict[str, list[str]], procedure: str) -> None:
+        """The site's tRPC queries that show a collection (superjson input, ``result.data.json`` answers)."""
+        if self.owner.trpc_blocked:
+            self._send(403, b"<!DOCTYPE html><html><title>Just a moment...</title></html>", "text/html; charset=UTF-8")
+            return
+        token = self._token({})
+        if token is not None and token not in self.owner.tokens:
+            self._trpc_error(401, "UNAUTHORIZED", procedure, "Unauthorized")
+            return
+        try:
+            payload = json.loads(query.get("input", ["{}"])[-1])
+            data = payload["json"]
+        except (ValueError, KeyError, TypeError):
+            self._trpc_error(400, "BAD_REQUEST", procedure, "input is not superjson")
+            return
+        if procedure == "collection.getById":
+            collection = self.owner.collections.get(data.get("id")) if isinstance(data.get("id"), int) else None
+            if not isinstance(data.get("id"), int):
+                self._trpc_error(400, "BAD_REQUEST", procedure, "id: Expected number")
+                return
+            readable = collection is not None and collection.readable_by(token)
+            permissions = {"read": readable, "write": False, "manage": False, "isOwner": bool(
+                collection and token and token == collection.owner_token)}
+            shown = None if not readable else {"id": collection.collection_id, "name": collection.name,  # type: ignore[union-attr]
+                                               "type": collection.type, "read": collection.read}  # type: ignore[union-attr]
+            self._json(200, {"result": {"data": {"json": {"collection": shown, "permissions": permissions}}}})
+            return
+        if procedure == "model.getAll":
+            collection_id, limit = data.get("collectionId"), data.get("limit", 100)
+            if not isinstance(collection_id, int) or not isinstance(limit, int) or not 0 <= limit <= 100:
+                self._trpc_error(400, "BAD_REQUEST", procedure, "collectionId: Expected number; limit <= 100")
+                return
+            collection = self.owner.collections.get(collection_id)
+            if collection is None or not collection.readable_by(token):
+                self._json(200, {"result": {"data": {"json": {"items": [], "isPrivate": True}}}})
+                return
+            start = int(data.get("cursor") or 0)
+            ids = [i for i in collection.model_ids if i in self.owner.models]
+            page = [{"id": i, "name": self.owner.models[i].get("name"), "type": self.owner.models[i].get("type")}
+                    for i in ids[start:start + limit]]
+            answer: dict[str, Any] = {"items": page, "isPrivate": collection.read == "Private"}
+            if start + limit < len(ids):
+                answer["nextCursor"] = start + limit
+            self._json(200, {"result": {"data": {"json": answer}}})
+            return
+        self._trpc_error(404, "NOT_FOUND", procedure, f'No "query"-procedure on path "{procedure}"')
+
+    def _trpc_error(self, status: int, code: str, procedure: str, message: str) -> None:
+        numbers = {"BAD_REQUEST": -32600, "UNAUTHORIZED": -32001, "NOT_FOUND": -32004}
+        self._json(status, {"error": {"json": {"message": message, "code": numbers.get(code, -32603),
+                                               "data": {"code": code, "httpStatus": status, "path": procedure}}}})
 
     def _download(self, query: dict[str, list[str]], version_id: str) -> None:
         found = self.owner.find_version(int(version_id)) if version_id.isdigit() else None
