@@ -19,6 +19,7 @@ FEATURES: dict[str, str] = {
     "catalog": "sdhub.catalog:Catalog",
     "get": "sdhub.library:get",
     "civitai": "sdhub.sources.civitai:CivitaiClient",
+    "civitai_browse": "sdhub.sources.civitai_browse:browse",
     "prune": "sdhub.ops.prune:prune",
     "prune_options": "sdhub.ops.prune:PruneOptions",
     "prune_output": "sdhub.ops.prune:default_output",

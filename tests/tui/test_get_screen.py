@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
 
 from sdhub.config import Home
 from sdhub.testing import factory
@@ -215,3 +216,19 @@ async def test_what_a_download_left_out_is_shown_as_a_warning(tmp_home: Home, hu
         assert warning.title == "sd-like" and "left out 1 file (" in warning.message
         assert "v1-5-pruned.ckpt" in warning.message
     assert not (tmp_home.folder("checkpoint") / "sd-like" / "v1-5-pruned.ckpt").exists()
+
+
+async def test_a_pasted_collection_lists_its_models_to_choose_from(tmp_home: Home, civitai: CivitaiServer) -> None:
+    civitai.add_collection(42742, "Picks", [502])
+    app = SdhubApp(tmp_home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: isinstance(app.screen, FirstRunScreen), pilot)
+        await pilot.press("escape", "g")
+        await wait_until(lambda: isinstance(app.screen, GetScreen), pilot)
+        await pilot.press(*"https://civitai.com/collections/42742", "enter")
+        models = app.screen.query_one("#models", DataTable)
+        await wait_until(lambda: models.row_count == 1, pilot)
+        assert str(models.get_row_at(0)[0]).startswith("Watercolor Wash")
+        assert not app.downloads.jobs  # listed, not downloaded
+        await pilot.press("enter", "enter")  # the model, then its version: the download starts
+        await watch_download(app, pilot)

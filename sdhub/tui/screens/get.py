@@ -31,6 +31,17 @@ def civitai_ref(model_id: Any, version_id: Any) -> str:
     return f"civitai:{model_id}@{version_id}"
 
 
+def is_listing(ref: str) -> bool:
+    """Whether ``ref`` is a Civitai collection or search page (listed to choose from, not downloaded)."""
+    from sdhub.errors import SdhubError
+    from sdhub.sources.refs import CivitaiListingRef, parse_ref
+
+    try:
+        return isinstance(parse_ref(ref), CivitaiListingRef)
+    except SdhubError:
+        return False
+
+
 def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else ""
 
@@ -70,7 +81,8 @@ class GetScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="ref-row"):
-            yield Input(placeholder="paste a Civitai URL or AIR, a Hugging Face repo/file, or a URL; enter gets it",
+            yield Input(placeholder="paste a Civitai URL or AIR (a collection or search page lists its models), "
+                                    "a Hugging Face repo/file, or a URL; enter gets it",
                         id="ref", compact=True)
             yield Button("Get", id="get-button", variant="primary", compact=True)
         with Horizontal(id="search-row"):
@@ -112,8 +124,26 @@ class GetScreen(Screen):
             self.notify("Paste a Civitai URL or AIR, a Hugging Face reference or a URL first.",
                         severity="warning")
             return
-        self.app.downloads.add(ref)
         field.value = ""
+        if is_listing(ref):
+            # A collection or search page lists models: they fill the Models table to choose from.
+            self.query_one("#models", DataTable).loading = True
+            self._browse(ref, self.query_one("#nsfw", Checkbox).value or None)
+            return
+        self.app.downloads.add(ref)
+
+    @work(thread=True, exclusive=True, group="civitai-search", exit_on_error=False)
+    def _browse(self, url: str, nsfw: bool | None) -> None:
+        worker = get_current_worker()
+        try:
+            listing = feature("civitai_browse")(url, limit=SEARCH_LIMIT, nsfw=nsfw)
+        except Exception as error:  # SdhubError, or a library bug: a notification, never a crash
+            self.app.call_from_thread(self._search_failed, error_message(error))
+            return
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._show_models, [item.model for item in listing.items])
+            if listing.notes:
+                self.app.call_from_thread(self.notify, "; ".join(listing.notes), title=listing.title)
 
     # -- Civitai search --------------------------------------------------------------------------
 
