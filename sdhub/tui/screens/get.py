@@ -81,8 +81,7 @@ class GetScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="ref-row"):
-            yield Input(placeholder="paste a Civitai URL or AIR (a collection or search page lists its models), "
-                                    "a Hugging Face repo/file, or a URL; enter gets it",
+            yield Input(placeholder="paste a Civitai URL or AIR, a Hugging Face repo/file, or a URL; enter gets it",
                         id="ref", compact=True)
             yield Button("Get", id="get-button", variant="primary", compact=True)
         with Horizontal(id="search-row"):
