@@ -196,14 +196,22 @@ def _generation_modes(init_image: Optional[str], denoising: Optional[float], res
     return {"hires": settings}
 
 
+_VAE_DTYPE_HELP = "VAE precision: fp32 is A1111's --no-half-vae (the fix for black images)."
+_FALLBACK_HELP = ("Redo a VAE decode that gave NaNs in fp32, as A1111 does (--no-vae-fallback keeps the black image, "
+                  "as A1111 with that setting off).")
+_RETRY_HELP = "When the verdict names a fix (--vae-dtype fp32, --vae NAME), draw again with it and judge that."
+
+
 def _asuka(model: str, vae: Optional[str], reference: Optional[str], device: Optional[str], dtype: Optional[str],
-           as_json: bool, force: bool) -> None:
+           as_json: bool, force: bool, vae_dtype: Optional[str] = None, vae_fallback: bool = True,
+           retry_fixes: bool = False) -> None:
     from sdhub.generate.reference_tests import run_asuka
 
     home = STATE.open_home()
     with RichProgress() as progress:
         result = run_asuka(home, model, vae_ref=vae, reference=reference, device=device, dtype=dtype,
-                           progress=progress, force=force)
+                           progress=progress, force=force, vae_dtype=vae_dtype, vae_fallback=vae_fallback,
+                           retry_fixes=retry_fixes)
     if as_json:
         print_json(result)
     else:
@@ -222,6 +230,10 @@ def _print_result(result) -> None:
                    f"PSNR {result.similarity['psnr']} dB")
     if result.image_path:
         typer.echo(f"  image: {result.image_path} ({result.seconds:.1f} s)")
+    for fix in result.fixes:
+        typer.echo(f"  fix: {fix['option']} ({fix['why']}); --retry-fixes draws again with it")
+    if result.first_try:
+        typer.echo(f"  first try: {result.first_try['verdict']}, drawn again with {result.retried_with}")
     for note in result.notes:
         info(f"note: {note}")
 
@@ -236,6 +248,9 @@ def asuka_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     force: bool = typer.Option(False, "--force", help="Draw even when the model is not the one the test is for "
                                                       "(its hash is checked first; the verdict is then wrong-model)."),
+    vae_dtype: Optional[str] = typer.Option(None, "--vae-dtype", help=_VAE_DTYPE_HELP),
+    vae_fallback: bool = typer.Option(True, "--vae-fallback/--no-vae-fallback", help=_FALLBACK_HELP),
+    retry_fixes: bool = typer.Option(False, "--retry-fixes", help=_RETRY_HELP),
 ) -> None:
     """Run the Asuka test (NAI-era settings, ENSD 31337) and judge the image; exit 1 unless it passes.
 
@@ -244,7 +259,7 @@ def asuka_command(
 
     Example: sdhub test asuka --model animefull-final-pruned --vae animevae --reference naio.png
     """
-    _asuka(model, vae, reference, device, dtype, as_json, force)
+    _asuka(model, vae, reference, device, dtype, as_json, force, vae_dtype, vae_fallback, retry_fixes)
 
 
 def smoke_command(
@@ -256,6 +271,9 @@ def smoke_command(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16 or fp32."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     table_format: Optional[str] = format_option(),
+    vae_dtype: Optional[str] = typer.Option(None, "--vae-dtype", help=_VAE_DTYPE_HELP),
+    vae_fallback: bool = typer.Option(True, "--vae-fallback/--no-vae-fallback", help=_FALLBACK_HELP),
+    retry_fixes: bool = typer.Option(False, "--retry-fixes", help=_RETRY_HELP),
 ) -> None:
     """Generate one quick image per model and judge it; exit 1 if any model fails (also `sdhub test smoke`).
 
@@ -267,13 +285,15 @@ def smoke_command(
     home = STATE.open_home()
     with RichProgress() as progress:
         results = run_smoke(home, refs or [], all_models=all_models, steps=steps, size=size, device=device,
-                            dtype=dtype, progress=progress)
+                            dtype=dtype, progress=progress, vae_dtype=vae_dtype, vae_fallback=vae_fallback,
+                            retry_fixes=retry_fixes)
     if fmt == "json":
         print_json(results)
     else:
         print_table(((r.model.get("name") or r.model.get("ref"), r.verdict, f"{r.seconds:.1f}",
-                      "; ".join(r.reasons) or "-") for r in results), ["model", "verdict", "seconds", "why"],
-                    fmt=fmt)
+                      "; ".join(r.reasons) or "-", ", ".join(f["option"] for f in r.fixes) or
+                      (f"{r.retried_with} (was {r.first_try['verdict']})" if r.first_try else "-"))
+                     for r in results), ["model", "verdict", "seconds", "why", "fix"], fmt=fmt)
     if any(result.verdict != "pass" for result in results):
         raise typer.Exit(1)
 

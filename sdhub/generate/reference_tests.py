@@ -17,7 +17,8 @@ from typing import Any
 
 from sdhub.config import Home
 from sdhub.errors import BadInputError, Interrupted, SdhubError, VerificationError
-from sdhub.generate.generate import GenerationResult, ResolvedFile, generate, load_model_cached, resolve_file
+from sdhub.generate.generate import GenerationResult, ResolvedFile, load_model_cached, resolve_file
+from sdhub.generate.model_defaults import generate_with_defaults
 from sdhub.generate.pipeline import GenerationParams
 from sdhub.generate.samplers import A1111_VERSION
 from sdhub.generate.verdicts import Verdict, judge_image
@@ -36,6 +37,9 @@ ASUKA_A1111_SETTINGS = {"Downcast alphas_cumprod": True, "ENSD": 31337, "Clip sk
 #: A1111's legacy (8-hex) hash of NovelAI's animefull-final-pruned, the model the Asuka test is for.
 ASUKA_MODEL_HASH = "925997e9"
 ASUKA_MODEL_NAME = "NovelAI's animefull-final-pruned"
+#: The settings that define the Asuka test: a model's own defaults never replace them (its preferred VAE does
+#: apply, as the test leaves the VAE to the user).
+ASUKA_FIXED_FIELDS = ("negative_prompt", "sampler", "schedule_type", "cfg_scale", "clip_skip")
 
 SMOKE_PARAMS = GenerationParams(
     prompt="a photo of a red apple on a wooden table, soft daylight, high detail",
@@ -61,6 +65,9 @@ class ReferenceTestResult:
     recorded: bool = False
     a1111_version: str = A1111_VERSION  # the A1111 whose behaviour the run reproduces
     a1111_settings: dict[str, Any] = field(default_factory=dict)  # its settings beyond that version's defaults
+    fixes: list[dict[str, Any]] = field(default_factory=list)  # what fixes a failed verdict (option, why)
+    retried_with: str | None = None  # the fix this run was redrawn with (--retry-fixes)
+    first_try: dict[str, Any] | None = None  # the verdict, reasons and image before that fix
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,7 +75,8 @@ class ReferenceTestResult:
             "image_path": self.image_path, "seconds": round(self.seconds, 3), "params": self.params,
             "similarity": self.similarity, "stats": self.stats, "vae_fp32_retry": self.vae_fp32_retry,
             "notes": self.notes, "recorded": self.recorded, "a1111_version": self.a1111_version,
-            "a1111_settings": self.a1111_settings,
+            "a1111_settings": self.a1111_settings, "fixes": self.fixes, "retried_with": self.retried_with,
+            "first_try": self.first_try,
         }
 
 
@@ -127,13 +135,16 @@ def check_asuka_model(model: ResolvedFile) -> str | None:
 def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, reference: str | Path | None = None,
               device: str | None = None, dtype: str | None = None, vae_dtype: str | None = None,
               progress: Progress = NULL_PROGRESS, overrides: dict[str, Any] | None = None,
-              record: bool = True, force: bool = False) -> ReferenceTestResult:
+              record: bool = True, force: bool = False, vae_fallback: bool = True,
+              retry_fixes: bool = False) -> ReferenceTestResult:
     """The Asuka test: canonical settings, a verdict, the image, and the result stored in the catalog.
 
     The model's hash is checked before anything is drawn: a model other than the test's is refused
     with ``WrongModelError`` unless ``force``. On a CPU the first step is timed and the time the
     whole run will take is reported through ``progress.message``. ``overrides`` replaces canonical
-    settings (steps, size) for quick checks; the result says so.
+    settings (steps, size) for quick checks; the result says so. The model's preferred VAE (``sdhub set``) is
+    used unless ``vae_ref``; its other defaults never replace the test's settings. A failed verdict names its
+    fix (``fixes``); ``retry_fixes`` draws again with it. ``vae_fallback``: redo a NaN VAE decode in fp32.
     """
     params = replace(ASUKA_PARAMS, **(overrides or {}))
     notes = []
@@ -158,24 +169,57 @@ def run_asuka(home: Home, model_ref: str, *, vae_ref: str | None = None, referen
         progress.message(f"the Asuka test draws {params.steps} steps at {params.width}x{params.height} on the CPU, "
                          "which takes minutes; the first step is timed for an estimate")
         progress = StepTimeEstimate(progress)
-    with reporting_stop(lambda: "no verdict recorded"):
-        generated = generate(home, model, params, progress, vae_ref=vae_ref,
-                             out_dir=home.outputs_dir / "tests", device=device, dtype=dtype, vae_dtype=vae_dtype,
-                             file_prefix=f"asuka-{model.path.stem}")
-    seconds = time.perf_counter() - started
-    if generated.device == "cpu" and generated.dtype == "fp32":
-        notes.append("ran in fp32 on the CPU; A1111 of 2022 ran fp16 on a GPU, so expect small pixel differences")
-    from PIL import Image
 
-    with Image.open(generated.images[0]) as image:
-        verdict = judge_image(image, nan_in_output=generated.nan_in_output, vae_fp32_retry=generated.vae_fp32_retry,
-                              expected_hash=ASUKA_MODEL_HASH, actual_hash=generated.model.legacy_hash,
-                              reference=reference_image)
-    result = _result("asuka", generated, verdict, seconds, notes)
+    def draw(vae: str | None, precision: str | None, suffix: str = "") -> GenerationResult:
+        with reporting_stop(lambda: "no verdict recorded"):
+            return generate_with_defaults(home, model, params, progress, explicit=ASUKA_FIXED_FIELDS, vae_ref=vae,
+                                          out_dir=home.outputs_dir / "tests", device=device, dtype=dtype,
+                                          vae_dtype=precision, auto_fp32_vae=vae_fallback,
+                                          file_prefix=f"asuka-{model.path.stem}{suffix}")
+
+    def judge(generated: GenerationResult) -> Verdict:
+        from PIL import Image
+
+        with Image.open(generated.images[0]) as image:
+            return judge_image(image, nan_in_output=generated.nan_in_output, vae_fp32_retry=generated.vae_fp32_retry,
+                               expected_hash=ASUKA_MODEL_HASH, actual_hash=generated.model.legacy_hash,
+                               reference=reference_image)
+
+    result = _judged_run(home, "asuka", draw, judge, vae_ref, vae_dtype, started, notes, retry_fixes)
     result.a1111_settings = dict(ASUKA_A1111_SETTINGS)
     if record:
-        _record(home, str(generated.model.path), result)
+        _record(home, result.model["path"], result)
     return result
+
+
+def _judged_run(home: Home, kind: str, draw: Any, judge: Any, vae_ref: str | None, vae_dtype: str | None,
+                started: float, notes: list[str], retry_fixes: bool) -> ReferenceTestResult:
+    """Draw, judge, name the fixes of a failed verdict, and with ``retry_fixes`` draw again with the first."""
+    from sdhub.generate.verdict_fixes import suggest_fixes, with_fix_hint
+
+    generated = draw(vae_ref, vae_dtype)
+    verdict = judge(generated)
+    fixes = suggest_fixes(home, verdict, generated, vae_dtype)
+    verdict.reasons = with_fix_hint(verdict.reasons, fixes)
+    run_notes = list(notes)
+    if generated.device == "cpu" and generated.dtype == "fp32" and kind == "asuka":
+        run_notes.append("ran in fp32 on the CPU; A1111 of 2022 ran fp16 on a GPU, so expect small pixel differences")
+    result = _result(kind, generated, verdict, time.perf_counter() - started, run_notes)
+    result.fixes = [fix.to_dict() for fix in fixes]
+    if not (retry_fixes and fixes):
+        return result
+    fix = fixes[0]
+    # its own file name: the first try's image stays, for comparison
+    retried = draw(fix.settings.get("vae_ref", vae_ref), fix.settings.get("vae_dtype", vae_dtype), "-fixed")
+    second = judge(retried)
+    later = suggest_fixes(home, second, retried, fix.settings.get("vae_dtype", vae_dtype))
+    second.reasons = with_fix_hint(second.reasons, later)
+    final = _result(kind, retried, second, time.perf_counter() - started,
+                    run_notes + [f"drawn again with {fix.option} (--retry-fixes): the first try was {verdict.verdict}"])
+    final.fixes = [f.to_dict() for f in later]
+    final.retried_with = fix.option
+    final.first_try = {"verdict": result.verdict, "reasons": result.reasons, "image_path": result.image_path}
+    return final
 
 
 def format_duration(seconds: float) -> str:
@@ -247,6 +291,23 @@ def _open_reference(path: str | Path) -> Any:
         raise BadInputError(f"cannot read the reference image {path}: {error}") from None
 
 
+def _smoke_draw(home: Home, model: ResolvedFile, params: GenerationParams, progress: Progress, device: str | None,
+                dtype: str | None, vae_fallback: bool) -> Any:
+    def draw(vae: str | None, precision: str | None, suffix: str = "") -> GenerationResult:
+        return generate_with_defaults(home, model, params, progress, vae_ref=vae, out_dir=home.outputs_dir / "tests",
+                                      device=device, dtype=dtype, vae_dtype=precision, auto_fp32_vae=vae_fallback,
+                                      file_prefix=f"smoke-{model.path.stem}{suffix}")
+
+    return draw
+
+
+def _smoke_judge(generated: GenerationResult) -> Verdict:
+    from PIL import Image
+
+    with Image.open(generated.images[0]) as image:
+        return judge_image(image, nan_in_output=generated.nan_in_output, vae_fp32_retry=generated.vae_fp32_retry)
+
+
 def smoke_targets(home: Home, refs: list[str], all_models: bool) -> list[str]:
     """The checkpoints to smoke-test: the given references, or every checkpoint in the catalog."""
     if refs:
@@ -264,8 +325,12 @@ def smoke_targets(home: Home, refs: list[str], all_models: bool) -> list[str]:
 
 def run_smoke(home: Home, refs: list[str], *, all_models: bool = False, steps: int | None = None,
               size: int | None = None, device: str | None = None, dtype: str | None = None,
-              progress: Progress = NULL_PROGRESS, record: bool = True) -> list[ReferenceTestResult]:
-    """A quick generation per model with a verdict each; one broken model does not stop the others."""
+              progress: Progress = NULL_PROGRESS, record: bool = True, vae_dtype: str | None = None,
+              vae_fallback: bool = True, retry_fixes: bool = False) -> list[ReferenceTestResult]:
+    """A quick generation per model with a verdict each; one broken model does not stop the others.
+
+    Each model draws with its own defaults (``sdhub set``: VAE, clip skip, sampler, CFG, negative prompt).
+    A failed verdict names its fix (``fixes``); ``retry_fixes`` draws that model again with it."""
     results = []
     targets = smoke_targets(home, refs, all_models)
     for ref in targets:
@@ -276,14 +341,9 @@ def run_smoke(home: Home, refs: list[str], *, all_models: bool = False, steps: i
             native = int(loaded.unet.config.sample_size) * 8
             side = size or native
             params = replace(SMOKE_PARAMS, width=side, height=side, steps=steps or SMOKE_PARAMS.steps)
-            generated = generate(home, str(model.path), params, progress, out_dir=home.outputs_dir / "tests",
-                                 device=device, dtype=dtype, file_prefix=f"smoke-{model.path.stem}")
-            from PIL import Image
-
-            with Image.open(generated.images[0]) as image:
-                verdict = judge_image(image, nan_in_output=generated.nan_in_output,
-                                      vae_fp32_retry=generated.vae_fp32_retry)
-            result = _result("smoke", generated, verdict, time.perf_counter() - started, [])
+            result = _judged_run(home, "smoke", _smoke_draw(home, model, params, progress, device, dtype,
+                                                            vae_fallback), _smoke_judge, None, vae_dtype, started,
+                                 [], retry_fixes)
             if record:
                 _record(home, str(model.path), result)
         except (KeyboardInterrupt, Interrupted) as stop:
