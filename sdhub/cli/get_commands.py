@@ -293,6 +293,7 @@ def browse_command(
     from rich.markup import escape
 
     from sdhub import civitai_browse
+    from sdhub.text import printable
 
     fmt = output_format(table_format, json_output)
     listing = civitai_browse(url, limit=limit, nsfw=nsfw)
@@ -305,7 +306,7 @@ def browse_command(
              item.nsfw_level, human_size(item.file_size) if item.file_size is not None else None, item.ref)
             for item in listing.items]
     print_table(rows, ["#", "name", "type", "base", "downloads", "rating", "nsfw", "size", "get with"],
-                title=listing.title, fmt=fmt)
+                title=escape(printable(listing.title)), fmt=fmt)
     for note in listing.notes:
         info(f"note: {escape(note)}")
     info(f"{len(listing.items)} models" + (f"; `sdhub get URL --pick 1,3` or `--all` fetches them" if listing.items else ""))

@@ -151,3 +151,13 @@ def test_civitai_browse_prints_a_table_and_json(listed: CivitaiServer, run_cli, 
     monkeypatch.delenv("CIVITAI_TOKEN")
     refused = run_cli("civitai", "browse", "https://civitai.com/collections/7")
     assert refused.exit_code == 1 and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_control_characters_from_civitai_are_escaped(listed: CivitaiServer, run_cli) -> None:
+    listed.add_collection(9, "Bad\x1b[2J title", [102])
+    listed.models[102]["name"] = "Counter\x1b]0;owned\x07feit"
+    for fmt in ("table", "tsv"):
+        result = run_cli("civitai", "browse", "https://civitai.com/collections/9", "--format", fmt)
+        assert result.exit_code == 0, result.stderr
+        assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout
+    assert "\\x1b" in result.stdout
