@@ -32,7 +32,7 @@ def served_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def civitai(served_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
-    """The imitation Civitai serving a checkpoint (slowly: about 3 s) and a LoRA."""
+    """The imitation Civitai serving a checkpoint (slowly: about 3 s on its one connection) and a LoRA."""
     with CivitaiServer() as server:
         server.add_model(civitai_model(501, 601, 701, name="Synthwave Punk", file_name="synthwavePunk_v10.safetensors",
                                        model_type="Checkpoint", trained_words=("snthwve",), downloads=900,
@@ -41,6 +41,8 @@ def civitai(served_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch):
         server.add_model(civitai_model(502, 602, 702, name="Watercolor Wash", file_name="watercolorWash.safetensors",
                                        downloads=50), contents={702: served_files["lora"]})
         server.served(701).trickle = served_files["checkpoint"].stat().st_size // 3
+        # One connection per client, so the download cannot add connections and stays slow enough to watch.
+        server.served(701).connection_limit = 1
         monkeypatch.setenv("SDHUB_CIVITAI_URL", server.url)
         yield server
 
