@@ -309,7 +309,7 @@ def browse_command(
                 title=escape(printable(listing.title)), fmt=fmt)
     for note in listing.notes:
         info(f"note: {escape(note)}")
-    info(f"{len(listing.items)} models" + (f"; `sdhub get URL --pick 1,3` or `--all` fetches them" if listing.items else ""))
+    info(f"{len(listing.items)} models" + ("; `sdhub get URL --pick 1,3` or `--all` fetches them" if listing.items else ""))
 
 
 _HASH = re.compile(r"^[0-9A-Fa-f]{8,64}$")

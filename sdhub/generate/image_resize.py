@@ -8,12 +8,29 @@ Enlarging goes through an upscaler when one is named (else Lanczos), as in A1111
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sdhub.errors import UsageError
+from sdhub.errors import BadInputError, UsageError
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
 LATENT_RESIZE = RESIZE_MODES[3]
+def read_image(path: str | Path, what: str) -> Any:
+    """The image file ``what`` names (``"the init image"``, ``"the mask"``) as a loaded PIL image, or a
+    one-line ``BadInputError``."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{what} {path} does not exist or is not a file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise BadInputError(f"{what} {path.name} is not a readable image: {error}") from None
+
+
 #: A1111's default img2img background for transparent pixels (``img2img_background_color``).
 BACKGROUND = "#ffffff"
 

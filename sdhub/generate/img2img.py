@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdhub.errors import BadInputError, UsageError
+from sdhub.errors import UsageError
 from sdhub.generate.conditioning import Embedding
 from sdhub.generate.latent_mask import LatentMask, MaskBlendedDenoiser, inpainting_conditioning, inpainting_unet
 from sdhub.generate.loading import LoadedModel
@@ -86,17 +86,9 @@ def img2img_steps(steps: int, strength: float, exact_steps: bool) -> tuple[int, 
 
 def read_init_image(path: str | Path) -> Any:
     """The init image as a PIL image, or a one-line ``BadInputError``."""
-    from PIL import Image, UnidentifiedImageError
+    from sdhub.generate.image_resize import read_image
 
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"the init image {path} does not exist or is not a file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise BadInputError(f"{path.name} is not a readable image: {error}") from None
+    return read_image(path, "the init image")
 
 
 @torch.inference_mode()

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from sdhub.errors import BadInputError
 
 #: Blur radii and repeats of A1111's "fill" masked content: wide blurs of the unmasked colours laid
 #: over each other until the hole is coloured like its surroundings.
@@ -23,17 +22,9 @@ FILL_PASSES = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))
 
 def read_mask(path: str | Path) -> Any:
     """The mask file as a PIL image, or a one-line ``BadInputError``."""
-    from PIL import Image, UnidentifiedImageError
+    from sdhub.generate.image_resize import read_image
 
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"the mask {path} does not exist or is not a file")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise BadInputError(f"the mask {path.name} is not a readable image: {error}") from None
+    return read_image(path, "the mask")
 
 
 def binary_mask(image: Any) -> Any:

@@ -4,7 +4,6 @@ textual-inversion token counts, against a reference that states A1111's rule fro
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

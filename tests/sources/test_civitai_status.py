@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from sdhub.catalog import Catalog
 from sdhub.config import Home
 from sdhub.testing import factory
 from sdhub.testing.civitai_server import CivitaiServer, civitai_model
