@@ -49,6 +49,8 @@ _EXPORTS: dict[str, str] = {
     "PullReport": "sdhub.remote.pulling:PullReport",
     # sdhub.generate is also the generation package; calling that package calls the function.
     "generate": "sdhub.generate",
+    "generate_with_defaults": "sdhub.generate.model_defaults:generate_with_defaults",
+    "set_model_defaults": "sdhub.generate.model_defaults:set_model_defaults",
     "smoke_test": "sdhub.library:smoke_test",
     "sd_upscale": "sdhub.library:sd_upscale",
     "find_upscaler": "sdhub.generate.upscalers:find_upscaler",
@@ -137,6 +139,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
     from sdhub.generate.generate import GenerationResult
     from sdhub.generate.hires import HiresParams
     from sdhub.generate.img2img import Img2ImgParams
+    from sdhub.generate.model_defaults import generate_with_defaults, set_model_defaults
     from sdhub.generate.pipeline import GenerationParams
     from sdhub.generate.reference_tests import ReferenceTestResult
     from sdhub.generate.upscalers import find_upscaler
