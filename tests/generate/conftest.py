@@ -43,3 +43,17 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "sd1_ckpt": ckpt_path,
         "vae": factory.vae(folder / "tiny-vae.safetensors", seed=5),
     }
+
+
+@pytest.fixture
+def home_with_model(tmp_home, tiny_models):
+    """A home whose catalog holds the tiny SD1 checkpoint as models/tiny-sd1.safetensors."""
+    import shutil
+
+    from sdhub.catalog import Catalog
+
+    target = tmp_home.folder("checkpoint") / "tiny-sd1.safetensors"
+    shutil.copy(tiny_models["sd1"], target)
+    with Catalog(tmp_home) as catalog:
+        catalog.add_file(target)
+    return tmp_home

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 
-from sdhub.catalog import Catalog
 from sdhub.errors import NotFoundError, UsageError
 from sdhub.generate.generate import clear_model_cache, generate, rerun_png
 from sdhub.generate.infotext import Infotext, read_png_parameters
@@ -19,16 +18,6 @@ def params(**overrides) -> GenerationParams:
     base = dict(prompt="a (red:1.2) cat on a chair", negative_prompt="blurry", steps=3, sampler="Euler a",
                 seed=1234, width=64, height=64)
     return GenerationParams(**{**base, **overrides})
-
-
-@pytest.fixture
-def home_with_model(tmp_home, tiny_models):
-    """A home whose catalog holds the tiny SD1 checkpoint as models/tiny-sd1.safetensors."""
-    target = tmp_home.folder("checkpoint") / "tiny-sd1.safetensors"
-    shutil.copy(tiny_models["sd1"], target)
-    with Catalog(tmp_home) as catalog:
-        catalog.add_file(target)
-    return tmp_home
 
 
 @pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M Karras", "DPM++ SDE Karras", "DDIM"])

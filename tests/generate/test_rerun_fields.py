@@ -8,13 +8,11 @@ seed resize reruns from its PNG to the same pixels.
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from sdhub.catalog import Catalog
 from sdhub.errors import BadInputError
 from sdhub.generate.generate import generate, params_from_infotext, rerun_png, sampler_infotext_fields
 from sdhub.generate.infotext import read_png_parameters
@@ -155,15 +153,6 @@ def test_unipc_settings_round_trip():
     assert sampler_infotext_fields(GenerationParams("a", sampler="UniPC"), resolve_sampler("UniPC")) == {}
     with pytest.raises(BadInputError, match="UniPC variant 'bh9'"):
         params_from_infotext(a1111_infotext(", UniPC variant: bh9", sampler="UniPC"))
-
-
-@pytest.fixture
-def home_with_model(tmp_home, tiny_models):
-    target = tmp_home.folder("checkpoint") / "tiny-sd1.safetensors"
-    shutil.copy(tiny_models["sd1"], target)
-    with Catalog(tmp_home) as catalog:
-        catalog.add_file(target)
-    return tmp_home
 
 
 def test_unipc_with_variation_and_seed_resize_reruns_to_the_same_image(home_with_model, tmp_path):
