@@ -1,0 +1,106 @@
+"""The community FAQ, followed as a user would on the imitation Civitai and Hub: browse a collection and
+a search page, get two checkpoints from them, the three negative embeddings by the FAQ's URL forms and a
+wildcard pack; generate with the FAQ's negative prompt and a wildcard; per-model clip skip and VAE seen by
+generate and test asuka; inpaint; doctor."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sdhub.generate.infotext import Infotext, read_png_parameters
+from sdhub.testing import factory
+from sdhub.testing.civitai_server import civitai_model
+from sdhub.testing.wildcard_packs import GOOD_PACK, wildcards_model, zip_bytes
+
+NEGATIVE = "(worst quality, low quality:1.3), (bad-hands-5:0.8)"
+COLLECTION = "https://civitai.com/collections/42742"
+SEARCH = ("https://civitai.com/search/models?baseModel=SD%201.5&modelType=Checkpoint&tags=anime"
+          "&sortBy=models_v2%3Ametrics.downloadCount%3Adesc")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("faq-files")
+    return {
+        "mix": factory.sd1_checkpoint(folder / "mix.safetensors", seed=1),
+        "counterfeit": factory.sd1_checkpoint(folder / "counterfeit.safetensors", seed=2),
+        "bad-hands-5": factory.embedding(folder / "bad-hands-5.pt", fmt="pt", vectors=2, seed=3),
+        "EasyNegative": factory.embedding(folder / "EasyNegative.safetensors", fmt="safetensors", vectors=4, seed=4),
+        "bad_prompt": factory.embedding(folder / "bad_prompt_version2.pt", fmt="pt", vectors=3, seed=5),
+        "vae": factory.vae(folder / "kl-f8-anime2.safetensors", seed=6),
+    }
+
+
+def _hub_url(hub, path: str) -> str:
+    """The FAQ's https://huggingface.co/PATH, on the imitation Hub (HF_ENDPOINT) with the same path."""
+    return f"{hub.url}/{path}"
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def test_the_faq_walkthrough(civitai, hub, tmp_home, run_cli, files, tmp_path) -> None:
+    home = ("--home", tmp_home.root)
+    for model_id, name, downloads, path in ((201, "Anime Mix", 800, files["mix"]),
+                                            (202, "Counterfeit", 300, files["counterfeit"])):
+        model = civitai_model(model_id, model_id * 10, model_id * 100, name=name, file_name=f"{path.stem}_v1.safetensors",
+                              model_type="Checkpoint", base="SD 1.5", downloads=downloads)
+        model["tags"] = ["anime"]
+        civitai.add_model(model, {model_id * 100: path})
+    civitai.add_collection(42742, "FAQ picks", [201])
+    civitai.add_model(wildcards_model(5100, 5101, 5102), {5102: zip_bytes(GOOD_PACK)})
+    hub.add_repo("yesyeahvh/bad-hands-5", {"bad-hands-5.pt": files["bad-hands-5"].read_bytes()})
+    hub.add_repo("datasets/gsdf/EasyNegative", {"EasyNegative.safetensors": files["EasyNegative"].read_bytes()})
+    hub.add_repo("datasets/Nerfgun3/bad_prompt", {"bad_prompt_version2.pt": files["bad_prompt"].read_bytes()})
+    hub.add_repo("hakurei/waifu-diffusion-v1-4", {"vae/kl-f8-anime2.safetensors": files["vae"].read_bytes()})
+
+    # Browse a collection and a search page, then get one checkpoint from each by its number.
+    collection = json.loads(_ok(run_cli(*home, "civitai", "browse", COLLECTION, "--json")).stdout)
+    assert [(item["number"], item["name"]) for item in collection["items"]] == [(1, "Anime Mix")]
+    search = json.loads(_ok(run_cli(*home, "civitai", "browse", SEARCH, "--json")).stdout)
+    assert [(item["number"], item["name"]) for item in search["items"]] == [(1, "Anime Mix"), (2, "Counterfeit")]
+    _ok(run_cli(*home, "get", COLLECTION, "--pick", "1"))
+    _ok(run_cli(*home, "get", SEARCH, "--pick", "2"))
+    checkpoints = tmp_home.folder("checkpoint")
+    assert sorted(p.name for p in checkpoints.iterdir() if p.suffix == ".safetensors") == [
+        "counterfeit_v1.safetensors", "mix_v1.safetensors"]
+    assert (checkpoints / "mix_v1.safetensors").read_bytes() == files["mix"].read_bytes()
+
+    # The three negative embeddings by the FAQ's URL forms: a model repo and two dataset repos.
+    for path in ("yesyeahvh/bad-hands-5/resolve/main/bad-hands-5.pt",
+                 "datasets/gsdf/EasyNegative/blob/main/EasyNegative.safetensors",
+                 "datasets/Nerfgun3/bad_prompt/resolve/main/bad_prompt_version2.pt"):
+        _ok(run_cli(*home, "get", _hub_url(hub, path)))
+    embeddings = tmp_home.folder("embedding")
+    # get keeps safetensors copies of pickled embeddings (--keep-pickle keeps the .pt too).
+    assert sorted(p.name for p in embeddings.iterdir() if p.is_file()) == [
+        "EasyNegative.safetensors", "bad-hands-5.safetensors", "bad_prompt_version2.safetensors"]
+    _ok(run_cli(*home, "get", _hub_url(hub, "hakurei/waifu-diffusion-v1-4/blob/main/vae/kl-f8-anime2.safetensors")))
+    _ok(run_cli(*home, "get", "https://civitai.com/models/5100?modelVersionId=5101"))
+    assert (tmp_home.folder("wildcards") / "anime-pack" / "hair" / "style.txt").is_file()
+
+    # Generate with the FAQ's negative prompt and a wildcard: deterministic per seed, TI hashes as A1111.
+    generate = (*home, "generate", "1girl, __anime-pack/hair/style__", "--negative", f"EasyNegative, {NEGATIVE}",
+                "--model", "mix_v1", "--steps", "2", "--width", "64", "--height", "64", "--seed", "7", "--json")
+    first = json.loads(_ok(run_cli(*generate)).stdout)
+    again = json.loads(_ok(run_cli(*generate)).stdout)
+    image = Path(first["images"][0])
+    assert image.read_bytes() == Path(again["images"][0]).read_bytes()
+    infotext = Infotext.from_text(read_png_parameters(image))
+    assert infotext.prompt.split(", ")[1] in {"long hair", "short hair", "ponytail"}
+    assert infotext.negative_prompt == f"EasyNegative, {NEGATIVE}"
+    # A1111 names the file it loaded by the first 12 hex of its SHA-256.
+    short = {name: hashlib.sha256((embeddings / f"{name}.safetensors").read_bytes()).hexdigest()[:12]
+             for name in ("bad-hands-5", "EasyNegative")}
+    assert infotext.params["TI hashes"] == f"EasyNegative: {short['EasyNegative']}, bad-hands-5: {short['bad-hands-5']}"
+    assert infotext.params["Template"] == "1girl, __anime-pack/hair/style__"
