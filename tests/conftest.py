@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from sdhub.cli.state import STATE
 from sdhub.config import Home, init_home
 from sdhub.testing.hub_server import HubServer
+from sdhub.testing.s3_server import ACCESS_KEY, SECRET_KEY, TEST_PART_SIZE, S3Server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -105,3 +107,34 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
         # huggingface_hub reads HF_HUB_OFFLINE once at import; this conftest sets it for every other test.
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         yield server
+
+
+_s3_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real moto S3 server, one per session (the remote and TUI tests share it)."""
+    # Small parts, so tiny test files go up in several parts (the server is told to accept them).
+    with S3Server("moto", min_part_size=TEST_PART_SIZE) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """AWS credentials for the server in the environment (as a user would set them) and small parts."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("SDHUB_REMOTE_PART_SIZE", str(TEST_PART_SIZE))
+    monkeypatch.setenv("SDHUB_REMOTE_CONNECTIONS", "4")
+    return s3
+
+
+@pytest.fixture
+def s3_url() -> str:
+    """A fresh prefix in the session's bucket: each test sees an empty remote."""
+    return f"s3://library/t{next(_s3_prefixes)}"

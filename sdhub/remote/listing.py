@@ -11,6 +11,7 @@ from sdhub.catalog import Catalog
 from sdhub.config import Home
 from sdhub.remote.index import read_index
 from sdhub.remote.pushing import open_bucket
+from sdhub.remote.settings import list_remotes
 
 
 @dataclass
@@ -71,5 +72,18 @@ def locations(home: Home, name: str) -> dict[str, str]:
     with Catalog(home) as catalog:
         for asset in catalog.list_assets():
             if asset.present_files:
-                where[asset.sha256] = "both" if asset.sha256 in where else "here"
+                where[asset.sha256] = location(True, asset.sha256 in index.assets)
     return where
+
+
+def location(here: bool, on_remote: bool) -> str:
+    """Where an asset is: "both", "here", "remote", or "" for neither."""
+    return "both" if here and on_remote else "here" if here else "remote" if on_remote else ""
+
+
+def held_by_remotes(home: Home) -> set[str]:
+    """The SHA-256 of every asset that any of the home's remotes holds (one index read per remote)."""
+    held: set[str] = set()
+    for remote in list_remotes(home):
+        held.update(read_index(open_bucket(home, remote.name)).assets)
+    return held

@@ -30,6 +30,7 @@ FEATURES: dict[str, str] = {
     "smoke_test": "sdhub.generate.reference_tests:run_smoke",
     "asuka_test": "sdhub.generate.reference_tests:run_asuka",
     "demo": "sdhub.demo:run_demo",
+    "remote_state": "sdhub.remote.listing:held_by_remotes",
 }
 
 

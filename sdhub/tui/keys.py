@@ -40,6 +40,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("cycle_base", "b", "Filter by base", "Show only one base model (SD 1.5, SDXL...)", "library"),
     ActionSpec("cycle_sort", "o", "Sort", "Sort by name, size or date added", "library"),
     ActionSpec("scan", "ctrl+r", "Scan", "Rescan the home's folders into the catalog", "library"),
+    ActionSpec("refresh_remotes", "m", "Remote state",
+               "Ask the home's remotes what they hold: the Where column shows here, remote or both", "library"),
     ActionSpec("convert", "c", "Convert", "Convert the asset to .safetensors", "asset"),
     ActionSpec("prune", "p", "Prune", "Prune the asset (drop EMA and training state, fp16)", "asset", True),
     ActionSpec("hash", "h", "Hash", "Compute every hash of the asset and check it against the catalog", "asset"),
@@ -85,6 +87,7 @@ def key_label(spec: ActionSpec) -> str:
 #: action -> the library feature (``sdhub.tui.backend.FEATURES``) it needs.
 ACTION_FEATURES: dict[str, str] = {
     "scan": "catalog",
+    "refresh_remotes": "remote_state",
     "convert": "convert",
     "prune": "prune",
     "hash": "hash",

@@ -22,8 +22,10 @@ from sdhub.config import ASSET_KINDS
 from sdhub.errors import UsageError
 from sdhub.models.kinds import FAMILIES
 from sdhub.progress import Progress
+from sdhub.remote.listing import location
+from sdhub.remote.settings import list_remotes
 from sdhub.tui import keys
-from sdhub.tui.backend import error_message
+from sdhub.tui.backend import error_message, feature
 from sdhub.tui.messages import CatalogChanged
 from sdhub.tui.screens.asset_actions import AssetActions
 from sdhub.tui.screens.details import DetailsScreen
@@ -42,8 +44,10 @@ COLUMNS = [
     Column("dtype", "Dtype", 5, hide_below=84),
     Column("status", "Status", 8),
 ]
+#: Once the remotes have been asked (``m``), a last column says where each asset is: here, remote or both.
+WHERE_COLUMNS = [*COLUMNS, Column("where", "Where", 6)]
 #: Where each column's text is in a row's cells.
-CELL = {column.key: index for index, column in enumerate(COLUMNS)}
+CELL = {column.key: index for index, column in enumerate(WHERE_COLUMNS)}
 #: Sort orders the catalog offers, in the order ``o`` cycles through them, with their direction.
 SORTS = (("name", False), ("size", True), ("added", True))
 SORT_COLUMN = {"name": "name", "size": "size", "added": None}
@@ -57,16 +61,19 @@ DETAILS_DELAY_SECONDS = 0.08
 CHANGE_CHECK_SECONDS = 2.0
 
 
-def asset_row(asset: Asset) -> TableRow:
-    """How one asset appears in the table: broken, unsafe and failed ones in red, missing ones dimmed."""
+def asset_row(asset: Asset, on_remotes: set[str] | None = None) -> TableRow:
+    """How one asset appears in the table: broken, unsafe and failed ones in red, missing ones dimmed; with
+    ``on_remotes`` (the hashes the remotes hold) a last cell says where it is."""
     status = asset.condition
     style = "missing" if status == "missing" else ("broken" if asset.has_problems else "")
     if asset.outdated:  # `sdhub outdated` found a newer version on Civitai
         status = f"{status} ↑new" if status else "↑new"
     # The label a source gives ("Pony") says more than its family in a narrow column; the pane has both.
     base = asset.shown_label or asset.base_model or ""
-    return TableRow(asset.sha256, (asset.name, asset.file_name, asset.kind, base, human_size(asset.size),
-                                    asset.dtype or "", status), style)
+    cells = (asset.name, asset.file_name, asset.kind, base, human_size(asset.size), asset.dtype or "", status)
+    if on_remotes is not None:
+        cells += (location(bool(asset.present_files), asset.sha256 in on_remotes),)
+    return TableRow(asset.sha256, cells, style)
 
 
 def base_choices(assets: list[Asset]) -> list[str]:
@@ -104,6 +111,9 @@ class LibraryScreen(AssetActions, Screen):
         self._details_timer: Timer | None = None
         self._watch: sqlite_utils.Database | None = None
         self._seen_version: int | None = None
+        #: The hashes the home's remotes held when last asked (``m``); None until then. Kept, not re-asked, on
+        #: every reload: the table never waits on the network.
+        self._on_remotes: set[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -175,7 +185,8 @@ class LibraryScreen(AssetActions, Screen):
             self.notify(error_message(error), title="Catalog", severity="error")
             return
         bases = base_choices(everything)
-        table_rows = [asset_row(asset) for asset in rows]
+        on_remotes = self._on_remotes
+        table_rows = [asset_row(asset, on_remotes) for asset in rows]
         if not worker.is_cancelled:
             self.app.call_from_thread(self._show_rows, query, table_rows, len(everything), bases, note)
 
@@ -356,3 +367,30 @@ class LibraryScreen(AssetActions, Screen):
         self.notify(f"{report.files_seen} files, {report.assets_added} new assets, {report.files_missing} missing"
                     f"{broken}", title="Scan finished", severity="warning" if report.broken else "information")
         self.app.call_from_thread(self.app.catalog_changed)
+
+    def action_refresh_remotes(self) -> None:
+        if self.app.notify_unavailable("remote_state"):
+            return
+        if not list_remotes(self.app.home):
+            self.notify("This home has no remote yet: add one with `sdhub remote add NAME s3://BUCKET/PREFIX`.",
+                        title="Remotes", severity="warning")
+            return
+        activity = self.query_one(ActivityBar)
+        activity.progress_for("Asking the remotes")
+        self._refresh_remotes(activity)
+
+    @work(thread=True, exclusive=True, group="library-remotes", exit_on_error=False)
+    def _refresh_remotes(self, activity: ActivityBar) -> None:
+        try:
+            held = feature("remote_state")(self.app.home)
+        except Exception as error:  # SdhubError, or a library bug: a notification, never a crash
+            self.notify(error_message(error), title="Remotes", severity="error")
+            return
+        finally:
+            self.app.call_from_thread(activity.done, "Asking the remotes")
+        self.app.call_from_thread(self._remotes_known, held)
+
+    def _remotes_known(self, held: set[str]) -> None:
+        self._on_remotes = held
+        self.query_one(AssetTable).columns = WHERE_COLUMNS
+        self.reload()
