@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from sdhub.generate.infotext import Infotext, read_png_parameters
+from sdhub.generate.reference_tests import run_asuka
 from sdhub.testing import factory
 from sdhub.testing.civitai_server import civitai_model
 from sdhub.testing.wildcard_packs import GOOD_PACK, wildcards_model, zip_bytes
@@ -104,3 +105,43 @@ def test_the_faq_walkthrough(civitai, hub, tmp_home, run_cli, files, tmp_path) -
              for name in ("bad-hands-5", "EasyNegative")}
     assert infotext.params["TI hashes"] == f"EasyNegative: {short['EasyNegative']}, bad-hands-5: {short['bad-hands-5']}"
     assert infotext.params["Template"] == "1girl, __anime-pack/hair/style__"
+
+    # Clip skip 2 and the anime VAE on the checkpoint: generate and test asuka use them unless told otherwise.
+    _ok(run_cli(*home, "set", "mix_v1", "--clip-skip", "2", "--vae", "kl-f8-anime2"))
+    with_defaults = json.loads(_ok(run_cli(*home, "generate", "1girl", "--model", "mix_v1", "--steps", "2",
+                                          "--width", "64", "--height", "64", "--seed", "7", "--json")).stdout)
+    fields = Infotext.from_text(read_png_parameters(Path(with_defaults["images"][0]))).params
+    vae_hash = hashlib.sha256((tmp_home.folder("vae") / "kl-f8-anime2.safetensors").read_bytes()).hexdigest()[:10]
+    assert (fields["Clip skip"], fields["VAE"], fields["VAE hash"]) == ("2", "kl-f8-anime2.safetensors", vae_hash)  # A1111: the file name
+    # `sdhub test asuka` draws 28 steps at 512x512 (over a minute on a CPU); the library call it wraps runs
+    # the same path with fewer steps and pixels.
+    asuka = run_asuka(tmp_home, "mix_v1", force=True, device="cpu", overrides={"steps": 2, "width": 64, "height": 64})
+    drawn = Infotext.from_text(read_png_parameters(Path(asuka.image_path))).params
+    assert (drawn["VAE"], drawn["VAE hash"], drawn["Clip skip"]) == ("kl-f8-anime2.safetensors", vae_hash, "2")
+    assert "the model's defaults (sdhub set): VAE kl-f8-anime2.safetensors" in asuka.notes
+
+    # Inpaint a masked square of an image: what lies outside the mask stays, what lies inside is redrawn.
+    init, mask = tmp_path / "init.png", tmp_path / "mask.png"
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    pixels[:, :, 2] = np.arange(64, dtype=np.uint8)[None, :] * 3
+    Image.fromarray(pixels).save(init)
+    square = np.zeros((64, 64), dtype=np.uint8)
+    square[16:48, 16:48] = 255
+    Image.fromarray(square, "L").save(mask)
+    inpainted = json.loads(_ok(run_cli(*home, "generate", "1girl, red hair", "--model", "mix_v1", "--steps", "2",
+                                       "--width", "64", "--height", "64", "--seed", "3", "--init-image", init,
+                                       "--mask", mask, "--mask-blur", "0", "--denoising-strength", "0.9",
+                                       "--json")).stdout)
+    result = np.asarray(Image.open(inpainted["images"][0]).convert("RGB"))
+    assert np.array_equal(result[:8], pixels[:8]) and not np.array_equal(result[20:44, 20:44], pixels[20:44, 20:44])
+    inpaint_fields = Infotext.from_text(read_png_parameters(Path(inpainted["images"][0]))).params
+    assert inpaint_fields["Denoising strength"] == "0.9" and "Mask blur" not in inpaint_fields  # A1111: only when > 0
+
+    # doctor on this machine: the library above is counted, nothing is left half-written, and the device
+    # row says what draws (a warning with its fix on a machine without a GPU).
+    doctor = json.loads(_ok(run_cli(*home, "doctor", "--json")).stdout)
+    checks = {check["name"]: check for check in doctor["checks"]}
+    assert checks["catalog"]["detail"].endswith("(6 assets)")  # two checkpoints, three embeddings, a VAE
+    assert checks["leftovers"]["status"] == "ok" and checks["torch"]["status"] == "ok"
+    device = checks["device"]
+    assert device["status"] == "ok" if torch.cuda.is_available() else (device["status"] == "warn" and device["fix"])
