@@ -63,6 +63,7 @@ def _register_commands() -> None:
     from sdhub.cli import set_command  # noqa: F401
     from sdhub.cli import tui_command  # noqa: F401
     from sdhub.cli import upscale_command  # noqa: F401
+    from sdhub.cli import wildcards_command  # noqa: F401
 
 
 #: The panels of ``sdhub --help``: every command under the job a user comes for.
@@ -72,7 +73,7 @@ HELP_PANELS = {
     "Share a library": ("remote", "push", "pull"),
     "Make them safe and small": ("convert", "scan-pickle", "prune"),
     "Know what you have": ("inspect", "hash", "scan", "ls", "search", "show", "dupes", "clean", "tag", "set", "mv", "rm",
-                           "roots", "export-sidecars"),
+                           "roots", "export-sidecars", "wildcards"),
     "Prove they work": ("generate", "upscale", "smoke", "test", "prompt", "pnginfo"),
 }
 
