@@ -264,7 +264,7 @@ def mark_seen(db: sqlite_utils.Database, file_ids: list[int]) -> None:
 #: The asset columns a remote library carries both ways, newest change winning per field (docs/remote.md);
 #: ``assets.field_times`` records when each last changed.
 SYNCED_FIELDS = ("name", "tags", "notes", "description", "trigger_words", "preferred_weight", "negative_text",
-                 "sd_version", "nsfw")
+                 "sd_version", "nsfw", "preferred_vae", "generation_defaults")
 
 
 def update_asset(db: sqlite_utils.Database, asset_id: int, fields: dict[str, Any],

@@ -20,6 +20,7 @@ def _user_values(row: dict[str, Any]) -> dict[str, Any]:
     values = {field: row[field] for field in USER_FIELDS}
     values["tags"], values["trigger_words"] = json_list(row["tags"]), json_list(row["trigger_words"])
     values["nsfw"] = None if row["nsfw"] is None else bool(row["nsfw"])
+    values["generation_defaults"] = json_dict(row["generation_defaults"])
     return values
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 #: Fields of ``manifest["user"]`` synced per field (the catalog columns of ``store.SYNCED_FIELDS``).
 USER_FIELDS = ("name", "tags", "notes", "description", "trigger_words", "preferred_weight", "negative_text",
-               "sd_version", "nsfw")
+               "sd_version", "nsfw", "preferred_vae", "generation_defaults")
 
 
 def _text(value: Any) -> str:

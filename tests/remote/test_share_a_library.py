@@ -114,3 +114,30 @@ def test_metadata_travels_both_ways_newest_change_wins(s3_env: S3Server, s3_url:
     sdhub.remote.pull("shared", ["ink_style"], one)
     with Catalog(one) as catalog:
         assert catalog.find("ink_style").tags == ["bold", "newest"]
+
+
+def test_generation_defaults_travel_both_ways_newest_change_wins(s3_env: S3Server, s3_url: str, tmp_path: Path,
+                                                                 model_files) -> None:
+    one = _a1111_home(tmp_path / "one", {"checkpoint": model_files["checkpoint"]})
+    two = init_home(tmp_path / "two", "comfyui")
+    for home in (one, two):
+        sdhub.remote.add_remote(home, "shared", s3_url, endpoint=s3_env.url)
+    with Catalog(one) as catalog:
+        catalog.set_generation_defaults("tinymix_v1", {"vae": "kl-f8-anime2.safetensors", "clip_skip": 2})
+    sdhub.remote.push("shared", ["tinymix_v1"], one)
+    sdhub.remote.pull("shared", ["tinymix_v1"], two)
+
+    with Catalog(two) as catalog:  # the second machine arrives with the first one's defaults, then changes them
+        asset = catalog.find("tinymix_v1")
+        assert asset.preferred_vae == "kl-f8-anime2.safetensors"
+        assert asset.generation_defaults == {"clip_skip": 2}
+        catalog.set_generation_defaults("tinymix_v1", {"vae": "None", "sampler": "Euler a"})
+    sdhub.remote.push("shared", ["tinymix_v1"], two)
+    # Machine one's older view, pushed after machine two's, does not win.
+    sdhub.remote.push("shared", ["tinymix_v1"], one)
+    report = sdhub.remote.pull("shared", ["tinymix_v1"], one)
+    assert report.assets[0]["fetched"] is False
+    with Catalog(one) as catalog:
+        asset = catalog.find("tinymix_v1")
+        assert asset.preferred_vae == "None"
+        assert asset.generation_defaults == {"clip_skip": 2, "sampler": "Euler a"}
