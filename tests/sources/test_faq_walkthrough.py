@@ -97,6 +97,8 @@ def test_the_faq_walkthrough(civitai, hub, tmp_home, run_cli, files, tmp_path) -
     again = json.loads(_ok(run_cli(*generate)).stdout)
     image = Path(first["images"][0])
     assert image.read_bytes() == Path(again["images"][0]).read_bytes()
+    other_seed = json.loads(_ok(run_cli(*generate[:-2], "8", "--json")).stdout)
+    assert Path(other_seed["images"][0]).read_bytes() != image.read_bytes()
     infotext = Infotext.from_text(read_png_parameters(image))
     assert infotext.prompt.split(", ")[1] in {"long hair", "short hair", "ponytail"}
     assert infotext.negative_prompt == f"EasyNegative, {NEGATIVE}"
