@@ -80,7 +80,11 @@ def _receive(bucket: Bucket, key: str, handle, digest, start: int, size: int, pa
     offsets = list(range(start, size, part_size))
     window = bucket.transfer.connections
     since_sync = 0
-    with ThreadPoolExecutor(window, thread_name_prefix="sdhub-pull") as pool:
+    # One part is hashed in its own thread while the next is written (both release the GIL): the parts arrive in
+    # parallel, so this one thread's write-then-hash was what a pull waited on.
+    hashed: Future[None] | None = None
+    with ThreadPoolExecutor(window, thread_name_prefix="sdhub-pull") as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="sdhub-pull-hash") as hasher:
         futures: list[Future[bytes]] = [pool.submit(fetch, offset) for offset in offsets[:window]]
         following = window
         try:
@@ -94,14 +98,18 @@ def _receive(bucket: Bucket, key: str, handle, digest, start: int, size: int, pa
                     raise VerificationError(f"the blob {bucket.remote.key(key)} on the remote {bucket.remote.name} "
                                             f"is {'shorter' if len(data) < expected else 'longer'} than its manifest "
                                             "says; nothing was written")
+                if hashed is not None:
+                    hashed.result()
+                hashed = hasher.submit(digest.update, data)
                 handle.write(data)
-                digest.update(data)
                 since_sync += len(data)
                 if since_sync >= SYNC_EVERY:
                     handle.flush()
                     os.fsync(handle.fileno())
                     since_sync = 0
                 task.advance(len(data))
+            if hashed is not None:
+                hashed.result()
         except BaseException:
             for future in futures:
                 future.cancel()

@@ -132,3 +132,29 @@ def test_network_errors_name_the_remote(s3_env: S3Server, tmp_path: Path) -> Non
     sdhub.remote.add_remote(home, "down", "s3://library/x", endpoint="http://127.0.0.1:9")
     with pytest.raises(NetworkError, match="cannot reach the remote down at http://127.0.0.1:9"):
         sdhub.remote.remote_assets("down", home)
+
+
+def test_a_blob_of_the_wrong_size_or_missing_is_refused_and_nothing_is_left(s3_env: S3Server, s3_url: str,
+                                                                             tmp_path: Path, run_cli) -> None:
+    one = _home_with_loras(tmp_path / "one", range(1), s3_url, s3_env.url)
+    two = init_home(tmp_path / "two", "comfyui")
+    sdhub.remote.add_remote(two, "shared", s3_url, endpoint=s3_env.url)
+    sdhub.remote.push("shared", home=one, all_assets=True)
+    with Catalog(one) as catalog:
+        asset = catalog.list_assets()[0]
+    key = get_remote(one, "shared").key(blob_key(asset.sha256))
+    good = s3_env.client().get_object(Bucket="library", Key=key)["Body"].read()
+    folder = two.folder("lora")
+
+    s3_env.client().put_object(Bucket="library", Key=key, Body=good[:-100])
+    result = run_cli("--home", two.root, "pull", "--all")
+    assert result.exit_code == 1
+    assert f"{len(good) - 100} bytes, not the {len(good)}" in result.stderr and "nothing was written" in result.stderr
+    assert not folder.exists() or [p.name for p in folder.iterdir()] == []
+
+    s3_env.client().delete_object(Bucket="library", Key=key)
+    result = run_cli("--home", two.root, "pull", "--all")
+    assert result.exit_code != 0 and "is missing from the remote shared" in result.stderr
+    assert not folder.exists() or [p.name for p in folder.iterdir()] == []
+    with Catalog(two) as catalog:
+        assert catalog.list_assets() == []
