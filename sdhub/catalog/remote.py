@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdhub.config import NSFW_LEVELS
+from sdhub.config import NSFW_LEVELS, nsfw_level_named
 from sdhub.errors import UsageError
 
 SOURCES = ("civitai", "huggingface")
@@ -36,9 +36,12 @@ def image_nsfw_level(image: dict[str, Any]) -> int | None:
             return 8 if value else 1
         if isinstance(value, str):
             word = value.strip().lower()
-            named = {k.lower(): v for k, v in NSFW_LEVELS.items()}
-            if word in _OLD_NSFW_WORDS or word in named:
-                return _OLD_NSFW_WORDS.get(word) or named[word]
+            if word in _OLD_NSFW_WORDS:
+                return _OLD_NSFW_WORDS[word]
+            try:
+                return nsfw_level_named(word)
+            except UsageError:
+                continue
     return None
 
 

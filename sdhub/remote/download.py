@@ -24,6 +24,11 @@ def part_path(folder: Path, sha256: str) -> Path:
     return folder / f"{PART_PREFIX}pull-{sha256[:32]}.part"
 
 
+def _missing(bucket: Bucket, key: str) -> NotFoundError:
+    return NotFoundError(f"the blob {bucket.remote.key(key)} is missing from the remote {bucket.remote.name}; "
+                         "push it again from a machine that has it")
+
+
 def download_blob(bucket: Bucket, sha256: str, size: int, folder: Path, task: ProgressTask) -> tuple[Path, int]:
     """Fetch the blob into ``folder``'s ``.part`` file, verified; returns (its path, bytes it resumed from)."""
     key = blob_key(sha256)
@@ -31,8 +36,7 @@ def download_blob(bucket: Bucket, sha256: str, size: int, folder: Path, task: Pr
     path = part_path(folder, sha256)
     head = bucket.head(key)
     if head is None:
-        raise NotFoundError(f"the blob {bucket.remote.key(key)} is missing from the remote {bucket.remote.name}; "
-                            "push it again from a machine that has it")
+        raise _missing(bucket, key)
     if head.get("ContentLength") != size:
         raise VerificationError(f"the blob {bucket.remote.key(key)} on the remote {bucket.remote.name} is corrupt: "
                                 f"{head.get('ContentLength')} bytes, not the {size} its manifest says; nothing was written")
@@ -73,8 +77,7 @@ def _receive(bucket: Bucket, key: str, handle, digest, start: int, size: int, pa
     def fetch(offset: int) -> bytes:
         found = bucket.get_bytes(key, (offset, min(offset + part_size, size) - 1))
         if found is None:
-            raise NotFoundError(f"the blob {bucket.remote.key(key)} is missing from the remote {bucket.remote.name}; "
-                                "push it again from a machine that has it")
+            raise _missing(bucket, key)
         return found[0]
 
     offsets = list(range(start, size, part_size))
